@@ -1,0 +1,2 @@
+//! Reading manifests: YAML parsing with positions.
+pub mod yaml;
