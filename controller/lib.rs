@@ -15,5 +15,8 @@
 //! `manifest` -> `model`; `plan` -> `model`. `model` and `plan` do no I/O,
 //! read no clock and use no async runtime.
 
+pub mod cli;
 pub mod manifest;
 pub mod model;
+pub mod plan;
+pub mod schema;

@@ -1,0 +1,129 @@
+//! The `clusvc` command line (SPEC §6). Errors are reported once, here, with
+//! the exit codes of the spec: 0 success, 1 changes (plan, diff), 2 bad
+//! input, 3 server unreachable.
+
+mod plan;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code for bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when plan or diff finds changes.
+pub const EXIT_CHANGES: u8 = 1;
+/// Exit code when the server cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// clusvc: a high-availability service manager for Linux clusters.
+#[derive(Debug, Parser)]
+#[command(name = "clusvc", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Server URL for client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "CLUSVC_SERVER",
+        default_value = "http://127.0.0.1:7450"
+    )]
+    pub server: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output formats of listing commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Plain text (the default).
+    Text,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests offline; exit 0 valid, 2 invalid.
+    Validate(validate::Args),
+    /// Show the plan that would run; changes nothing. Exit 0 no change, 1 changes, 2 error.
+    Plan(plan::Args),
+    /// Print JSON Schemas of the manifest kinds, or write them with CRD-style YAML.
+    Schema(schema::Args),
+}
+
+/// Manifest paths given with `-f` (files, directories, `-` for stdin).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Files {
+    /// A manifest file, a directory (recursive) or - for stdin; repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// A failure at the CLI edge, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// What to print on stderr.
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input (exit 2).
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_BAD_INPUT,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Schema(args) => schema::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLUSVC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,508 @@
+//! From files, directories and stdin to a validated [`DesiredState`].
+//!
+//! Stage one turns text into typed objects, collecting every error of every
+//! document; stage two runs the model's rules and the script checks. An input
+//! with any error yields the errors and no state.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_path_to_error::Segment;
+
+use crate::model::{API_VERSION, DesiredState, Member, Object, Service};
+
+use super::error::{Errors, ManifestError};
+use super::scripts;
+use super::yaml::{self, Node, Pos, Value};
+
+/// One manifest text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The name errors use: the path as given, or `-` for stdin.
+    pub name: String,
+    /// The YAML text.
+    pub text: String,
+    /// The directory `./` script paths are relative to; none for stdin.
+    pub dir: Option<PathBuf>,
+}
+
+impl Input {
+    /// An in-memory input (tests, API bodies).
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            text: text.into(),
+            dir: None,
+        }
+    }
+}
+
+/// What loading checks besides syntax and the model's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Read user scripts: they must exist and define a usable function.
+    pub check_scripts: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            check_scripts: true,
+        }
+    }
+}
+
+/// Where each object was declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Input name.
+    pub file: String,
+    /// Position of the document.
+    pub pos: Pos,
+}
+
+/// A valid input: the state and where its objects came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated desired state.
+    pub desired: DesiredState,
+    /// `(kind, name)` -> origin, kind being `member` or `service`.
+    pub origins: BTreeMap<(String, String), Origin>,
+}
+
+/// Reads manifest inputs: files, directories (recursively, `*.yaml` and
+/// `*.yml`, sorted, hidden entries skipped) and `-` for stdin.
+pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, Errors> {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            match std::io::stdin()
+                .take(yaml::MAX_DOCUMENT_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+            {
+                Ok(_) => inputs.push(Input::new("-", text)),
+                Err(e) => errors.extend(Errors::single("-", format!("cannot read stdin: {e}")).0),
+            }
+            continue;
+        }
+        let mut files = Vec::new();
+        match std::fs::metadata(path) {
+            Ok(md) if md.is_dir() => {
+                if let Err(e) = collect_dir(path, &mut files) {
+                    errors.extend(Errors::single(path.display().to_string(), e).0);
+                }
+            }
+            Ok(_) => files.push(path.clone()),
+            Err(e) => {
+                errors.extend(
+                    Errors::single(path.display().to_string(), format!("cannot read: {e}")).0,
+                );
+            }
+        }
+        for file in files {
+            match read_file(&file) {
+                Ok(text) => inputs.push(Input {
+                    name: file.display().to_string(),
+                    text,
+                    dir: file.parent().map(absolute),
+                }),
+                Err(e) => errors.extend(Errors::single(file.display().to_string(), e).0),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(Errors(errors))
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, String> {
+    let md = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if md.len() > yaml::MAX_DOCUMENT_BYTES as u64 {
+        return Err(format!(
+            "file too large: {} bytes (limit {})",
+            md.len(),
+            yaml::MAX_DOCUMENT_BYTES
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read directory: {e}"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_dir(&path, out)?;
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    let p = if p.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        p
+    };
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Loads and validates inputs into one desired state.
+pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    // For each object: its input, document node.
+    let mut places: Vec<(usize, Node)> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let docs = match yaml::parse_documents(&input.text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                errors.push(ManifestError {
+                    file: input.name.clone(),
+                    pos: e.pos,
+                    path: String::new(),
+                    message: e.message,
+                });
+                continue;
+            }
+        };
+        for doc in docs {
+            let err = |pos: Pos, path: &str, message: String| ManifestError {
+                file: input.name.clone(),
+                pos,
+                path: path.to_string(),
+                message,
+            };
+            let (object, problems) = decode(&doc);
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(path, key, msg)| err(doc.locate(&path, key), &path, msg)),
+            );
+            if let Some(mut object) = object {
+                resolve_relative_scripts(&mut object, input.dir.as_deref());
+                objects.push(object);
+                places.push((i, doc));
+            }
+        }
+    }
+    let place = |object: usize, path: &str| -> ManifestError {
+        let (input, doc) = &places[object];
+        ManifestError {
+            file: inputs[*input].name.clone(),
+            pos: doc.locate(path, false),
+            path: path.to_string(),
+            message: String::new(),
+        }
+    };
+    {
+        for issue in crate::model::desired::check(&objects) {
+            let mut e = place(issue.object, &issue.path);
+            e.message = issue.message;
+            if let Some(other) = issue.other {
+                let first = place(other, "metadata.name");
+                e.message = format!(
+                    "{} (first defined at {}:{}:{})",
+                    e.message, first.file, first.pos.line, first.pos.col
+                );
+            }
+            errors.push(e);
+        }
+    }
+    if options.check_scripts {
+        for (k, object) in objects.iter().enumerate() {
+            if let Object::Service(s) = object {
+                for (path, message) in scripts::check_service(&s.spec) {
+                    let mut e = place(k, &path);
+                    e.message = message;
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        errors.dedup();
+        return Err(Errors(errors));
+    }
+    let mut origins = BTreeMap::new();
+    for (object, (input, doc)) in objects.iter().zip(&places) {
+        origins.insert(
+            (object.kind_lower().to_string(), object.name().to_string()),
+            Origin {
+                file: inputs[*input].name.clone(),
+                pos: doc.pos,
+            },
+        );
+    }
+    let desired = DesiredState::from_objects(objects).map_err(|_| {
+        Errors::single("(input)", "internal error: validation disagreed with itself")
+    })?;
+    Ok(Loaded { desired, origins })
+}
+
+/// Reads and validates paths in one go.
+pub fn load_paths(paths: &[PathBuf], options: Options) -> Result<Loaded, Errors> {
+    let inputs = read_inputs(paths)?;
+    load(&inputs, options)
+}
+
+/// A problem found while decoding one document: field path, whether the
+/// position is the key's, message.
+type Problem = (String, bool, String);
+
+/// Reads `apiVersion` and `kind` first, then the typed object; returns the
+/// object (repaired when it had field errors) and the problems.
+fn decode(doc: &Node) -> (Option<Object>, Vec<Problem>) {
+    if !matches!(doc.value, Value::Map(_)) {
+        return (None, vec![(
+            String::new(),
+            false,
+            "expected a mapping with apiVersion, kind, metadata and spec".into(),
+        )]);
+    }
+    let mut problems = Vec::new();
+    match doc.get("apiVersion").map(|n| &n.value) {
+        None => problems.push((String::new(), false, "missing field \"apiVersion\"".into())),
+        Some(Value::Str(v)) if v == API_VERSION => {}
+        Some(v) => problems.push((
+            "apiVersion".into(),
+            false,
+            format!(
+                "unsupported apiVersion {} (expected {API_VERSION})",
+                scalar_text(v)
+            ),
+        )),
+    }
+    let kind = match doc.get("kind").map(|n| &n.value) {
+        None => {
+            problems.push((String::new(), false, "missing field \"kind\"".into()));
+            None
+        }
+        Some(Value::Str(k)) if k == "Member" || k == "Service" => Some(k.as_str()),
+        Some(v) => {
+            problems.push((
+                "kind".into(),
+                false,
+                format!(
+                    "unknown kind {} (expected Member or Service)",
+                    scalar_text(v)
+                ),
+            ));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        return (None, problems);
+    }
+    match kind {
+        Some("Member") => {
+            let (m, p) = typed_repaired::<Member>(doc);
+            (m.map(Object::Member), p)
+        }
+        _ => {
+            let (s, p) = typed_repaired::<Service>(doc);
+            (s.map(Object::Service), p)
+        }
+    }
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("{s:?}"),
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Seq(_) => "a sequence".into(),
+        Value::Map(_) => "a mapping".into(),
+    }
+}
+
+/// Most errors reported for one document.
+const MAX_ERRORS_PER_DOCUMENT: usize = 50;
+
+/// Deserializes a typed object, collecting every field error: after each
+/// error the offending field is removed and decoding is retried, so one typo
+/// does not hide the next.
+fn typed<T: DeserializeOwned>(doc: &Node) -> Result<T, Vec<Problem>> {
+    match typed_repaired::<T>(doc) {
+        (Some(v), problems) if problems.is_empty() => Ok(v),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Like [`typed`], but also returns the object decoded once the bad fields
+/// were dropped, so the semantic rules can report their problems too.
+fn typed_repaired<T: DeserializeOwned>(doc: &Node) -> (Option<T>, Vec<Problem>) {
+    let mut json = doc.to_json();
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    while problems.len() < MAX_ERRORS_PER_DOCUMENT {
+        let err = match serde_path_to_error::deserialize::<_, T>(&json) {
+            Ok(v) => return (Some(v), problems),
+            Err(e) => e,
+        };
+        let segments: Vec<Segment> = err.path().iter().cloned().collect();
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = err.into_inner().to_string();
+        let (message, key) = tidy_message(&message);
+        // A required field reported missing because an earlier error
+        // removed it is not a new problem.
+        let cascade = message
+            .strip_prefix("missing field ")
+            .map(|f| f.trim_matches('"'))
+            .is_some_and(|f| removed.contains(&join(&path, f)));
+        if !cascade {
+            problems.push((path.clone(), key, message));
+        }
+        if segments.is_empty() || !remove_at(&mut json, &segments) {
+            break;
+        }
+        removed.push(path);
+    }
+    (None, problems)
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Rewrites serde's wording into ours; says whether the position should be
+/// the key's (unknown fields) rather than the value's.
+fn tidy_message(msg: &str) -> (String, bool) {
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected = tail
+            .trim_start_matches(", ")
+            .replace('`', "")
+            .replace("expected one of ", "expected one of: ")
+            .replace("there are no fields", "no fields are allowed here");
+        let expected = if expected.is_empty() {
+            String::new()
+        } else {
+            format!(" ({expected})")
+        };
+        return (format!("unknown field \"{field}\"{expected}"), true);
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let field = rest.trim_end_matches('`');
+        return (format!("missing field \"{field}\""), false);
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let (v, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected = tail.trim_start_matches(", ").replace('`', "");
+        return (format!("unknown value \"{v}\" ({expected})"), false);
+    }
+    (msg.replace('`', "\""), false)
+}
+
+/// Removes the value a path names; false when the path does not resolve.
+fn remove_at(json: &mut serde_json::Value, segments: &[Segment]) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut cur = json;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Map { key }, serde_json::Value::Object(m)) => m.get_mut(key),
+            (Segment::Seq { index }, serde_json::Value::Array(a)) => a.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Segment::Map { key }, serde_json::Value::Object(m)) => m.remove(key).is_some(),
+        (Segment::Seq { index }, serde_json::Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `./x` and `../x` script paths are relative to the manifest's directory
+/// (kustomize-style), so a manifest and its scripts can live in one git tree.
+/// Other relative paths stay as written and fail validation.
+fn resolve_relative_scripts(object: &mut Object, dir: Option<&Path>) {
+    let (Object::Service(s), Some(dir)) = (object, dir) else {
+        return;
+    };
+    for app in &mut s.spec.applications {
+        for p in [&mut app.script, &mut app.directory].into_iter().flatten() {
+            if p.starts_with("./") || p.starts_with("../") {
+                *p = normalize(&dir.join(&*p)).display().to_string();
+            }
+        }
+    }
+}
+
+/// Lexically removes `.` and `..` components.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Decodes a single-document input into any type (the observed state, for
+/// instance), with the same `file:line:col: path: message` errors.
+pub fn decode_as<T: DeserializeOwned>(input: &Input) -> Result<T, Errors> {
+    let err = |pos: Pos, path: &str, message: String| ManifestError {
+        file: input.name.clone(),
+        pos,
+        path: path.to_string(),
+        message,
+    };
+    let docs = yaml::parse_documents(&input.text)
+        .map_err(|e| Errors(vec![err(e.pos, "", e.message)]))?;
+    match docs.as_slice() {
+        [] => serde_json::from_value(serde_json::Value::Object(Default::default()))
+            .map_err(|e| Errors(vec![err(Pos::default(), "", e.to_string())])),
+        [doc] => typed::<T>(doc).map_err(|problems| {
+            Errors(
+                problems
+                    .into_iter()
+                    .map(|(path, key, msg)| err(doc.locate(&path, key), &path, msg))
+                    .collect(),
+            )
+        }),
+        [_, second, ..] => Err(Errors(vec![err(
+            second.pos,
+            "",
+            "expected a single YAML document".into(),
+        )])),
+    }
+}

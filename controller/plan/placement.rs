@@ -1,0 +1,131 @@
+//! Where a service may run (eligibility) and where it should (preference).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::model::{DesiredState, ObservedState, Placement};
+
+/// Why a member cannot take a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ineligible {
+    /// Not declared as a member.
+    Undeclared,
+    /// Its lease expired.
+    Dead,
+    /// Drained by `spec.standby` or an operator.
+    Standby,
+    /// Outside a restricted failover domain.
+    OutsideDomain,
+}
+
+impl fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ineligible::Undeclared => "is not a declared member",
+            Ineligible::Dead => "is dead",
+            Ineligible::Standby => "is standby",
+            Ineligible::OutsideDomain => "is outside the restricted member list",
+        })
+    }
+}
+
+/// The members of the cluster as the planner sees them, with the number of
+/// services each holds (kept current while a plan is built).
+pub struct Members<'a> {
+    desired: &'a DesiredState,
+    observed: &'a ObservedState,
+    load: HashMap<&'a str, usize>,
+}
+
+impl<'a> Members<'a> {
+    /// Counts the services that observed state puts on each member.
+    pub fn new(desired: &'a DesiredState, observed: &'a ObservedState) -> Self {
+        let mut load: HashMap<&'a str, usize> = HashMap::new();
+        for svc in observed.services.values() {
+            if let Some(m) = &svc.member {
+                *load.entry(m.as_str()).or_default() += 1;
+            }
+        }
+        Self {
+            desired,
+            observed,
+            load,
+        }
+    }
+
+    /// Whether a member's agent is alive (undeclared ones are not).
+    pub fn is_alive(&self, member: &str) -> bool {
+        self.desired.members().contains_key(member) && self.observed.is_alive(member)
+    }
+
+    /// Whether `member` may run a service with this placement, and if not, why.
+    pub fn ineligible(&self, placement: &Placement, member: &str) -> Option<Ineligible> {
+        let Some(m) = self.desired.members().get(member) else {
+            return Some(Ineligible::Undeclared);
+        };
+        let observed = self.observed.members.get(member);
+        if observed.is_some_and(|o| !o.alive) {
+            return Some(Ineligible::Dead);
+        }
+        if m.spec.standby || observed.is_some_and(|o| o.standby) {
+            return Some(Ineligible::Standby);
+        }
+        if placement.restricted && !placement.members.iter().any(|p| p == member) {
+            return Some(Ineligible::OutsideDomain);
+        }
+        None
+    }
+
+    /// Preference rank, lower is better: the list position when ordered, 0
+    /// for any listed member when unordered, the list length for others.
+    pub fn rank(placement: &Placement, member: &str) -> usize {
+        match placement.members.iter().position(|p| p == member) {
+            Some(i) if placement.ordered => i,
+            Some(_) => 0,
+            None => placement.members.len(),
+        }
+    }
+
+    /// The best eligible member other than `exclude`: lowest rank, then
+    /// fewest services, then name. On failure, says why each member is out.
+    pub fn best(&self, placement: &Placement, exclude: Option<&str>) -> Result<&'a str, String> {
+        let mut best: Option<(usize, usize, &'a str)> = None;
+        let mut why: Vec<String> = Vec::new();
+        for name in self.desired.members().keys() {
+            let name = name.as_str();
+            if Some(name) == exclude {
+                why.push(format!("{name} is the failed member"));
+                continue;
+            }
+            if let Some(reason) = self.ineligible(placement, name) {
+                why.push(format!("{name} {reason}"));
+                continue;
+            }
+            let key = (
+                Self::rank(placement, name),
+                self.load.get(name).copied().unwrap_or(0),
+                name,
+            );
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        match best {
+            Some((_, _, name)) => Ok(name),
+            None if why.is_empty() => Err("no eligible member: no members are declared".into()),
+            None => Err(format!("no eligible member: {}", why.join(", "))),
+        }
+    }
+
+    /// Records that a service left `from` and/or now runs on `to`.
+    pub fn moved(&mut self, from: Option<&'a str>, to: Option<&'a str>) {
+        if let Some(f) = from
+            && let Some(n) = self.load.get_mut(f)
+        {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(t) = to {
+            *self.load.entry(t).or_default() += 1;
+        }
+    }
+}
