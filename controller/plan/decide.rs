@@ -102,7 +102,7 @@ impl<'a> Context<'a> {
             (None, _, None) => {
                 return Some(draft.finish(
                     Action::Forget,
-                    "deleted",
+                    "deleted; not running",
                     outcome(ServiceState::Stopped, None, None),
                 ));
             }
@@ -240,6 +240,11 @@ impl<'a> Context<'a> {
                 );
                 self.members.moved(Some(m), None);
                 let exclude = (o.state == ServiceState::Relocating).then_some(m);
+                let what = if o.state == ServiceState::Relocating {
+                    "relocation"
+                } else {
+                    "stop"
+                };
                 return Some(match self.members.best(&spec.placement, exclude) {
                     Ok(to) => {
                         start_all(to, spec, &mut draft.steps);
@@ -254,13 +259,13 @@ impl<'a> Context<'a> {
                         };
                         draft.finish(
                             action,
-                            format!("resume interrupted {}", o.state),
+                            format!("resume interrupted {what}"),
                             outcome(ServiceState::Running, Some(to), o.placement_reason),
                         )
                     }
                     Err(why) => draft.finish(
                         Action::Stop { from: m.into() },
-                        format!("resume interrupted {}; {why}", o.state),
+                        format!("resume interrupted {what}; {why}"),
                         outcome(ServiceState::Stopped, None, None),
                     ),
                 });
@@ -301,22 +306,20 @@ impl<'a> Context<'a> {
             ));
         }
         let from = first_change(running, spec)?;
-        let changed = spec
-            .resources()
-            .nth(from)
-            .or_else(|| running.resources().nth(from))
-            .map(|r| r.label())
-            .unwrap_or_default();
-        let verb = match (running.resources().nth(from), spec.resources().nth(from)) {
-            (Some(a), Some(b)) if a.label() == b.label() => "changed",
-            (None, Some(_)) => "added",
-            (Some(_), None) => "removed",
-            _ => "changed",
+        let old = running.resources().nth(from).map(|r| r.label());
+        let new = spec.resources().nth(from).map(|r| r.label());
+        let has = |s: &ServiceSpec, label: &str| s.resources().any(|r| r.label() == label);
+        let why = match (old, new) {
+            (Some(o), _) if !has(spec, &o) => format!("{o} removed"),
+            (_, Some(n)) if !has(running, &n) => format!("{n} added"),
+            (_, Some(n)) => format!("{n} changed"),
+            (Some(o), None) => format!("{o} removed"),
+            (None, None) => "resources changed".to_string(),
         };
         reconfigure(m, running, spec, from, &mut draft.steps);
         Some(draft.finish(
             Action::Reconfigure { on: m.into() },
-            format!("{changed} {verb}"),
+            why,
             outcome(ServiceState::Running, Some(m), o.placement_reason),
         ))
     }
@@ -538,10 +541,14 @@ impl<'a> Context<'a> {
                     return plan;
                 }
                 self.members.moved(Some(m), None);
-                let why = format!(
-                    "{what}; {recent} restarts within {}",
-                    recovery.restart_window
-                );
+                let why = if eligible {
+                    format!(
+                        "{what}; restart limit reached ({recent} of {max} within {})",
+                        recovery.restart_window
+                    )
+                } else {
+                    format!("{what}; member {m} is no longer eligible")
+                };
                 self.move_away(draft, spec, m, why, ServiceState::Failed)
             }
             RecoveryPolicy::Relocate => {

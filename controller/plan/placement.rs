@@ -53,9 +53,10 @@ impl<'a> Members<'a> {
         }
     }
 
-    /// Whether a member's agent is alive (undeclared ones are not).
+    /// Whether a member's agent is alive, as observed (a member removed from
+    /// the manifests may still run an agent that can stop its services).
     pub fn is_alive(&self, member: &str) -> bool {
-        self.desired.members().contains_key(member) && self.observed.is_alive(member)
+        self.observed.is_alive(member)
     }
 
     /// Whether `member` may run a service with this placement, and if not, why.
