@@ -171,8 +171,12 @@ pub struct Failure {
 pub enum PlacementReason {
     /// First placement.
     Initial,
-    /// Moved because its member failed, was drained, or recovery relocated it.
+    /// Moved because its member died or became ineligible (standby, left
+    /// the failover domain); failback may return it.
     Failover,
+    /// Moved by recovery after failures on its member; failback does not
+    /// return it there.
+    Recovery,
     /// Moved by `clusvc relocate`.
     Manual,
     /// Returned to a preferred member.

@@ -175,12 +175,19 @@ impl<'a> Context<'a> {
         let spec = &svc.spec;
         let running = o.started_with.as_ref().unwrap_or(spec);
         if !self.members.is_alive(m) {
+            let why = if !self.members.is_being_fenced(m) {
+                format!("member {m} is dead")
+            } else if o.state == ServiceState::Blocked {
+                format!("{} on {m}; fencing {m}", failure_text(o))
+            } else {
+                format!("member {m} is being fenced")
+            };
             let fenced = self.vacate_dead(m, &mut draft.steps);
             self.members.moved(Some(m), None);
             let mut plan = if !spec.enabled {
                 draft.finish(
                     Action::Stop { from: m.into() },
-                    format!("member {m} is dead; service is disabled"),
+                    format!("{why}; service is disabled"),
                     outcome(ServiceState::Disabled, None, None),
                 )
             } else {
@@ -188,15 +195,16 @@ impl<'a> Context<'a> {
                     draft,
                     spec,
                     m,
-                    format!("member {m} is dead"),
+                    why,
                     ServiceState::Stopped,
+                    PlacementReason::Failover,
                 )
             };
             plan.outcome.fenced = fenced;
             return Some(plan);
         }
         if o.state == ServiceState::Blocked {
-            return Some(self.blocked(draft, svc, o, m));
+            return Some(self.blocked(draft, o, m));
         }
         if !spec.enabled {
             return Some(self.stop(draft, o, running, m, "disabled", ServiceState::Disabled));
@@ -213,24 +221,10 @@ impl<'a> Context<'a> {
                 m,
                 format!("member {m} {why}"),
                 ServiceState::Stopped,
+                PlacementReason::Failover,
             ));
         }
         match o.state {
-            ServiceState::Starting => {
-                start_some(
-                    m,
-                    spec,
-                    |r| o.resources.get(&r.label()) != Some(&ResourceStatus::Ok),
-                    &mut draft.steps,
-                );
-                if !draft.steps.is_empty() {
-                    return Some(draft.finish(
-                        Action::Start { to: m.into() },
-                        "resume interrupted start",
-                        outcome(ServiceState::Running, Some(m), o.placement_reason),
-                    ));
-                }
-            }
             ServiceState::Stopping | ServiceState::Relocating => {
                 stop_some(
                     m,
@@ -245,7 +239,11 @@ impl<'a> Context<'a> {
                 } else {
                     "stop"
                 };
-                return Some(match self.members.best(&spec.placement, exclude) {
+                let target = self
+                    .members
+                    .best(&spec.placement, exclude)
+                    .or_else(|_| self.members.best(&spec.placement, None));
+                return Some(match target {
                     Ok(to) => {
                         start_all(to, spec, &mut draft.steps);
                         self.members.moved(None, Some(to));
@@ -257,10 +255,17 @@ impl<'a> Context<'a> {
                                 to: to.into(),
                             }
                         };
+                        // Why the interrupted move began is not known: do
+                        // not let failback bounce it back.
+                        let reason = if to == m {
+                            o.placement_reason
+                        } else {
+                            Some(PlacementReason::Recovery)
+                        };
                         draft.finish(
                             action,
                             format!("resume interrupted {what}"),
-                            outcome(ServiceState::Running, Some(to), o.placement_reason),
+                            outcome(ServiceState::Running, Some(to), reason),
                         )
                     }
                     Err(why) => draft.finish(
@@ -275,11 +280,7 @@ impl<'a> Context<'a> {
         if let Some(req) = &o.relocate {
             return Some(self.manual_relocation(draft, spec, running, m, req.to.as_deref()));
         }
-        if spec.placement.failback
-            && o.placement_reason == Some(PlacementReason::Failover)
-            && let Ok(best) = self.members.best(&spec.placement, None)
-            && Members::rank(&spec.placement, best) < Members::rank(&spec.placement, m)
-        {
+        if let Some(best) = self.failback_target(spec, o, m) {
             stop_all(m, running, &mut draft.steps);
             start_all(best, spec, &mut draft.steps);
             self.members.moved(Some(m), Some(best));
@@ -305,6 +306,9 @@ impl<'a> Context<'a> {
                 outcome(ServiceState::Running, Some(m), o.placement_reason),
             ));
         }
+        if o.state == ServiceState::Starting {
+            return Some(self.resume_start(draft, spec, o, running, m));
+        }
         let from = first_change(running, spec)?;
         let old = running.resources().nth(from).map(|r| r.label());
         let new = spec.resources().nth(from).map(|r| r.label());
@@ -322,6 +326,38 @@ impl<'a> Context<'a> {
             why,
             outcome(ServiceState::Running, Some(m), o.placement_reason),
         ))
+    }
+
+    /// A start interrupted by a crash: start what is not up yet; if the spec
+    /// changed meanwhile, take down what is up and start the new spec.
+    fn resume_start(
+        &mut self,
+        mut draft: Draft<'a>,
+        spec: &ServiceSpec,
+        o: &'a ObservedService,
+        running: &ServiceSpec,
+        m: &'a str,
+    ) -> ServicePlan {
+        let up = |label: &str| o.resources.get(label) == Some(&ResourceStatus::Ok);
+        if first_change(running, spec).is_some() {
+            stop_some(
+                m,
+                running,
+                |r| {
+                    let st = o.resources.get(&r.label()).copied().unwrap_or_default();
+                    matches!(st, ResourceStatus::Ok | ResourceStatus::Failed)
+                },
+                &mut draft.steps,
+            );
+            start_all(m, spec, &mut draft.steps);
+        } else {
+            start_some(m, spec, |r| !up(&r.label()), &mut draft.steps);
+        }
+        draft.finish(
+            Action::Start { to: m.into() },
+            "resume interrupted start",
+            outcome(ServiceState::Running, Some(m), o.placement_reason),
+        )
     }
 
     /// Stop where it runs (alive member), for a disabled or deleted service.
@@ -417,6 +453,7 @@ impl<'a> Context<'a> {
         m: &'a str,
         why: String,
         stuck: ServiceState,
+        reason: PlacementReason,
     ) -> ServicePlan {
         match self.members.best(&spec.placement, Some(m)) {
             Ok(to) => {
@@ -428,11 +465,7 @@ impl<'a> Context<'a> {
                         to: to.into(),
                     },
                     why,
-                    outcome(
-                        ServiceState::Running,
-                        Some(to),
-                        Some(PlacementReason::Failover),
-                    ),
+                    outcome(ServiceState::Running, Some(to), Some(reason)),
                 )
             }
             Err(none) => draft.finish(
@@ -443,63 +476,27 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// A stop failed on a live member: fence it if possible, else hold.
-    fn blocked(
-        &mut self,
-        mut draft: Draft<'a>,
-        svc: &'a Service,
-        o: &'a ObservedService,
-        m: &'a str,
-    ) -> ServicePlan {
+    /// A stop failed on a live member that cannot be fenced (members that
+    /// can are treated as dead for the pass, see [`Members::new`]): hold.
+    fn blocked(&mut self, draft: Draft<'a>, o: &'a ObservedService, m: &'a str) -> ServicePlan {
         let what = failure_text(o);
-        let fencing = self
-            .desired
-            .members()
-            .get(m)
-            .and_then(|d| d.spec.fencing.as_ref());
         let fence_failed = self
             .observed
             .members
             .get(m)
             .is_some_and(|mo| mo.fencing_failed);
-        if fencing.is_none() || fence_failed {
-            let hint = if fence_failed {
-                "fencing failed"
-            } else {
-                "no fencing configured"
-            };
-            return draft.finish(
-                Action::Hold {
-                    state: ServiceState::Blocked,
-                },
-                format!("{what} on {m}; {hint}; fix it, then run clusvc clear"),
-                outcome(ServiceState::Blocked, Some(m), o.placement_reason),
-            );
-        }
-        draft.steps.push(Step {
-            member: m.into(),
-            op: Op::Fence,
-            resource: None,
-            spec: None,
-        });
-        self.members.moved(Some(m), None);
-        let mut plan = if svc.spec.enabled {
-            self.move_away(
-                draft,
-                &svc.spec,
-                m,
-                format!("{what}; fencing {m}"),
-                ServiceState::Stopped,
-            )
+        let hint = if fence_failed {
+            "fencing failed"
         } else {
-            draft.finish(
-                Action::Stop { from: m.into() },
-                format!("{what}; fencing {m}"),
-                outcome(ServiceState::Disabled, None, None),
-            )
+            "no fencing configured"
         };
-        plan.outcome.fenced = vec![m.to_string()];
-        plan
+        draft.finish(
+            Action::Hold {
+                state: ServiceState::Blocked,
+            },
+            format!("{what} on {m}; {hint}; fix it, then run clusvc clear"),
+            outcome(ServiceState::Blocked, Some(m), o.placement_reason),
+        )
     }
 
     /// A failed check or start on live member `m`: roll back, then recover
@@ -530,6 +527,26 @@ impl<'a> Context<'a> {
                 let recent = o.restarts.iter().filter(|t| **t > since).count();
                 let max = recovery.max_restarts as usize;
                 let eligible = self.members.ineligible(&spec.placement, m).is_none();
+                if recent < max
+                    && eligible
+                    && let Some(best) = self.failback_target(spec, o, m)
+                {
+                    // It is down anyway: restart where it prefers to be.
+                    start_all(best, spec, &mut draft.steps);
+                    self.members.moved(Some(m), Some(best));
+                    return draft.finish(
+                        Action::Relocate {
+                            from: m.into(),
+                            to: best.into(),
+                        },
+                        format!("{what}; restarting on preferred member {best} (failback)"),
+                        outcome(
+                            ServiceState::Running,
+                            Some(best),
+                            Some(PlacementReason::Failback),
+                        ),
+                    );
+                }
                 if recent < max && eligible {
                     start_all(m, spec, &mut draft.steps);
                     let mut plan = draft.finish(
@@ -549,13 +566,42 @@ impl<'a> Context<'a> {
                 } else {
                     format!("{what}; member {m} is no longer eligible")
                 };
-                self.move_away(draft, spec, m, why, ServiceState::Failed)
+                self.move_away(
+                    draft,
+                    spec,
+                    m,
+                    why,
+                    ServiceState::Failed,
+                    PlacementReason::Recovery,
+                )
             }
             RecoveryPolicy::Relocate => {
                 self.members.moved(Some(m), None);
-                self.move_away(draft, spec, m, what, ServiceState::Failed)
+                self.move_away(
+                    draft,
+                    spec,
+                    m,
+                    what,
+                    ServiceState::Failed,
+                    PlacementReason::Recovery,
+                )
             }
         }
+    }
+
+    /// The more preferred member a service placed by failover should return
+    /// to, if failback is on and one is eligible.
+    fn failback_target(
+        &self,
+        spec: &ServiceSpec,
+        o: &ObservedService,
+        m: &str,
+    ) -> Option<&'a str> {
+        if !spec.placement.failback || o.placement_reason != Some(PlacementReason::Failover) {
+            return None;
+        }
+        let best = self.members.best(&spec.placement, None).ok()?;
+        (Members::rank(&spec.placement, best) < Members::rank(&spec.placement, m)).then_some(best)
     }
 
     /// A pending `clusvc relocate [--to]`.

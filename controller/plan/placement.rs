@@ -1,9 +1,9 @@
 //! Where a service may run (eligibility) and where it should (preference).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::model::{DesiredState, ObservedState, Placement};
+use crate::model::{DesiredState, ObservedState, Placement, ServiceState};
 
 /// Why a member cannot take a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,28 +35,53 @@ pub struct Members<'a> {
     desired: &'a DesiredState,
     observed: &'a ObservedState,
     load: HashMap<&'a str, usize>,
+    fenced: HashSet<&'a str>,
 }
 
 impl<'a> Members<'a> {
-    /// Counts the services that observed state puts on each member.
+    /// Counts the services that observed state puts on each member, and
+    /// finds the live members this pass will fence: those where a stop
+    /// failed (a blocked service) and fencing is configured and has not
+    /// failed. A member about to be fenced counts as dead for the whole pass,
+    /// so nothing is placed on it and everything on it fails over.
     pub fn new(desired: &'a DesiredState, observed: &'a ObservedState) -> Self {
         let mut load: HashMap<&'a str, usize> = HashMap::new();
+        let mut fenced = HashSet::new();
         for svc in observed.services.values() {
             if let Some(m) = &svc.member {
                 *load.entry(m.as_str()).or_default() += 1;
+                let blocked = svc.state == ServiceState::Blocked && !svc.frozen;
+                let can_fence = desired
+                    .members()
+                    .get(m)
+                    .is_some_and(|d| d.spec.fencing.is_some())
+                    && observed
+                        .members
+                        .get(m)
+                        .is_none_or(|o| o.alive && !o.fencing_failed);
+                if blocked && can_fence {
+                    fenced.insert(m.as_str());
+                }
             }
         }
         Self {
             desired,
             observed,
             load,
+            fenced,
         }
     }
 
+    /// Whether this pass fences the (live) member because a stop failed there.
+    pub fn is_being_fenced(&self, member: &str) -> bool {
+        self.fenced.contains(member)
+    }
+
     /// Whether a member's agent is alive, as observed (a member removed from
-    /// the manifests may still run an agent that can stop its services).
+    /// the manifests may still run an agent that can stop its services), and
+    /// is not about to be fenced.
     pub fn is_alive(&self, member: &str) -> bool {
-        self.observed.is_alive(member)
+        self.observed.is_alive(member) && !self.fenced.contains(member)
     }
 
     /// Whether `member` may run a service with this placement, and if not, why.
@@ -65,7 +90,7 @@ impl<'a> Members<'a> {
             return Some(Ineligible::Undeclared);
         };
         let observed = self.observed.members.get(member);
-        if observed.is_some_and(|o| !o.alive) {
+        if !self.is_alive(member) {
             return Some(Ineligible::Dead);
         }
         if m.spec.standby || observed.is_some_and(|o| o.standby) {

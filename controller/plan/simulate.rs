@@ -18,7 +18,18 @@ pub fn apply(desired: &DesiredState, observed: &ObservedState, plan: &Plan) -> O
             mo.lease_expired_at.get_or_insert(plan.now);
         }
         match sp.action {
-            Action::Hold { .. } => continue,
+            Action::Hold { .. } => {
+                // A new service that cannot start yet still gets its record.
+                if desired.services().contains_key(&sp.service) {
+                    next.services
+                        .entry(sp.service.clone())
+                        .or_insert_with(|| ObservedService {
+                            id: sp.id,
+                            ..ObservedService::default()
+                        });
+                }
+                continue;
+            }
             Action::Forget => {
                 next.services.remove(&sp.service);
                 continue;

@@ -1,0 +1,451 @@
+//! Planner invariants over random clusters (proptest):
+//! - steps honour the fixed order (stop order, then start order; a member's
+//!   stops and fences come before any start);
+//! - planning the state that results from executing a plan gives no changes;
+//! - no plan starts a service on a member while it may run on another;
+//! - restricted placement is never violated;
+//! - a standby, dead or undeclared member never receives a start.
+
+use std::collections::BTreeMap;
+
+use clusvc::model::{
+    Application, DesiredState, Device, Failure, Fencing, Filesystem, IpAddress, Member,
+    NfsExport, Object, ObservedMember, ObservedService, ObservedState, Phase, Placement,
+    PlacementReason, Recovery, RecoveryPolicy, RelocateRequest, ResourceStatus, SambaShare,
+    Service, ServiceSpec, ServiceState, Timestamp,
+};
+use clusvc::plan::{Op, Plan, plan, simulate};
+use proptest::prelude::*;
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn member_name(i: usize) -> String {
+    format!("m{i}")
+}
+
+/// Resources with idents unique across the cluster (service index `s`).
+fn spec_strategy(s: usize, members: usize) -> impl Strategy<Value = ServiceSpec> {
+    let placement = (
+        proptest::sample::subsequence((0..members).collect::<Vec<_>>(), 0..=members),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        Just(()).prop_perturb(|_, mut rng| {
+            let mut v: Vec<u32> = (0..8).collect();
+            for i in (1..v.len()).rev() {
+                v.swap(i, (rng.random::<u32>() as usize) % (i + 1));
+            }
+            v
+        }),
+    )
+        .prop_map(|(list, ordered, restricted, failback, shuffle)| {
+            let mut list = list;
+            list.sort_by_key(|i| shuffle.get(*i).copied().unwrap_or(0));
+            let restricted = restricted && !list.is_empty();
+            Placement {
+                members: list.into_iter().map(member_name).collect(),
+                ordered,
+                restricted,
+                failback,
+            }
+        });
+    let recovery = (
+        prop_oneof![
+            Just(RecoveryPolicy::Restart),
+            Just(RecoveryPolicy::Relocate),
+            Just(RecoveryPolicy::Disable)
+        ],
+        0u32..4,
+    )
+        .prop_map(|(policy, max_restarts)| Recovery {
+            policy,
+            max_restarts,
+            ..Recovery::default()
+        });
+    (
+        proptest::bool::weighted(0.85),
+        placement,
+        recovery,
+        [0usize..3, 0..3, 0..2, 0..3, 0..2, 0..3],
+        0u8..4,
+    )
+        .prop_map(move |(enabled, placement, recovery, counts, variant)| {
+            let [nd, nf, ne, ni, ns, na] = counts;
+            ServiceSpec {
+                enabled,
+                placement,
+                recovery,
+                devices: (0..nd)
+                    .map(|i| Device {
+                        path: format!("/dev/s{s}d{i}"),
+                        activate: vec![],
+                        deactivate: vec![],
+                    })
+                    .collect(),
+                filesystems: (0..nf)
+                    .map(|i| Filesystem {
+                        device: format!("/dev/s{s}d0"),
+                        mount_point: format!("/srv/s{s}/f{i}"),
+                        fs_type: Some("ext4".into()),
+                        options: if variant == 1 { vec!["noatime".into()] } else { vec![] },
+                        fsck: false,
+                        force_unmount: false,
+                    })
+                    .collect(),
+                nfs_exports: (0..ne)
+                    .map(|i| NfsExport {
+                        path: format!("/srv/s{s}/e{i}"),
+                        clients: vec!["*".into()],
+                        options: vec![],
+                        server: Default::default(),
+                    })
+                    .collect(),
+                ip_addresses: (0..ni)
+                    .map(|i| IpAddress {
+                        address: format!("10.{s}.{i}.{}/24", 1 + variant),
+                        interface: None,
+                    })
+                    .collect(),
+                samba_shares: (0..ns)
+                    .map(|i| SambaShare {
+                        name: format!("s{s}share{i}"),
+                        path: format!("/srv/s{s}"),
+                        parameters: BTreeMap::new(),
+                    })
+                    .collect(),
+                applications: (0..na)
+                    .map(|i| Application {
+                        ocf: Some(format!("heartbeat:s{s}a{i}")),
+                        ..Application::default()
+                    })
+                    .collect(),
+                ..ServiceSpec::default()
+            }
+        })
+}
+
+#[derive(Debug, Clone)]
+struct Cluster {
+    desired: DesiredState,
+    observed: ObservedState,
+}
+
+fn observed_service_strategy(
+    id: u64,
+    members: usize,
+    spec: ServiceSpec,
+    other: ServiceSpec,
+) -> impl Strategy<Value = Option<ObservedService>> {
+    let labels: Vec<String> = spec.resources().map(|r| r.label()).collect();
+    let state = prop_oneof![
+        Just(ServiceState::Stopped),
+        Just(ServiceState::Running),
+        Just(ServiceState::Running),
+        Just(ServiceState::Failed),
+        Just(ServiceState::Blocked),
+        Just(ServiceState::Starting),
+        Just(ServiceState::Stopping),
+        Just(ServiceState::Relocating),
+        Just(ServiceState::Disabled),
+    ];
+    let statuses = proptest::collection::vec(
+        prop_oneof![
+            Just(ResourceStatus::Ok),
+            Just(ResourceStatus::Failed),
+            Just(ResourceStatus::Stopped),
+            Just(ResourceStatus::Unknown)
+        ],
+        labels.len(),
+    );
+    proptest::option::weighted(
+        0.8,
+        (
+            state,
+            0..members + 1,
+            statuses,
+            prop_oneof![Just(Phase::Check), Just(Phase::Start), Just(Phase::Stop)],
+            proptest::collection::vec(0u64..1_200, 0..4),
+            0u8..4,
+            proptest::option::of(proptest::option::of(0..members)),
+            any::<bool>(),
+            prop_oneof![
+                Just(None),
+                Just(Some(PlacementReason::Initial)),
+                Just(Some(PlacementReason::Failover)),
+                Just(Some(PlacementReason::Manual)),
+                Just(Some(PlacementReason::Failback)),
+            ],
+            any::<bool>(),
+        ),
+    )
+    .prop_map(
+        move |o| {
+            let (state, m, statuses, phase, restarts, started, relocate, restart_req, reason, frozen) =
+                o?;
+            let member = (!matches!(state, ServiceState::Stopped | ServiceState::Disabled))
+                .then(|| member_name(m));
+            let member = if m == members && state == ServiceState::Failed {
+                None
+            } else {
+                member
+            };
+            Some(ObservedService {
+                id,
+                member,
+                state,
+                frozen: frozen && restart_req,
+                resources: labels.iter().cloned().zip(statuses).collect(),
+                failure: matches!(state, ServiceState::Failed | ServiceState::Blocked).then(|| {
+                    Failure {
+                        phase: if state == ServiceState::Blocked { Phase::Stop } else { phase },
+                        resource: labels.first().cloned().unwrap_or_default(),
+                        reason: String::new(),
+                        at: None,
+                    }
+                }),
+                restarts: restarts
+                    .into_iter()
+                    .map(|s| Timestamp::from_millis(NOW - s * 1000))
+                    .collect(),
+                started_with: match started {
+                    0 => None,
+                    1 => Some(other.clone()),
+                    _ => Some(spec.clone()),
+                },
+                placement_reason: reason,
+                relocate: relocate.map(|to| RelocateRequest {
+                    to: to.map(member_name),
+                }),
+                restart_requested: restart_req,
+                last_check: None,
+            })
+        },
+    )
+}
+
+fn cluster_strategy() -> impl Strategy<Value = Cluster> {
+    (1usize..6, 0usize..9).prop_flat_map(|(nm, ns)| {
+        let members = proptest::collection::vec(
+            (any::<bool>(), 0u8..5, any::<bool>(), any::<bool>()),
+            nm,
+        );
+        let specs = (0..ns)
+            .map(|s| (spec_strategy(s, nm), spec_strategy(s, nm), any::<bool>()))
+            .collect::<Vec<_>>();
+        (Just(nm), members, specs).prop_flat_map(|(nm, members, specs)| {
+            let observed_services = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (spec, other, _))| {
+                    observed_service_strategy(i as u64, nm, spec.clone(), other.clone())
+                })
+                .collect::<Vec<_>>();
+            (Just(members), Just(specs), observed_services).prop_map(
+                |(members, specs, observed_services)| {
+                    let mut objects = Vec::new();
+                    let mut observed = ObservedState::default();
+                    for (i, (standby, health, fencing, fence_failed)) in members.iter().enumerate()
+                    {
+                        let mut m = Member::new(member_name(i));
+                        m.spec.standby = *standby && i % 2 == 1;
+                        if *fencing {
+                            m.spec.fencing = Some(Fencing {
+                                command: vec!["/bin/true".into()],
+                                timeout: clusvc::model::Duration::from_secs(5),
+                            });
+                        }
+                        objects.push(Object::Member(m));
+                        let om = match health {
+                            0 => ObservedMember {
+                                alive: false,
+                                lease_expired_at: Some(Timestamp::from_millis(NOW - 10_000)),
+                                fencing_failed: *fence_failed,
+                                ..ObservedMember::default()
+                            },
+                            1 => ObservedMember {
+                                standby: true,
+                                ..ObservedMember::default()
+                            },
+                            _ => ObservedMember::default(),
+                        };
+                        observed.members.insert(member_name(i), om);
+                    }
+                    for (i, ((spec, _, declared), obs)) in
+                        specs.into_iter().zip(observed_services).enumerate()
+                    {
+                        let name = format!("svc{i}");
+                        if declared || obs.is_none() {
+                            let mut s = Service::new(&name);
+                            s.spec = spec;
+                            objects.push(Object::Service(s));
+                        }
+                        if let Some(o) = obs {
+                            observed.services.insert(name, o);
+                        }
+                    }
+                    let desired = DesiredState::from_objects(objects)
+                        .unwrap_or_else(|e| panic!("generated an invalid cluster: {e:?}"));
+                    Cluster { desired, observed }
+                },
+            )
+        })
+    })
+}
+
+/// Position of each resource label in start order within a spec.
+fn positions(spec: &ServiceSpec) -> BTreeMap<String, (clusvc::model::Kind, usize)> {
+    spec.resources()
+        .enumerate()
+        .map(|(i, r)| (r.label(), (r.kind(), i)))
+        .collect()
+}
+
+fn check_order(c: &Cluster, p: &Plan) {
+    for sp in &p.services {
+        let new = c.desired.services().get(&sp.service).map(|s| &s.spec);
+        let obs = c.observed.services.get(&sp.service);
+        let old = obs.and_then(|o| o.started_with.as_ref()).or(new);
+        let mut started = false;
+        let mut last_start: Option<usize> = None;
+        let mut last_stop: Option<usize> = None;
+        for step in &sp.steps {
+            match step.op {
+                Op::Start => {
+                    started = true;
+                    let pos = positions(new.expect("start needs a desired spec"));
+                    let (_, i) = pos[step.resource.as_ref().unwrap()];
+                    assert!(
+                        last_start.is_none_or(|l| i > l),
+                        "{}: start out of order\n{p}",
+                        sp.service
+                    );
+                    last_start = Some(i);
+                }
+                Op::Stop => {
+                    assert!(!started, "{}: a stop after a start\n{p}", sp.service);
+                    let pos = positions(old.unwrap());
+                    let (_, i) = pos[step.resource.as_ref().unwrap()];
+                    assert!(
+                        last_stop.is_none_or(|l| i < l),
+                        "{}: stop out of order\n{p}",
+                        sp.service
+                    );
+                    last_stop = Some(i);
+                }
+                Op::Fence | Op::AwaitLease { .. } => {
+                    assert!(!started, "{}: fence/wait after a start\n{p}", sp.service);
+                }
+            }
+        }
+    }
+}
+
+fn check_safety(c: &Cluster, p: &Plan) {
+    for sp in &p.services {
+        let starts: Vec<&str> = sp
+            .steps
+            .iter()
+            .filter(|s| s.op == Op::Start)
+            .map(|s| s.member.as_str())
+            .collect();
+        let Some(&target) = starts.first() else {
+            continue;
+        };
+        assert!(
+            starts.iter().all(|m| *m == target),
+            "{}: starts on two members\n{p}",
+            sp.service
+        );
+        let svc = &c.desired.services()[&sp.service];
+        let member = &c.desired.members().get(target);
+        assert!(member.is_some(), "start on undeclared member\n{p}");
+        let om = c.observed.members.get(target).cloned().unwrap_or_default();
+        assert!(om.alive, "{}: start on dead member {target}\n{p}", sp.service);
+        assert!(
+            !om.standby && !member.unwrap().spec.standby,
+            "{}: start on standby member {target}\n{p}",
+            sp.service
+        );
+        if svc.spec.placement.restricted {
+            assert!(
+                svc.spec.placement.members.iter().any(|m| m == target),
+                "{}: restricted placement violated\n{p}",
+                sp.service
+            );
+        }
+        // Where it may still run, it must be stopped, fenced or waited for first.
+        if let Some(o) = c.observed.services.get(&sp.service)
+            && let Some(m) = o.member.as_deref()
+            && !matches!(o.state, ServiceState::Stopped | ServiceState::Disabled)
+            && m != target
+        {
+            let first_start = sp.steps.iter().position(|s| s.op == Op::Start).unwrap();
+            let before = &sp.steps[..first_start];
+            let fenced_or_waited = before
+                .iter()
+                .any(|s| s.member == m && matches!(s.op, Op::Fence | Op::AwaitLease { .. }));
+            let om = c.observed.members.get(m).cloned().unwrap_or_default();
+            let already_fenced = !om.alive && om.fenced_at.is_some();
+            if !fenced_or_waited && !already_fenced {
+                let running = o
+                    .started_with
+                    .as_ref()
+                    .unwrap_or(&c.desired.services()[&sp.service].spec);
+                let stopped: Vec<&str> = before
+                    .iter()
+                    .filter(|s| s.member == m && s.op == Op::Stop)
+                    .filter_map(|s| s.resource.as_deref())
+                    .collect();
+                for r in running.resources() {
+                    let label = r.label();
+                    let status = o.resources.get(&label).copied().unwrap_or_default();
+                    let may_be_up = match (o.state, o.failure.as_ref().map(|f| f.phase)) {
+                        (ServiceState::Failed, Some(Phase::Start)) => {
+                            matches!(status, ResourceStatus::Ok | ResourceStatus::Failed)
+                        }
+                        (ServiceState::Stopping | ServiceState::Relocating, _) => {
+                            status != ResourceStatus::Stopped
+                        }
+                        _ => true,
+                    };
+                    assert!(
+                        !may_be_up || stopped.contains(&label.as_str()),
+                        "{}: starts on {target} while {label} may run on {m}\n{p}",
+                        sp.service
+                    );
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn steps_honour_the_fixed_order(c in cluster_strategy()) {
+        let p = plan(&c.desired, &c.observed, Timestamp::from_millis(NOW));
+        check_order(&c, &p);
+    }
+
+    #[test]
+    fn never_starts_where_it_may_not_or_while_running_elsewhere(c in cluster_strategy()) {
+        let p = plan(&c.desired, &c.observed, Timestamp::from_millis(NOW));
+        check_safety(&c, &p);
+    }
+
+    #[test]
+    fn replanning_an_achieved_state_is_empty(c in cluster_strategy()) {
+        let now = Timestamp::from_millis(NOW);
+        let p = plan(&c.desired, &c.observed, now);
+        let after = simulate::apply(&c.desired, &c.observed, &p);
+        let again = plan(&c.desired, &after, now);
+        prop_assert!(!again.has_changes(), "first plan:\n{p}\nsecond plan:\n{again}");
+    }
+
+    #[test]
+    fn planning_is_deterministic(c in cluster_strategy()) {
+        let now = Timestamp::from_millis(NOW);
+        prop_assert_eq!(plan(&c.desired, &c.observed, now), plan(&c.desired, &c.observed, now));
+    }
+}
