@@ -416,7 +416,11 @@ fn tidy_message(msg: &str) -> (String, bool) {
         let expected = tail.trim_start_matches(", ").replace('`', "");
         return (format!("unknown value \"{v}\" ({expected})"), false);
     }
-    (msg.replace('`', "\""), false)
+    let msg = msg
+        .replace('`', "\"")
+        .replace("expected u32", "expected a whole number from 0 to 4294967295")
+        .replace("expected u64", "expected a whole number");
+    (msg, false)
 }
 
 /// Removes the value a path names; false when the path does not resolve.

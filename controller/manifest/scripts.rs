@@ -60,6 +60,10 @@ fn read_script(script: &Path) -> Result<String, String> {
 pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (i, app) in spec.applications.iter().enumerate() {
+        let sources = [&app.script, &app.directory, &app.ocf];
+        if sources.iter().filter(|s| s.is_some()).count() != 1 {
+            continue; // reported by the model's rules
+        }
         if let Some(script) = &app.script {
             let path = Path::new(script);
             if !path.is_absolute() || is_permission_denied(path) {

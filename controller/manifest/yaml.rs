@@ -190,10 +190,14 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
             max_events: 200_000,
             max_aliases: 1_000,
             max_anchors: 1_000,
-            max_depth: 64,
+            max_depth: 32,
             max_documents: 10_000,
             max_nodes: 200_000,
             max_total_scalar_bytes: MAX_DOCUMENT_BYTES,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 20_000,
+            max_replay_stack_depth: 16,
         },
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
     };
@@ -207,10 +211,13 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
                     col: l.column(),
                 })
                 .unwrap_or_default();
-            YamlError {
-                pos,
-                message: strip_location(&inner.to_string()),
-            }
+            let message = match inner {
+                serde_saphyr::Error::Budget { breach, .. } => format!(
+                    "input exceeds the manifest size limits ({breach:?}): too large, too deep, or too many aliases"
+                ),
+                other => strip_location(&other.to_string()),
+            };
+            YamlError { pos, message }
         })?;
     Ok(docs.into_iter().flatten().collect())
 }
@@ -219,7 +226,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
 /// reported separately here.
 fn strip_location(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg);
-    match first.rfind(" at line ") {
+    match first.find(" at line ") {
         Some(i) => first[..i].to_string(),
         None => first.to_string(),
     }

@@ -117,7 +117,7 @@ impl<'de> Deserialize<'de> for Duration {
 }
 
 /// Pattern the schema uses for duration strings (humantime units).
-pub const DURATION_PATTERN: &str = r"^\s*[0-9]+\s*([a-zA-Z]+\s*([0-9]+\s*[a-zA-Z]+\s*)*)?$";
+pub const DURATION_PATTERN: &str = r"^\s*[0-9]+\s*(nsec|ns|usec|us|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)?(\s*[0-9]+\s*(nsec|ns|usec|us|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y))*\s*$";
 
 impl JsonSchema for Duration {
     fn schema_name() -> Cow<'static, str> {
@@ -153,6 +153,19 @@ mod tests {
         assert_eq!(err.to_string(), r#"invalid duration "40 parsecs""#);
         assert!("forever".parse::<Duration>().is_err());
         assert!("".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn pattern_agrees_with_the_parser() {
+        let re = regex_lite::Regex::new(DURATION_PATTERN).unwrap();
+        for ok in ["40s", "1m30s", "40", "2h", "1m 30s", "10min", "1s500ms"] {
+            assert!(re.is_match(ok), "{ok}");
+            assert!(ok.parse::<Duration>().is_ok(), "{ok}");
+        }
+        for bad in ["40 parsecs", "forever", "s", "", "1x"] {
+            assert!(!re.is_match(bad), "{bad}");
+            assert!(bad.parse::<Duration>().is_err(), "{bad}");
+        }
     }
 
     #[test]
