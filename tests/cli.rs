@@ -1,0 +1,169 @@
+//! The offline commands as users run them: `validate`, `plan --offline`,
+//! `schema`, with their exit codes and output.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn clusvc() -> Command {
+    let mut c = Command::cargo_bin("clusvc").unwrap();
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+#[test]
+fn validate_accepts_every_example_and_the_default_manifests() {
+    clusvc()
+        .args(["validate", "-f", "examples/"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("valid: 5 member(s), 3 service(s)"));
+    clusvc()
+        .args(["validate", "-f", "manifests/"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn validate_exits_2_on_bad_input_and_reads_stdin() {
+    clusvc()
+        .args(["validate", "-f", "-"])
+        .write_stdin("apiVersion: clusvc/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  timeout: later\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with(
+            "-:5:12: spec.timeout: invalid duration \"later\"\n",
+        ));
+}
+
+#[test]
+fn plan_offline_prints_six_kinds_in_seed_start_order() {
+    let out = clusvc()
+        .args([
+            "plan",
+            "--offline",
+            "-f",
+            "examples/nfs-samba-ip",
+            "--now",
+            "2026-11-25T10:00:00Z",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nas1: start "))
+        .map(|rest| {
+            ["device", "filesystem", "nfs export", "ip", "samba share", "application"]
+                .into_iter()
+                .find(|k| rest.starts_with(k))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["device", "filesystem", "nfs export", "ip", "ip", "samba share", "application"]
+    );
+    assert!(text.ends_with("Plan: 1 to start, 0 to relocate, 0 to restart, 0 to stop, 0 unchanged.\n"));
+}
+
+#[test]
+fn plan_against_the_achieved_state_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let observed = dir.path().join("observed.yaml");
+    std::fs::write(
+        &observed,
+        "services:\n  userapp: {id: 0, member: node1, state: running}\n",
+    )
+    .unwrap();
+    clusvc()
+        .args(["plan", "--offline", "-f", "examples/seed-sample", "--observed"])
+        .arg(&observed)
+        .assert()
+        .code(0)
+        .stdout("Plan: 0 to start, 0 to relocate, 0 to restart, 0 to stop, 1 unchanged.\n");
+}
+
+#[test]
+fn plan_what_if_a_member_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let observed = dir.path().join("observed.yaml");
+    std::fs::write(
+        &observed,
+        "services:\n  lamp: {id: 7, member: web1, state: running}\n",
+    )
+    .unwrap();
+    clusvc()
+        .args(["plan", "--offline", "-f", "examples/apache-mysql", "--fail-member", "web1"])
+        .args(["--now", "2026-11-25T10:00:00Z", "--observed"])
+        .arg(&observed)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::starts_with(
+            "service/lamp (id 7): relocate web1 -> web2 (member web1 is dead)\n  web1: wait for lease expiry (until 2026-11-25T10:00:05Z)\n  web2: start ip 192.0.2.120/24\n  web2: start application services.d/\n",
+        ));
+}
+
+#[test]
+fn plan_json_and_yaml_are_machine_readable() {
+    let out = clusvc()
+        .args(["plan", "--offline", "-f", "examples/seed-sample", "-o", "json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["summary"]["start"], 1);
+    assert_eq!(v["services"][0]["service"], "userapp");
+    assert_eq!(v["services"][0]["action"]["type"], "start");
+    assert_eq!(v["services"][0]["steps"][0]["resource"], "application service_test");
+    let out = clusvc()
+        .args(["plan", "--offline", "-f", "examples/seed-sample", "-o", "yaml"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let y: serde_json::Value = serde_saphyr::from_slice(&out).unwrap();
+    assert_eq!(y["summary"], v["summary"]);
+}
+
+#[test]
+fn plan_rejects_bad_observed_state_and_unknown_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let observed = dir.path().join("observed.yaml");
+    std::fs::write(&observed, "services:\n  userapp: {id: 0, state: sleeping}\n").unwrap();
+    clusvc()
+        .args(["plan", "--offline", "-f", "examples/seed-sample", "--observed"])
+        .arg(&observed)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "observed.yaml:2:27: services.userapp.state: unknown value \"sleeping\"",
+        ));
+    clusvc()
+        .args(["plan", "--offline", "-f", "examples/seed-sample", "--fail-member", "node7"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\"node7\" is not a declared member"));
+}
+
+#[test]
+fn live_plan_without_a_server_exits_3() {
+    clusvc()
+        .args(["plan", "-f", "examples/seed-sample"])
+        .assert()
+        .code(3);
+}
+
+#[test]
+fn schema_prints_every_kind() {
+    let out = clusvc().arg("schema").assert().success().get_output().stdout.clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    for kind in ["Member", "Service", "ObservedState"] {
+        assert!(v[kind]["properties"].is_object(), "{kind}");
+    }
+}
