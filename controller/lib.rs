@@ -20,3 +20,4 @@ pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod schema;
+pub mod testkit;

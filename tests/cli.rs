@@ -56,17 +56,34 @@ fn plan_offline_prints_six_kinds_in_seed_start_order() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nas1: start "))
         .map(|rest| {
-            ["device", "filesystem", "nfs export", "ip", "samba share", "application"]
-                .into_iter()
-                .find(|k| rest.starts_with(k))
-                .unwrap()
+            [
+                "device",
+                "filesystem",
+                "nfs export",
+                "ip",
+                "samba share",
+                "application",
+            ]
+            .into_iter()
+            .find(|k| rest.starts_with(k))
+            .unwrap()
         })
         .collect();
     assert_eq!(
         kinds,
-        ["device", "filesystem", "nfs export", "ip", "ip", "samba share", "application"]
+        [
+            "device",
+            "filesystem",
+            "nfs export",
+            "ip",
+            "ip",
+            "samba share",
+            "application"
+        ]
     );
-    assert!(text.ends_with("Plan: 1 to start, 0 to relocate, 0 to restart, 0 to stop, 0 unchanged.\n"));
+    assert!(
+        text.ends_with("Plan: 1 to start, 0 to relocate, 0 to restart, 0 to stop, 0 unchanged.\n")
+    );
 }
 
 #[test]
@@ -79,7 +96,13 @@ fn plan_against_the_achieved_state_exits_0() {
     )
     .unwrap();
     clusvc()
-        .args(["plan", "--offline", "-f", "examples/seed-sample", "--observed"])
+        .args([
+            "plan",
+            "--offline",
+            "-f",
+            "examples/seed-sample",
+            "--observed",
+        ])
         .arg(&observed)
         .assert()
         .code(0)
@@ -109,7 +132,14 @@ fn plan_what_if_a_member_fails() {
 #[test]
 fn plan_json_and_yaml_are_machine_readable() {
     let out = clusvc()
-        .args(["plan", "--offline", "-f", "examples/seed-sample", "-o", "json"])
+        .args([
+            "plan",
+            "--offline",
+            "-f",
+            "examples/seed-sample",
+            "-o",
+            "json",
+        ])
         .assert()
         .code(1)
         .get_output()
@@ -119,9 +149,19 @@ fn plan_json_and_yaml_are_machine_readable() {
     assert_eq!(v["summary"]["start"], 1);
     assert_eq!(v["services"][0]["service"], "userapp");
     assert_eq!(v["services"][0]["action"]["type"], "start");
-    assert_eq!(v["services"][0]["steps"][0]["resource"], "application service_test");
+    assert_eq!(
+        v["services"][0]["steps"][0]["resource"],
+        "application service_test"
+    );
     let out = clusvc()
-        .args(["plan", "--offline", "-f", "examples/seed-sample", "-o", "yaml"])
+        .args([
+            "plan",
+            "--offline",
+            "-f",
+            "examples/seed-sample",
+            "-o",
+            "yaml",
+        ])
         .assert()
         .code(1)
         .get_output()
@@ -135,9 +175,19 @@ fn plan_json_and_yaml_are_machine_readable() {
 fn plan_rejects_bad_observed_state_and_unknown_members() {
     let dir = tempfile::tempdir().unwrap();
     let observed = dir.path().join("observed.yaml");
-    std::fs::write(&observed, "services:\n  userapp: {id: 0, state: sleeping}\n").unwrap();
+    std::fs::write(
+        &observed,
+        "services:\n  userapp: {id: 0, state: sleeping}\n",
+    )
+    .unwrap();
     clusvc()
-        .args(["plan", "--offline", "-f", "examples/seed-sample", "--observed"])
+        .args([
+            "plan",
+            "--offline",
+            "-f",
+            "examples/seed-sample",
+            "--observed",
+        ])
         .arg(&observed)
         .assert()
         .code(2)
@@ -145,10 +195,19 @@ fn plan_rejects_bad_observed_state_and_unknown_members() {
             "observed.yaml:2:27: services.userapp.state: unknown value \"sleeping\"",
         ));
     clusvc()
-        .args(["plan", "--offline", "-f", "examples/seed-sample", "--fail-member", "node7"])
+        .args([
+            "plan",
+            "--offline",
+            "-f",
+            "examples/seed-sample",
+            "--fail-member",
+            "node7",
+        ])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("\"node7\" is not a declared member"));
+        .stderr(predicate::str::contains(
+            "\"node7\" is not a declared member",
+        ));
 }
 
 #[test]
@@ -161,7 +220,13 @@ fn live_plan_without_a_server_exits_3() {
 
 #[test]
 fn schema_prints_every_kind() {
-    let out = clusvc().arg("schema").assert().success().get_output().stdout.clone();
+    let out = clusvc()
+        .arg("schema")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     for kind in ["Member", "Service", "ObservedState"] {
         assert!(v[kind]["properties"].is_object(), "{kind}");

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 
 use clusvc::model::{
-    Application, DesiredState, Device, Failure, Fencing, Filesystem, IpAddress, Member,
-    NfsExport, Object, ObservedMember, ObservedService, ObservedState, Phase, Placement,
-    PlacementReason, Recovery, RecoveryPolicy, RelocateRequest, ResourceStatus, SambaShare,
-    Service, ServiceSpec, ServiceState, Timestamp,
+    Application, DesiredState, Device, Failure, Fencing, Filesystem, IpAddress, Member, NfsExport,
+    Object, ObservedMember, ObservedService, ObservedState, Phase, Placement, PlacementReason,
+    Recovery, RecoveryPolicy, RelocateRequest, ResourceStatus, SambaShare, Service, ServiceSpec,
+    ServiceState, Timestamp,
 };
 use clusvc::plan::{Op, Plan, plan, simulate};
 use proptest::prelude::*;
@@ -87,7 +87,11 @@ fn spec_strategy(s: usize, members: usize) -> impl Strategy<Value = ServiceSpec>
                         device: format!("/dev/s{s}d0"),
                         mount_point: format!("/srv/s{s}/f{i}"),
                         fs_type: Some("ext4".into()),
-                        options: if variant == 1 { vec!["noatime".into()] } else { vec![] },
+                        options: if variant == 1 {
+                            vec!["noatime".into()]
+                        } else {
+                            vec![]
+                        },
                         fsck: false,
                         force_unmount: false,
                     })
@@ -178,57 +182,57 @@ fn observed_service_strategy(
             any::<bool>(),
         ),
     )
-    .prop_map(
-        move |o| {
-            let (state, m, statuses, phase, restarts, started, relocate, restart_req, reason, frozen) =
-                o?;
-            let member = (!matches!(state, ServiceState::Stopped | ServiceState::Disabled))
-                .then(|| member_name(m));
-            let member = if m == members && state == ServiceState::Failed {
-                None
-            } else {
-                member
-            };
-            Some(ObservedService {
-                id,
-                member,
-                state,
-                frozen: frozen && restart_req,
-                resources: labels.iter().cloned().zip(statuses).collect(),
-                failure: matches!(state, ServiceState::Failed | ServiceState::Blocked).then(|| {
-                    Failure {
-                        phase: if state == ServiceState::Blocked { Phase::Stop } else { phase },
-                        resource: labels.first().cloned().unwrap_or_default(),
-                        reason: String::new(),
-                        at: None,
-                    }
-                }),
-                restarts: restarts
-                    .into_iter()
-                    .map(|s| Timestamp::from_millis(NOW - s * 1000))
-                    .collect(),
-                started_with: match started {
-                    0 => None,
-                    1 => Some(other.clone()),
-                    _ => Some(spec.clone()),
-                },
-                placement_reason: reason,
-                relocate: relocate.map(|to| RelocateRequest {
-                    to: to.map(member_name),
-                }),
-                restart_requested: restart_req,
-                last_check: None,
-            })
-        },
-    )
+    .prop_map(move |o| {
+        let (state, m, statuses, phase, restarts, started, relocate, restart_req, reason, frozen) =
+            o?;
+        let member = (!matches!(state, ServiceState::Stopped | ServiceState::Disabled))
+            .then(|| member_name(m));
+        let member = if m == members && state == ServiceState::Failed {
+            None
+        } else {
+            member
+        };
+        Some(ObservedService {
+            id,
+            member,
+            state,
+            frozen: frozen && restart_req,
+            resources: labels.iter().cloned().zip(statuses).collect(),
+            failure: matches!(state, ServiceState::Failed | ServiceState::Blocked).then(|| {
+                Failure {
+                    phase: if state == ServiceState::Blocked {
+                        Phase::Stop
+                    } else {
+                        phase
+                    },
+                    resource: labels.first().cloned().unwrap_or_default(),
+                    reason: String::new(),
+                    at: None,
+                }
+            }),
+            restarts: restarts
+                .into_iter()
+                .map(|s| Timestamp::from_millis(NOW - s * 1000))
+                .collect(),
+            started_with: match started {
+                0 => None,
+                1 => Some(other.clone()),
+                _ => Some(spec.clone()),
+            },
+            placement_reason: reason,
+            relocate: relocate.map(|to| RelocateRequest {
+                to: to.map(member_name),
+            }),
+            restart_requested: restart_req,
+            last_check: None,
+        })
+    })
 }
 
 fn cluster_strategy() -> impl Strategy<Value = Cluster> {
     (1usize..6, 0usize..9).prop_flat_map(|(nm, ns)| {
-        let members = proptest::collection::vec(
-            (any::<bool>(), 0u8..5, any::<bool>(), any::<bool>()),
-            nm,
-        );
+        let members =
+            proptest::collection::vec((any::<bool>(), 0u8..5, any::<bool>(), any::<bool>()), nm);
         let specs = (0..ns)
             .map(|s| (spec_strategy(s, nm), spec_strategy(s, nm), any::<bool>()))
             .collect::<Vec<_>>();
@@ -360,7 +364,11 @@ fn check_safety(c: &Cluster, p: &Plan) {
         let member = &c.desired.members().get(target);
         assert!(member.is_some(), "start on undeclared member\n{p}");
         let om = c.observed.members.get(target).cloned().unwrap_or_default();
-        assert!(om.alive, "{}: start on dead member {target}\n{p}", sp.service);
+        assert!(
+            om.alive,
+            "{}: start on dead member {target}\n{p}",
+            sp.service
+        );
         assert!(
             !om.standby && !member.unwrap().spec.standby,
             "{}: start on standby member {target}\n{p}",

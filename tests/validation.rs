@@ -65,7 +65,11 @@ fn wrong_types_are_reported_with_the_field() {
 
 #[test]
 fn duplicate_names_point_at_both_definitions() {
-    let text = format!("{}---\n{}", service("web", "  {}\n"), service("web", "  {}\n"));
+    let text = format!(
+        "{}---\n{}",
+        service("web", "  {}\n"),
+        service("web", "  {}\n")
+    );
     assert_eq!(
         one_error(&text),
         r#"t.yaml:11:9: metadata.name: duplicate service name "web" (first defined at t.yaml:4:9)"#
@@ -74,15 +78,19 @@ fn duplicate_names_point_at_both_definitions() {
 
 #[test]
 fn names_must_be_dns_labels() {
-    assert!(one_error(&service("Web_1", "  {}\n")).starts_with(
-        r#"t.yaml:4:9: metadata.name: invalid name "Web_1": must be a DNS label"#
-    ));
+    assert!(
+        one_error(&service("Web_1", "  {}\n"))
+            .starts_with(r#"t.yaml:4:9: metadata.name: invalid name "Web_1": must be a DNS label"#)
+    );
 }
 
 #[test]
 fn placement_on_an_undeclared_member_is_rejected() {
     assert_eq!(
-        one_error(&service("web", "  placement:\n    members: [node1, node9]\n")),
+        one_error(&service(
+            "web",
+            "  placement:\n    members: [node1, node9]\n"
+        )),
         r#"t.yaml:7:22: spec.placement.members[1]: undeclared member "node9""#
     );
 }
@@ -109,11 +117,17 @@ fn relative_paths_are_rejected() {
 #[test]
 fn invalid_cidr_is_rejected() {
     assert_eq!(
-        one_error(&service("web", "  ipAddresses:\n    - address: 192.0.2.100/33\n")),
+        one_error(&service(
+            "web",
+            "  ipAddresses:\n    - address: 192.0.2.100/33\n"
+        )),
         r#"t.yaml:7:16: spec.ipAddresses[0].address: invalid CIDR "192.0.2.100/33": prefix must be 0 to 32"#
     );
     assert_eq!(
-        one_error(&service("web", "  ipAddresses:\n    - address: 192.0.2.100\n")),
+        one_error(&service(
+            "web",
+            "  ipAddresses:\n    - address: 192.0.2.100\n"
+        )),
         r#"t.yaml:7:16: spec.ipAddresses[0].address: invalid CIDR "192.0.2.100": expected ADDRESS/PREFIX, e.g. 192.0.2.100/24"#
     );
 }
@@ -164,7 +178,9 @@ fn application_needs_exactly_one_source() {
 
 #[test]
 fn wrong_api_version_and_kind_are_reported() {
-    let errs = errors("apiVersion: clusvc/v2\nkind: Service\nmetadata: {name: a}\n---\napiVersion: clusvc/v1\nkind: Pod\n---\nkind: Member\n");
+    let errs = errors(
+        "apiVersion: clusvc/v2\nkind: Service\nmetadata: {name: a}\n---\napiVersion: clusvc/v1\nkind: Pod\n---\nkind: Member\n",
+    );
     assert_eq!(
         errs,
         [
@@ -214,9 +230,16 @@ fn a_directory_with_one_bad_file_yields_errors_and_no_state() {
     assert_eq!(err.0.len(), 1, "{err}");
     let e = &err.0[0];
     assert!(e.file.ends_with("services/b.yml"), "{e}");
-    assert_eq!(e.to_string().split_once(": ").unwrap().1, r#"spec.timeout: invalid duration "soon""#);
+    assert_eq!(
+        e.to_string().split_once(": ").unwrap().1,
+        r#"spec.timeout: invalid duration "soon""#
+    );
 
-    std::fs::write(dir.path().join("services/b.yml"), service("b", "  timeout: 5s\n")).unwrap();
+    std::fs::write(
+        dir.path().join("services/b.yml"),
+        service("b", "  timeout: 5s\n"),
+    )
+    .unwrap();
     let ok = manifest::load_paths(&[dir.path().to_path_buf()], Options::default()).unwrap();
     assert_eq!(ok.desired.services().len(), 2);
     assert_eq!(ok.desired.members().len(), 2);
@@ -234,7 +257,11 @@ fn user_scripts_must_exist_and_define_a_usable_function() {
     let dir = temp_tree();
     let p = dir.path();
     script(p, "service_test", "test() {\n  return 0\n}\n");
-    script(p, "apache_webserver", "helper() { :; }\nfunction other {\n :\n}\n");
+    script(
+        p,
+        "apache_webserver",
+        "helper() { :; }\nfunction other {\n :\n}\n",
+    );
     script(p, "other_test", "test() {\n  return 0\n}\n");
     let text = service(
         "web",
@@ -286,7 +313,11 @@ fn script_directories_are_checked_entry_by_entry() {
     );
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].contains("bad_one: defines none of the functions"), "{}", errs[0]);
+    assert!(
+        errs[0].contains("bad_one: defines none of the functions"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]

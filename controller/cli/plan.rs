@@ -48,7 +48,9 @@ pub fn run(args: Args) -> Result<u8, Failure> {
     let loaded = manifest::load_paths(&args.files.files, options)
         .map_err(|e| Failure::bad_input(format!("{e}\nerror: the input is invalid")))?;
     let now = match &args.now {
-        Some(t) => Timestamp::parse(t).map_err(|e| Failure::bad_input(format!("error: --now: {e}")))?,
+        Some(t) => {
+            Timestamp::parse(t).map_err(|e| Failure::bad_input(format!("error: --now: {e}")))?
+        }
         None => Timestamp::from_system(SystemTime::now()),
     };
     let mut observed = match &args.observed {

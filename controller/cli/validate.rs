@@ -19,8 +19,11 @@ pub fn run(args: Args) -> Result<u8, Failure> {
     let options = Options {
         check_scripts: !args.skip_script_checks,
     };
-    let loaded = manifest::load_paths(&args.files.files, options)
-        .map_err(|e| Failure::bad_input(format!("{e}\nerror: the input is invalid; nothing was applied")))?;
+    let loaded = manifest::load_paths(&args.files.files, options).map_err(|e| {
+        Failure::bad_input(format!(
+            "{e}\nerror: the input is invalid; nothing was applied"
+        ))
+    })?;
     let d = &loaded.desired;
     println!(
         "valid: {} member(s), {} service(s)",

@@ -252,7 +252,10 @@ pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
         );
     }
     let desired = DesiredState::from_objects(objects).map_err(|_| {
-        Errors::single("(input)", "internal error: validation disagreed with itself")
+        Errors::single(
+            "(input)",
+            "internal error: validation disagreed with itself",
+        )
     })?;
     Ok(Loaded { desired, origins })
 }
@@ -271,11 +274,14 @@ type Problem = (String, bool, String);
 /// object (repaired when it had field errors) and the problems.
 fn decode(doc: &Node) -> (Option<Object>, Vec<Problem>) {
     if !matches!(doc.value, Value::Map(_)) {
-        return (None, vec![(
-            String::new(),
-            false,
-            "expected a mapping with apiVersion, kind, metadata and spec".into(),
-        )]);
+        return (
+            None,
+            vec![(
+                String::new(),
+                false,
+                "expected a mapping with apiVersion, kind, metadata and spec".into(),
+            )],
+        );
     }
     let mut problems = Vec::new();
     match doc.get("apiVersion").map(|n| &n.value) {
@@ -418,7 +424,10 @@ fn tidy_message(msg: &str) -> (String, bool) {
     }
     let msg = msg
         .replace('`', "\"")
-        .replace("expected u32", "expected a whole number from 0 to 4294967295")
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
         .replace("expected u64", "expected a whole number");
     (msg, false)
 }
@@ -490,8 +499,8 @@ pub fn decode_as<T: DeserializeOwned>(input: &Input) -> Result<T, Errors> {
         path: path.to_string(),
         message,
     };
-    let docs = yaml::parse_documents(&input.text)
-        .map_err(|e| Errors(vec![err(e.pos, "", e.message)]))?;
+    let docs =
+        yaml::parse_documents(&input.text).map_err(|e| Errors(vec![err(e.pos, "", e.message)]))?;
     match docs.as_slice() {
         [] => serde_json::from_value(serde_json::Value::Object(Default::default()))
             .map_err(|e| Errors(vec![err(Pos::default(), "", e.to_string())])),

@@ -144,20 +144,18 @@ enum Seg<'a> {
 /// Splits `a.b[2].c` into segments. Keys containing dots are not addressable,
 /// which only costs precision of the reported position, never correctness.
 fn split_path(path: &str) -> impl Iterator<Item = Seg<'_>> {
-    path.split('.')
-        .filter(|s| !s.is_empty())
-        .flat_map(|part| {
-            let (name, rest) = match part.find('[') {
-                Some(i) => (&part[..i], &part[i..]),
-                None => (part, ""),
-            };
-            let field = (!name.is_empty()).then_some(Seg::Field(name));
-            let indexes = rest
-                .split(['[', ']'])
-                .filter_map(|s| s.parse::<usize>().ok())
-                .map(Seg::Index);
-            field.into_iter().chain(indexes)
-        })
+    path.split('.').filter(|s| !s.is_empty()).flat_map(|part| {
+        let (name, rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        let field = (!name.is_empty()).then_some(Seg::Field(name));
+        let indexes = rest
+            .split(['[', ']'])
+            .filter_map(|s| s.parse::<usize>().ok())
+            .map(Seg::Index);
+        field.into_iter().chain(indexes)
+    })
 }
 
 /// Errors of the YAML stage.
@@ -363,7 +361,10 @@ mod tests {
             docs[0].locate("spec.checkInterval", true),
             Pos { line: 4, col: 3 }
         );
-        assert_eq!(docs[0].locate("spec.list[1]", false), Pos { line: 5, col: 13 });
+        assert_eq!(
+            docs[0].locate("spec.list[1]", false),
+            Pos { line: 5, col: 13 }
+        );
         assert_eq!(docs[1].get_str("kind"), Some("Member"));
     }
 
@@ -371,20 +372,30 @@ mod tests {
     fn scalars_keep_their_types() {
         let docs = parse_documents("a: 40\nb: true\nc: '40'\nd: ~\ne: 1.5\n").unwrap();
         let j = docs[0].to_json();
-        assert_eq!(j, serde_json::json!({"a": 40, "b": true, "c": "40", "d": null, "e": 1.5}));
+        assert_eq!(
+            j,
+            serde_json::json!({"a": 40, "b": true, "c": "40", "d": null, "e": 1.5})
+        );
     }
 
     #[test]
     fn alias_bomb_fails_fast() {
         let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..12 {
-            let prev = if i == 0 { "a".to_string() } else { format!("l{}", i - 1) };
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("l{}", i - 1)
+            };
             text.push_str(&format!(
                 "l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
             ));
         }
         let err = parse_documents(&text).unwrap_err();
-        assert!(err.message.contains("budget") || err.message.contains("limit"), "{err}");
+        assert!(
+            err.message.contains("budget") || err.message.contains("limit"),
+            "{err}"
+        );
     }
 
     #[test]

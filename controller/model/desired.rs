@@ -161,7 +161,11 @@ fn check_member(i: usize, m: &Member, issues: &mut Vec<Issue>) {
             }
         }
         if f.timeout.is_zero() {
-            issues.push(Issue::new(i, "spec.fencing.timeout", "must be greater than 0s"));
+            issues.push(Issue::new(
+                i,
+                "spec.fencing.timeout",
+                "must be greater than 0s",
+            ));
         }
     }
 }
@@ -182,12 +186,7 @@ fn check_absolute(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_service(
-    i: usize,
-    s: &Service,
-    members: &BTreeMap<&str, usize>,
-    issues: &mut Vec<Issue>,
-) {
+fn check_service(i: usize, s: &Service, members: &BTreeMap<&str, usize>, issues: &mut Vec<Issue>) {
     let spec = &s.spec;
     let mut push = |path: String, msg: String| issues.push(Issue::new(i, path, msg));
     if spec.timeout.is_zero() {
@@ -263,7 +262,11 @@ fn check_service(
                 format!("invalid filesystem type {t:?}"),
             );
         }
-        check_options(&f.options, &format!("spec.filesystems[{j}].options"), &mut push);
+        check_options(
+            &f.options,
+            &format!("spec.filesystems[{j}].options"),
+            &mut push,
+        );
     }
     for (j, e) in spec.nfs_exports.iter().enumerate() {
         if let Err(m) = check_absolute(&e.path) {
@@ -280,7 +283,11 @@ fn check_service(
                 push(format!("spec.nfsExports[{j}].clients[{k}]"), m);
             }
         }
-        check_options(&e.options, &format!("spec.nfsExports[{j}].options"), &mut push);
+        check_options(
+            &e.options,
+            &format!("spec.nfsExports[{j}].options"),
+            &mut push,
+        );
     }
     for (j, ip) in spec.ip_addresses.iter().enumerate() {
         if let Err(m) = parse_cidr(&ip.address) {
@@ -377,10 +384,7 @@ fn check_application(app: &Application, path: &str, push: &mut impl FnMut(String
         push(format!("{path}.directory"), m);
     }
     if app.function.is_some() && app.script.is_none() {
-        push(
-            format!("{path}.function"),
-            "only valid with script".into(),
-        );
+        push(format!("{path}.function"), "only valid with script".into());
     }
     if let Some(f) = &app.function
         && (f.is_empty()
@@ -411,10 +415,7 @@ fn check_application(app: &Application, path: &str, push: &mut impl FnMut(String
             );
         }
     } else if !app.parameters.is_empty() {
-        push(
-            format!("{path}.parameters"),
-            "only valid with ocf".into(),
-        );
+        push(format!("{path}.parameters"), "only valid with ocf".into());
     }
     for key in app.parameters.keys() {
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -458,7 +459,9 @@ impl Claims {
                                 )
                             });
                         } else {
-                            self.ips.entry(c.addr).or_insert((i, format!("{path}.address")));
+                            self.ips
+                                .entry(c.addr)
+                                .or_insert((i, format!("{path}.address")));
                         }
                         continue;
                     }
@@ -486,7 +489,9 @@ impl Claims {
                     ..Issue::new(
                         i,
                         format!("{path}.{field}"),
-                        format!("{what} {key:?} is already claimed by another service ({first_path})"),
+                        format!(
+                            "{what} {key:?} is already claimed by another service ({first_path})"
+                        ),
                     )
                 });
             } else {

@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn parses_units_and_bare_seconds() {
         assert_eq!("40s".parse::<Duration>().unwrap(), Duration::from_secs(40));
-        assert_eq!("1m30s".parse::<Duration>().unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            "1m30s".parse::<Duration>().unwrap(),
+            Duration::from_secs(90)
+        );
         assert_eq!("40".parse::<Duration>().unwrap(), Duration::from_secs(40));
         assert_eq!("2h".parse::<Duration>().unwrap(), Duration::from_secs(7200));
     }

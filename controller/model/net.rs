@@ -14,9 +14,9 @@ pub struct Cidr {
 /// Parses `ADDR/PREFIX`; the prefix is required since the address is added to
 /// an interface.
 pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
-    let (addr, prefix) = s
-        .split_once('/')
-        .ok_or_else(|| format!("invalid CIDR {s:?}: expected ADDRESS/PREFIX, e.g. 192.0.2.100/24"))?;
+    let (addr, prefix) = s.split_once('/').ok_or_else(|| {
+        format!("invalid CIDR {s:?}: expected ADDRESS/PREFIX, e.g. 192.0.2.100/24")
+    })?;
     let addr: IpAddr = addr
         .parse()
         .map_err(|_| format!("invalid CIDR {s:?}: {addr:?} is not an IP address"))?;
@@ -45,7 +45,9 @@ pub fn check_nfs_client(s: &str) -> Result<(), String> {
         let max = if a.is_ipv4() { 32 } else { 128 };
         return match prefix.parse::<u8>() {
             Ok(p) if p <= max => Ok(()),
-            _ => Err(format!("invalid NFS client {s:?}: prefix must be 0 to {max}")),
+            _ => Err(format!(
+                "invalid NFS client {s:?}: prefix must be 0 to {max}"
+            )),
         };
     }
     if s.parse::<IpAddr>().is_ok() {

@@ -11,13 +11,10 @@ pub fn defined_functions(text: &str) -> Vec<String> {
         }
         let name = if let Some(rest) = line.strip_prefix("function ") {
             let rest = rest.trim_start();
-            let end = rest
-                .find(|c: char| !is_name_char(c))
-                .unwrap_or(rest.len());
+            let end = rest.find(|c: char| !is_name_char(c)).unwrap_or(rest.len());
             let name = &rest[..end];
             let tail = rest[end..].trim_start();
-            (!name.is_empty() && (tail.is_empty() || tail.starts_with(['(', '{'])))
-                .then_some(name)
+            (!name.is_empty() && (tail.is_empty() || tail.starts_with(['(', '{']))).then_some(name)
         } else {
             let end = line.find(|c: char| !is_name_char(c)).unwrap_or(line.len());
             let name = &line[..end];
@@ -138,17 +135,27 @@ mod tests {
     #[test]
     fn resolves_in_seed_order() {
         let defs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(resolve_function("service_test", None, &defs(&["test"])).unwrap(), "test");
+        assert_eq!(
+            resolve_function("service_test", None, &defs(&["test"])).unwrap(),
+            "test"
+        );
         assert_eq!(
             resolve_function("apache_webserver", None, &defs(&["apache"])).unwrap(),
             "apache"
         );
         assert_eq!(
-            resolve_function("new_application", None, &defs(&["new_application", "application"]))
-                .unwrap(),
+            resolve_function(
+                "new_application",
+                None,
+                &defs(&["new_application", "application"])
+            )
+            .unwrap(),
             "new_application"
         );
-        assert_eq!(resolve_function("my_db_x", None, &defs(&["x", "my"])).unwrap(), "x");
+        assert_eq!(
+            resolve_function("my_db_x", None, &defs(&["x", "my"])).unwrap(),
+            "x"
+        );
     }
 
     #[test]

@@ -25,12 +25,12 @@ impl Timestamp {
     }
 
     /// This time plus a duration (saturating).
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(d.as_millis()))
     }
 
     /// This time minus a duration (saturating at the epoch).
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn minus(self, d: Duration) -> Self {
         Self(self.0.saturating_sub(d.as_millis()))
     }
 
@@ -54,7 +54,7 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = UNIX_EPOCH + StdDuration::from_millis(self.0);
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", humantime::format_rfc3339_seconds(t))
         } else {
             write!(f, "{}", humantime::format_rfc3339_millis(t))
@@ -92,6 +92,9 @@ mod tests {
     fn round_trips_rfc3339() {
         let t = Timestamp::parse("2026-11-25T10:00:00Z").unwrap();
         assert_eq!(t.to_string(), "2026-11-25T10:00:00Z");
-        assert_eq!(t.add(Duration::from_secs(90)).to_string(), "2026-11-25T10:01:30Z");
+        assert_eq!(
+            t.plus(Duration::from_secs(90)).to_string(),
+            "2026-11-25T10:01:30Z"
+        );
     }
 }

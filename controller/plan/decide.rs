@@ -1,8 +1,8 @@
 //! What to do with one service: the decisions of SPEC §5.
 
 use crate::model::{
-    DesiredState, ObservedService, ObservedState, Phase, PlacementReason, ResourceStatus,
-    RecoveryPolicy, Service, ServiceSpec, ServiceState, Timestamp,
+    DesiredState, ObservedService, ObservedState, Phase, PlacementReason, RecoveryPolicy,
+    ResourceStatus, Service, ServiceSpec, ServiceState, Timestamp,
 };
 
 use super::placement::Members;
@@ -19,7 +19,8 @@ pub struct Context<'a> {
 }
 
 /// The empty spec, for deleted services whose started spec is unknown.
-static EMPTY_SPEC: std::sync::LazyLock<ServiceSpec> = std::sync::LazyLock::new(ServiceSpec::default);
+static EMPTY_SPEC: std::sync::LazyLock<ServiceSpec> =
+    std::sync::LazyLock::new(ServiceSpec::default);
 
 /// A plan under construction for one service.
 struct Draft<'a> {
@@ -147,11 +148,19 @@ impl<'a> Context<'a> {
             Ok(to) => {
                 start_all(to, spec, &mut draft.steps);
                 self.members.moved(None, Some(to));
-                let reason = if obs.is_some() { "not running" } else { "new service" };
+                let reason = if obs.is_some() {
+                    "not running"
+                } else {
+                    "new service"
+                };
                 Some(draft.finish(
                     Action::Start { to: to.into() },
                     reason,
-                    outcome(ServiceState::Running, Some(to), Some(PlacementReason::Initial)),
+                    outcome(
+                        ServiceState::Running,
+                        Some(to),
+                        Some(PlacementReason::Initial),
+                    ),
                 ))
             }
             Err(why) => Some(draft.finish(
@@ -377,7 +386,11 @@ impl<'a> Context<'a> {
             self.leave(o, running, m, &mut draft.steps);
         }
         self.members.moved(Some(m), None);
-        let mut plan = draft.finish(Action::Stop { from: m.into() }, why, outcome(end, None, None));
+        let mut plan = draft.finish(
+            Action::Stop { from: m.into() },
+            why,
+            outcome(end, None, None),
+        );
         plan.outcome.fenced = fenced;
         plan
     }
@@ -436,7 +449,7 @@ impl<'a> Context<'a> {
         steps.push(Step {
             member: m.into(),
             op: Op::AwaitLease {
-                until: expired.unwrap_or(self.now).add(LEASE_GRACE),
+                until: expired.unwrap_or(self.now).plus(LEASE_GRACE),
             },
             resource: None,
             spec: None,
@@ -516,14 +529,14 @@ impl<'a> Context<'a> {
         match recovery.policy {
             RecoveryPolicy::Disable => {
                 self.members.moved(Some(m), None);
-                return draft.finish(
+                draft.finish(
                     Action::Stop { from: m.into() },
                     format!("{what}; recovery policy is disable"),
                     outcome(ServiceState::Failed, None, None),
-                );
+                )
             }
             RecoveryPolicy::Restart => {
-                let since = self.now.sub(recovery.restart_window);
+                let since = self.now.minus(recovery.restart_window);
                 let recent = o.restarts.iter().filter(|t| **t > since).count();
                 let max = recovery.max_restarts as usize;
                 let eligible = self.members.ineligible(&spec.placement, m).is_none();
@@ -591,12 +604,7 @@ impl<'a> Context<'a> {
 
     /// The more preferred member a service placed by failover should return
     /// to, if failback is on and one is eligible.
-    fn failback_target(
-        &self,
-        spec: &ServiceSpec,
-        o: &ObservedService,
-        m: &str,
-    ) -> Option<&'a str> {
+    fn failback_target(&self, spec: &ServiceSpec, o: &ObservedService, m: &str) -> Option<&'a str> {
         if !spec.placement.failback || o.placement_reason != Some(PlacementReason::Failover) {
             return None;
         }
@@ -636,7 +644,11 @@ impl<'a> Context<'a> {
                         to: t.into(),
                     },
                     "manual relocation",
-                    outcome(ServiceState::Running, Some(t), Some(PlacementReason::Manual)),
+                    outcome(
+                        ServiceState::Running,
+                        Some(t),
+                        Some(PlacementReason::Manual),
+                    ),
                 )
             }
             Err(why) => draft.finish(

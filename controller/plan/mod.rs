@@ -18,7 +18,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::model::{DesiredState, ObservedState, PlacementReason, Resource, ServiceState, Timestamp};
+use crate::model::{
+    DesiredState, ObservedState, PlacementReason, Resource, ServiceState, Timestamp,
+};
 
 /// How long after a dead member's lease expired its services may start
 /// elsewhere when it has no fencing (the agent self-fences at expiry; the

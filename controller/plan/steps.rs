@@ -80,6 +80,15 @@ pub fn reconfigure(
     out: &mut Vec<Step>,
 ) {
     let old_tail: Vec<_> = old.resources().skip(from).collect();
-    out.extend(old_tail.into_iter().rev().map(|r| step(member, Op::Stop, r)));
-    out.extend(new.resources().skip(from).map(|r| step(member, Op::Start, r)));
+    out.extend(
+        old_tail
+            .into_iter()
+            .rev()
+            .map(|r| step(member, Op::Stop, r)),
+    );
+    out.extend(
+        new.resources()
+            .skip(from)
+            .map(|r| step(member, Op::Start, r)),
+    );
 }
