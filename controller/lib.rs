@@ -16,8 +16,11 @@
 //! read no clock and use no async runtime.
 
 pub mod cli;
+pub mod exec;
 pub mod manifest;
 pub mod model;
 pub mod plan;
+pub mod resources;
 pub mod schema;
+pub mod scriptfile;
 pub mod testkit;

@@ -14,7 +14,7 @@ use serde_path_to_error::Segment;
 use crate::model::{API_VERSION, DesiredState, Member, Object, Service};
 
 use super::error::{Errors, ManifestError};
-use super::scripts;
+use crate::scriptfile;
 use super::yaml::{self, Node, Pos, Value};
 
 /// One manifest text and where it came from.
@@ -228,7 +228,7 @@ pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
     if options.check_scripts {
         for (k, object) in objects.iter().enumerate() {
             if let Object::Service(s) = object {
-                for (path, message) in scripts::check_service(&s.spec) {
+                for (path, message) in scriptfile::check_service(&s.spec) {
                     let mut e = place(k, &path);
                     e.message = message;
                     errors.push(e);

@@ -3,7 +3,6 @@
 
 pub mod error;
 pub mod load;
-pub mod scripts;
 pub mod yaml;
 
 pub use error::{Errors, ManifestError};

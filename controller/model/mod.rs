@@ -3,6 +3,7 @@
 
 pub mod desired;
 pub mod duration;
+pub mod event;
 pub mod manifest;
 pub mod net;
 pub mod observed;

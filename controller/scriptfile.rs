@@ -1,5 +1,6 @@
-//! User scripts on disk: listing `directory:` applications and checking that
-//! a script exists and defines a usable function (SPEC §3).
+//! User scripts on disk: listing `directory:` applications, resolving the
+//! function a script's actions call (SPEC §3), and checking who may write
+//! them. Shared by the manifest loader and the application handler.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -108,4 +109,42 @@ fn is_permission_denied(path: &Path) -> bool {
     std::fs::File::open(path)
         .err()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+/// Why a script may not run as root: it, or a directory above it, can be
+/// written by someone other than root.
+pub fn check_root_owned(script: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let canonical = std::fs::canonicalize(script)
+        .map_err(|e| format!("cannot resolve {}: {e}", script.display()))?;
+    let mut path = Some(canonical.as_path());
+    let mut first = true;
+    while let Some(p) = path {
+        let md = std::fs::metadata(p).map_err(|e| format!("cannot stat {}: {e}", p.display()))?;
+        let mode = md.mode();
+        let what = if first { "script" } else { "directory" };
+        let sticky = mode & 0o1000 != 0;
+        if md.uid() != 0 {
+            return Err(format!(
+                "refusing to run {} as root: {what} {} is owned by uid {}",
+                script.display(),
+                p.display(),
+                md.uid()
+            ));
+        }
+        let group_w = mode & 0o020 != 0 && md.gid() != 0;
+        let world_w = mode & 0o002 != 0;
+        if (group_w || world_w) && !(sticky && !first) {
+            return Err(format!(
+                "refusing to run {} as root: {what} {} is writable by {} (mode {:o})",
+                script.display(),
+                p.display(),
+                if world_w { "everyone" } else { "its group" },
+                mode & 0o7777
+            ));
+        }
+        first = false;
+        path = p.parent();
+    }
+    Ok(())
 }

@@ -1,0 +1,91 @@
+//! Filesystems: mount a device at a mount point (optional fsck), unmount
+//! (optionally killing its users first); status from the member's mountinfo.
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::model::Filesystem;
+use crate::model::event::Level;
+
+use super::mountinfo::{self, Mount};
+use super::{Action, Command, Ctx, Error, Result};
+
+fn dev_numbers(path: &str) -> Option<(u32, u32)> {
+    let rdev = std::fs::metadata(path).ok()?.rdev();
+    Some((libc::major(rdev), libc::minor(rdev)))
+}
+
+fn mounts(ctx: &Ctx<'_>) -> Result<Vec<Mount>> {
+    let text = std::fs::read_to_string(&ctx.host.mountinfo).map_err(|e| {
+        Error::Failed(format!("cannot read {}: {e}", ctx.host.mountinfo.display()))
+    })?;
+    Ok(mountinfo::parse(&text))
+}
+
+/// Ok when `f.device` is mounted at `f.mount_point`; otherwise why not.
+pub fn status(ctx: &Ctx<'_>, f: &Filesystem) -> Result {
+    let all = mounts(ctx)?;
+    match mountinfo::find(&all, &f.mount_point) {
+        None => Err(Error::Failed(format!("{} is not mounted", f.mount_point))),
+        Some(m) if m.source == f.device || dev_numbers(&f.device) == Some(m.dev) => Ok(()),
+        Some(m) => Err(Error::Failed(format!(
+            "{} is mounted from {}, not {}",
+            f.mount_point, m.source, f.device
+        ))),
+    }
+}
+
+fn mounted(ctx: &Ctx<'_>, f: &Filesystem) -> Result<bool> {
+    Ok(mountinfo::find(&mounts(ctx)?, &f.mount_point).is_some())
+}
+
+/// Start, stop or check a filesystem.
+pub async fn act(ctx: &Ctx<'_>, f: &Filesystem, action: Action) -> Result {
+    match action {
+        Action::Status => status(ctx, f),
+        Action::Start => {
+            if status(ctx, f).is_ok() {
+                return Ok(());
+            }
+            if mounted(ctx, f)? {
+                return status(ctx, f);
+            }
+            if f.fsck {
+                let out = ctx.run(&Command::new(["fsck", "-a", &f.device])).await?;
+                // 0: clean, 1: errors corrected.
+                if !matches!(out.code, Some(0 | 1)) {
+                    return Err(Error::Failed(format!("fsck {} {}", f.device, out.describe())));
+                }
+            }
+            ctx.run_ok(&Command::new(["mkdir", "-p", &f.mount_point]))
+                .await?;
+            let mut cmd = Command::new(["mount"]);
+            if let Some(t) = &f.fs_type {
+                cmd = cmd.arg("-t").arg(t);
+            }
+            if !f.options.is_empty() {
+                cmd = cmd.arg("-o").arg(f.options.join(","));
+            }
+            cmd = cmd.arg(&f.device).arg(&f.mount_point);
+            ctx.run_ok(&cmd).await?;
+            status(ctx, f)
+        }
+        Action::Stop => {
+            if !mounted(ctx, f)? {
+                return Ok(());
+            }
+            if f.force_unmount {
+                let out = ctx
+                    .run(&Command::new(["fuser", "-k", "-9", "-m", &f.mount_point]))
+                    .await?;
+                if out.success() {
+                    ctx.emit(Level::Notice, format!("killed processes using {}", f.mount_point));
+                }
+            }
+            ctx.run_ok(&Command::new(["umount", &f.mount_point])).await?;
+            if mounted(ctx, f)? {
+                return Err(Error::Failed(format!("{} is still mounted", f.mount_point)));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Resource kinds on a member: start, stop and status of devices,
+//! filesystems, NFS exports, IP addresses, Samba shares and applications
+//! (SPEC §4). Every action is idempotent (starting a started resource or
+//! stopping a stopped one succeeds), runs commands by argv, and is bounded
+//! by the service timeout.
+
+pub mod application;
+pub mod arp;
+pub mod device;
+pub mod filesystem;
+pub mod host;
+pub mod ip;
+pub mod managed_file;
+pub mod mountinfo;
+pub mod netlink;
+pub mod nfs;
+pub mod process;
+pub mod samba;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::model::event::{Event, Level};
+use crate::model::ResourceRef;
+
+pub use host::Host;
+pub use process::Command;
+
+/// Receives the events of actions (script messages, command output,
+/// failures).
+pub trait Events: Send + Sync {
+    /// Records one event.
+    fn emit(&self, event: Event);
+}
+
+/// An [`Events`] that keeps everything in memory (tests, short-lived tools).
+#[derive(Debug, Default)]
+pub struct Recorder(Mutex<Vec<Event>>);
+
+impl Recorder {
+    /// Everything recorded so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Events for Recorder {
+    fn emit(&self, event: Event) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+}
+
+/// What to do with a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Bring it up.
+    Start,
+    /// Take it down.
+    Stop,
+    /// Check it.
+    Status,
+}
+
+impl Action {
+    /// `start`, `stop` or `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Status => "status",
+        }
+    }
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Running a command failed (includes "timed out after 60s").
+    #[error(transparent)]
+    Process(#[from] process::Error),
+    /// The resource is not in the required state, or a command failed.
+    #[error("{0}")]
+    Failed(String),
+    /// Refused for safety (address in use, unsafe script, bad value).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// Result of resource actions.
+pub type Result<T = (), E = Error> = std::result::Result<T, E>;
+
+/// The service an action belongs to, and its deadline.
+pub struct Ctx<'a> {
+    /// The member.
+    pub host: &'a Host,
+    /// Service name.
+    pub service: &'a str,
+    /// Service ID.
+    pub service_id: u64,
+    /// The label of the resource acted on (for events).
+    pub resource: String,
+    /// When the action must be done.
+    pub deadline: Instant,
+    /// The service timeout (for messages).
+    pub timeout: Duration,
+    /// Where events go.
+    pub events: &'a dyn Events,
+}
+
+impl Ctx<'_> {
+    /// Records an event about this resource.
+    pub fn emit(&self, level: Level, message: impl Into<String>) {
+        let message = message.into();
+        match level {
+            Level::Emerg | Level::Alert | Level::Crit | Level::Err => {
+                tracing::error!(service = self.service, resource = %self.resource, "{message}")
+            }
+            Level::Warning => {
+                tracing::warn!(service = self.service, resource = %self.resource, "{message}")
+            }
+            Level::Notice | Level::Info => {
+                tracing::info!(service = self.service, resource = %self.resource, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(service = self.service, resource = %self.resource, "{message}")
+            }
+        }
+        self.events.emit(Event {
+            at: None,
+            service: self.service.to_string(),
+            member: self.host.member.clone(),
+            resource: self.resource.clone(),
+            level,
+            message,
+        });
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs a command in the member's namespaces within the deadline; its
+    /// stderr lines become warning events.
+    pub async fn run(&self, cmd: &Command) -> Result<process::Output> {
+        let left = self.remaining();
+        if left.is_zero() {
+            return Err(process::Error::Timeout(self.timeout).into());
+        }
+        let out = process::run(cmd, &self.host.ns, left, self.host.kill_grace)
+            .await
+            .map_err(|e| match e {
+                process::Error::Timeout(_) => process::Error::Timeout(self.timeout),
+                other => other,
+            })?;
+        for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {
+            self.emit(Level::Warning, format!("{}: {line}", cmd.program()));
+        }
+        Ok(out)
+    }
+
+    /// Runs a command that must exit 0.
+    pub async fn run_ok(&self, cmd: &Command) -> Result<process::Output> {
+        let out = self.run(cmd).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(Error::Failed(format!("{} {}", cmd.program(), out.describe())))
+        }
+    }
+}
+
+/// Performs `action` on resource `r`.
+pub async fn act(ctx: &Ctx<'_>, r: ResourceRef<'_>, action: Action) -> Result {
+    match r {
+        ResourceRef::Device(d) => device::act(ctx, d, action).await,
+        ResourceRef::Filesystem(f) => filesystem::act(ctx, f, action).await,
+        ResourceRef::NfsExport(e) => nfs::act(ctx, e, action).await,
+        ResourceRef::Ip(i) => ip::act(ctx, i, action).await,
+        ResourceRef::SambaShare(s) => samba::act(ctx, s, action).await,
+        ResourceRef::Application(a) => application::act(ctx, a, action).await,
+    }
+}
