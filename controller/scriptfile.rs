@@ -134,7 +134,8 @@ pub fn check_root_owned(script: &Path) -> Result<(), String> {
         }
         let group_w = mode & 0o020 != 0 && md.gid() != 0;
         let world_w = mode & 0o002 != 0;
-        if (group_w || world_w) && !(sticky && !first) {
+        let protected_dir = sticky && !first;
+        if (group_w || world_w) && !protected_dir {
             return Err(format!(
                 "refusing to run {} as root: {what} {} is writable by {} (mode {:o})",
                 script.display(),

@@ -14,8 +14,8 @@ use serde_path_to_error::Segment;
 use crate::model::{API_VERSION, DesiredState, Member, Object, Service};
 
 use super::error::{Errors, ManifestError};
-use crate::scriptfile;
 use super::yaml::{self, Node, Pos, Value};
+use crate::scriptfile;
 
 /// One manifest text and where it came from.
 #[derive(Debug, Clone)]

@@ -39,7 +39,9 @@ pub async fn act(ctx: &Ctx<'_>, app: &Application, action: Action) -> Result {
         }
         list
     } else {
-        return Err(Error::Refused("application has no script, directory or ocf".into()));
+        return Err(Error::Refused(
+            "application has no script, directory or ocf".into(),
+        ));
     };
     for (script, function) in scripts {
         run_script(ctx, &script, function, action).await?;
@@ -63,22 +65,34 @@ fn service_db(ctx: &Ctx<'_>) -> Result<PathBuf> {
     Ok(path)
 }
 
-async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action: Action) -> Result {
+async fn run_script(
+    ctx: &Ctx<'_>,
+    script: &Path,
+    function: Option<&str>,
+    action: Action,
+) -> Result {
     if ctx.host.require_root_owned_scripts {
         scriptfile::check_root_owned(script).map_err(Error::Refused)?;
     }
     let function = scriptfile::resolve(script, function).map_err(Error::Failed)?;
     let db = service_db(ctx)?;
-    let cmd = Command::new(["bash", "--noprofile", "--norc", "-c", HELPER, "clusvc-action"])
-        .arg(script)
-        .arg(&function)
-        .arg(action.as_str())
-        .arg(ctx.service_id.to_string())
-        .env("CLUSVC_SERVICE", ctx.service)
-        .env("CLUSVC_SERVICE_ID", ctx.service_id.to_string())
-        .env("CLUSVC_MEMBER", &ctx.host.member)
-        .env("CLUSVC_ACTION", action.as_str())
-        .env("CLUSVC_DB", &db);
+    let cmd = Command::new([
+        "bash",
+        "--noprofile",
+        "--norc",
+        "-c",
+        HELPER,
+        "clusvc-action",
+    ])
+    .arg(script)
+    .arg(&function)
+    .arg(action.as_str())
+    .arg(ctx.service_id.to_string())
+    .env("CLUSVC_SERVICE", ctx.service)
+    .env("CLUSVC_SERVICE_ID", ctx.service_id.to_string())
+    .env("CLUSVC_MEMBER", &ctx.host.member)
+    .env("CLUSVC_ACTION", action.as_str())
+    .env("CLUSVC_DB", &db);
     let out = ctx.run(&cmd).await?;
     for line in out.stdout.lines() {
         match parse_log_line(line) {
@@ -87,7 +101,10 @@ async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action
             None => {}
         }
     }
-    let name = script.file_name().and_then(|n| n.to_str()).unwrap_or("script");
+    let name = script
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("script");
     match out.code {
         Some(0) => Ok(()),
         _ => Err(Error::Failed(format!(
@@ -139,8 +156,12 @@ async fn run_ocf(ctx: &Ctx<'_>, ocf: &str, app: &Application, action: Action) ->
             agent.display()
         )));
     }
-    std::fs::create_dir_all(&ctx.host.ha_rsctmp)
-        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", ctx.host.ha_rsctmp.display())))?;
+    std::fs::create_dir_all(&ctx.host.ha_rsctmp).map_err(|e| {
+        Error::Failed(format!(
+            "cannot create {}: {e}",
+            ctx.host.ha_rsctmp.display()
+        ))
+    })?;
     let verb = match action {
         Action::Start => "start",
         Action::Stop => "stop",
@@ -152,7 +173,10 @@ async fn run_ocf(ctx: &Ctx<'_>, ocf: &str, app: &Application, action: Action) ->
         .env("OCF_RESOURCE_INSTANCE", format!("{}-{kind}", ctx.service))
         .env("OCF_RESOURCE_TYPE", kind)
         .env("OCF_RESOURCE_PROVIDER", provider)
-        .env("OCF_RESKEY_CRM_meta_timeout", ctx.timeout.as_millis().to_string())
+        .env(
+            "OCF_RESKEY_CRM_meta_timeout",
+            ctx.timeout.as_millis().to_string(),
+        )
         .env("HA_RSCTMP", &ctx.host.ha_rsctmp)
         .env("CLUSVC_SERVICE", ctx.service)
         .env("CLUSVC_MEMBER", &ctx.host.member)

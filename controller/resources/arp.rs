@@ -97,7 +97,11 @@ pub fn probe(
     wait: Duration,
 ) -> io::Result<Option<[u8; 6]>> {
     let fd = in_netns(ns, || packet_socket(ifindex))?;
-    send(&fd, ifindex, &arp(1, mac, Ipv4Addr::UNSPECIFIED, [0; 6], addr))?;
+    send(
+        &fd,
+        ifindex,
+        &arp(1, mac, Ipv4Addr::UNSPECIFIED, [0; 6], addr),
+    )?;
     let deadline = Instant::now() + wait;
     let mut buf = [0u8; 128];
     loop {

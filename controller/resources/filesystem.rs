@@ -15,9 +15,8 @@ fn dev_numbers(path: &str) -> Option<(u32, u32)> {
 }
 
 fn mounts(ctx: &Ctx<'_>) -> Result<Vec<Mount>> {
-    let text = std::fs::read_to_string(&ctx.host.mountinfo).map_err(|e| {
-        Error::Failed(format!("cannot read {}: {e}", ctx.host.mountinfo.display()))
-    })?;
+    let text = std::fs::read_to_string(&ctx.host.mountinfo)
+        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", ctx.host.mountinfo.display())))?;
     Ok(mountinfo::parse(&text))
 }
 
@@ -53,7 +52,11 @@ pub async fn act(ctx: &Ctx<'_>, f: &Filesystem, action: Action) -> Result {
                 let out = ctx.run(&Command::new(["fsck", "-a", &f.device])).await?;
                 // 0: clean, 1: errors corrected.
                 if !matches!(out.code, Some(0 | 1)) {
-                    return Err(Error::Failed(format!("fsck {} {}", f.device, out.describe())));
+                    return Err(Error::Failed(format!(
+                        "fsck {} {}",
+                        f.device,
+                        out.describe()
+                    )));
                 }
             }
             ctx.run_ok(&Command::new(["mkdir", "-p", &f.mount_point]))
@@ -78,10 +81,14 @@ pub async fn act(ctx: &Ctx<'_>, f: &Filesystem, action: Action) -> Result {
                     .run(&Command::new(["fuser", "-k", "-9", "-m", &f.mount_point]))
                     .await?;
                 if out.success() {
-                    ctx.emit(Level::Notice, format!("killed processes using {}", f.mount_point));
+                    ctx.emit(
+                        Level::Notice,
+                        format!("killed processes using {}", f.mount_point),
+                    );
                 }
             }
-            ctx.run_ok(&Command::new(["umount", &f.mount_point])).await?;
+            ctx.run_ok(&Command::new(["umount", &f.mount_point]))
+                .await?;
             if mounted(ctx, f)? {
                 return Err(Error::Failed(format!("{} is still mounted", f.mount_point)));
             }

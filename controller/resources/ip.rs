@@ -15,11 +15,15 @@ use super::{Action, Command, Ctx, Error, Result, arp};
 fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
     match (a, b) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,
@@ -113,20 +117,36 @@ pub async fn act(ctx: &Ctx<'_>, ip: &IpAddress, action: Action) -> Result {
                         "{} already answers on {} from {}",
                         cidr.addr,
                         link.name,
-                        other.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+                        other
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":")
                     )));
                 }
             }
-            ctx.run_ok(&Command::new(["ip", "addr", "add", &ip.address, "dev", &link.name]))
-                .await?;
+            ctx.run_ok(&Command::new([
+                "ip",
+                "addr",
+                "add",
+                &ip.address,
+                "dev",
+                &link.name,
+            ]))
+            .await?;
             if let (IpAddr::V4(v4), Some(mac)) = (cidr.addr, link.mac) {
                 let ns = ctx.host.ns.net.clone();
                 let index = link.index;
-                let sent = tokio::task::spawn_blocking(move || arp::announce(ns.as_deref(), index, mac, v4))
-                    .await
-                    .map_err(|e| Error::Failed(format!("gratuitous ARP: {e}")))?;
+                let sent = tokio::task::spawn_blocking(move || {
+                    arp::announce(ns.as_deref(), index, mac, v4)
+                })
+                .await
+                .map_err(|e| Error::Failed(format!("gratuitous ARP: {e}")))?;
                 if let Err(e) = sent {
-                    ctx.emit(Level::Warning, format!("gratuitous ARP for {v4} failed: {e}"));
+                    ctx.emit(
+                        Level::Warning,
+                        format!("gratuitous ARP for {v4} failed: {e}"),
+                    );
                 }
             }
             Ok(())
@@ -135,9 +155,16 @@ pub async fn act(ctx: &Ctx<'_>, ip: &IpAddress, action: Action) -> Result {
             let Some(link) = view.holder(&cidr, want_if) else {
                 return Ok(());
             };
-            ctx.run_ok(&Command::new(["ip", "addr", "del", &ip.address, "dev", &link.name]))
-                .await
-                .map(drop)
+            ctx.run_ok(&Command::new([
+                "ip",
+                "addr",
+                "del",
+                &ip.address,
+                "dev",
+                &link.name,
+            ]))
+            .await
+            .map(drop)
         }
     }
 }

@@ -48,7 +48,10 @@ pub fn read(path: &Path) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(Error::Failed(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(Error::Failed(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -64,7 +67,8 @@ pub fn get(path: &Path, key: &str) -> Result<Option<String>> {
 /// changed.
 pub fn set(path: &Path, key: &str, body: Option<&str>) -> Result<bool> {
     let old = read(path)?;
-    let mut kept: Vec<(String, String)> = blocks(&old).into_iter().filter(|(k, _)| k != key).collect();
+    let mut kept: Vec<(String, String)> =
+        blocks(&old).into_iter().filter(|(k, _)| k != key).collect();
     if let Some(b) = body {
         kept.push((key.to_string(), b.to_string()));
     }

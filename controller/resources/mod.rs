@@ -20,8 +20,8 @@ pub mod samba;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::model::event::{Event, Level};
 use crate::model::ResourceRef;
+use crate::model::event::{Event, Level};
 
 pub use host::Host;
 pub use process::Command;
@@ -165,7 +165,11 @@ impl Ctx<'_> {
         if out.success() {
             Ok(out)
         } else {
-            Err(Error::Failed(format!("{} {}", cmd.program(), out.describe())))
+            Err(Error::Failed(format!(
+                "{} {}",
+                cmd.program(),
+                out.describe()
+            )))
         }
     }
 }

@@ -38,14 +38,18 @@ pub struct NetlinkCache {
 
 /// Runs `f` on a thread that has joined the network namespace `ns` (sockets
 /// created there stay in that namespace).
-pub fn in_netns<T: Send>(ns: Option<&Path>, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+pub fn in_netns<T: Send>(
+    ns: Option<&Path>,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     let Some(ns) = ns else {
         return f();
     };
     let file = std::fs::File::open(ns)?;
     std::thread::scope(|s| {
         s.spawn(move || {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)?;
             f()
         })
         .join()
@@ -85,7 +89,13 @@ fn align4(n: usize) -> usize {
 impl NetlinkCache {
     /// Sends a dump request with `body` and collects the payloads of the
     /// replies of type `want`.
-    fn dump(&self, ns: Option<&Path>, kind: u16, body: &[u8], want: u16) -> io::Result<Vec<Vec<u8>>> {
+    fn dump(
+        &self,
+        ns: Option<&Path>,
+        kind: u16,
+        body: &[u8],
+        want: u16,
+    ) -> io::Result<Vec<Vec<u8>>> {
         let mut guard = self.sock.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(|(p, _, _)| p.as_deref() != ns) {
             let fd = in_netns(ns, open_socket)?;
@@ -159,7 +169,9 @@ impl NetlinkCache {
             let mut address = None;
             for (t, data) in attrs(&m[8..]) {
                 let ip = match (family, data.len()) {
-                    (libc::AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::new(data[0], data[1], data[2], data[3]))),
+                    (libc::AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::new(
+                        data[0], data[1], data[2], data[3],
+                    ))),
                     (libc::AF_INET6, 16) => {
                         let b: [u8; 16] = data.try_into().unwrap();
                         Some(IpAddr::V6(Ipv6Addr::from(b)))
@@ -173,7 +185,11 @@ impl NetlinkCache {
                 }
             }
             if let Some(addr) = local.or(address) {
-                out.push(Addr { ifindex, prefix, addr });
+                out.push(Addr {
+                    ifindex,
+                    prefix,
+                    addr,
+                });
             }
         }
         Ok(out)
@@ -194,7 +210,11 @@ impl NetlinkCache {
             for (t, data) in attrs(&m[16..]) {
                 match t {
                     1 if data.len() == 6 => mac = Some(data.try_into().unwrap()),
-                    3 => name = String::from_utf8_lossy(data).trim_end_matches('\0').to_string(),
+                    3 => {
+                        name = String::from_utf8_lossy(data)
+                            .trim_end_matches('\0')
+                            .to_string()
+                    }
                     _ => {}
                 }
             }

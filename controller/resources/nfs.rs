@@ -94,10 +94,16 @@ async fn reload_ganesha(ctx: &Ctx<'_>) -> Result {
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| {
-            Error::Failed(format!("nfs-ganesha is not running (no pid in {})", pidfile.display()))
+            Error::Failed(format!(
+                "nfs-ganesha is not running (no pid in {})",
+                pidfile.display()
+            ))
         })?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
-        .map_err(|e| Error::Failed(format!("cannot signal nfs-ganesha (pid {pid}): {e}")))
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .map_err(|e| Error::Failed(format!("cannot signal nfs-ganesha (pid {pid}): {e}")))
 }
 
 async fn ganesha(ctx: &Ctx<'_>, e: &NfsExport, action: Action) -> Result {
@@ -106,7 +112,10 @@ async fn ganesha(ctx: &Ctx<'_>, e: &NfsExport, action: Action) -> Result {
     match action {
         Action::Status => match managed_file::get(file, &key)? {
             Some(body) if body == export_block(e)? => Ok(()),
-            Some(_) => Err(Error::Failed(format!("export {} is defined differently", e.path))),
+            Some(_) => Err(Error::Failed(format!(
+                "export {} is defined differently",
+                e.path
+            ))),
             None => Err(Error::Failed(format!("{} is not exported", e.path))),
         },
         Action::Start | Action::Stop => {

@@ -180,12 +180,18 @@ pub async fn run(
         unsafe {
             c.pre_exec(move || {
                 if let Some(fd) = net_fd {
-                    nix::sched::setns(std::os::fd::BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)?;
+                    nix::sched::setns(
+                        std::os::fd::BorrowedFd::borrow_raw(fd),
+                        CloneFlags::CLONE_NEWNET,
+                    )
+                    .map_err(std::io::Error::from)?;
                 }
                 if let Some(fd) = mnt_fd {
-                    nix::sched::setns(std::os::fd::BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNS)
-                        .map_err(std::io::Error::from)?;
+                    nix::sched::setns(
+                        std::os::fd::BorrowedFd::borrow_raw(fd),
+                        CloneFlags::CLONE_NEWNS,
+                    )
+                    .map_err(std::io::Error::from)?;
                 }
                 Ok(())
             });
@@ -280,10 +286,10 @@ async fn capture(
                 }
             },
             changed = stop.changed(), if tx.is_some() => {
-                if changed.is_err() || *stop.borrow() {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(std::mem::take(&mut kept));
-                    }
+                if (changed.is_err() || *stop.borrow())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(std::mem::take(&mut kept));
                 }
             }
         }
@@ -360,8 +366,15 @@ mod tests {
         assert!(out.success());
         assert_eq!(out.stdout, "started\n");
         assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-        assert!(nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok(), "daemon survived");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok(),
+            "daemon survived"
+        );
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }

@@ -14,12 +14,18 @@ fn key(ctx: &Ctx<'_>, s: &SambaShare) -> String {
 fn section(s: &SambaShare) -> Result<String> {
     let bad = |v: &str| v.contains(['\n', '\r', '\0']);
     if bad(&s.name) || bad(&s.path) {
-        return Err(Error::Refused(format!("share {:?} contains a line break", s.name)));
+        return Err(Error::Refused(format!(
+            "share {:?} contains a line break",
+            s.name
+        )));
     }
     let mut text = format!("[{}]\n\tpath = {}\n", s.name, s.path);
     for (k, v) in &s.parameters {
         if bad(k) || bad(v.as_str()) || k.contains(['=', '[', ']']) {
-            return Err(Error::Refused(format!("parameter {k:?} of share {:?} is not a single line", s.name)));
+            return Err(Error::Refused(format!(
+                "parameter {k:?} of share {:?} is not a single line",
+                s.name
+            )));
         }
         text.push_str(&format!("\t{k} = {v}\n"));
     }
@@ -28,9 +34,15 @@ fn section(s: &SambaShare) -> Result<String> {
 
 async fn reload(ctx: &Ctx<'_>) -> Result {
     let conf = ctx.host.smb_conf.display().to_string();
-    ctx.run_ok(&Command::new(["smbcontrol", "-s", &conf, "smbd", "reload-config"]))
-        .await
-        .map(drop)
+    ctx.run_ok(&Command::new([
+        "smbcontrol",
+        "-s",
+        &conf,
+        "smbd",
+        "reload-config",
+    ]))
+    .await
+    .map(drop)
 }
 
 /// Start, stop or check a share.
@@ -42,7 +54,10 @@ pub async fn act(ctx: &Ctx<'_>, s: &SambaShare, action: Action) -> Result {
             let want = section(s)?;
             match managed_file::get(path, &key)? {
                 Some(body) if body == want => Ok(()),
-                Some(_) => Err(Error::Failed(format!("share {} is defined differently", s.name))),
+                Some(_) => Err(Error::Failed(format!(
+                    "share {} is defined differently",
+                    s.name
+                ))),
                 None => Err(Error::Failed(format!("share {} is not defined", s.name))),
             }
         }
