@@ -52,6 +52,9 @@ pub struct Event {
     pub at: Option<Timestamp>,
     /// The service.
     pub service: String,
+    /// Its ID.
+    #[serde(default)]
+    pub service_id: u64,
     /// The member it happened on.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub member: String,

@@ -113,21 +113,22 @@ impl Ctx<'_> {
         let message = message.into();
         match level {
             Level::Emerg | Level::Alert | Level::Crit | Level::Err => {
-                tracing::error!(service = self.service, resource = %self.resource, "{message}")
+                tracing::error!(service = self.service, id = self.service_id, resource = %self.resource, "{message}")
             }
             Level::Warning => {
-                tracing::warn!(service = self.service, resource = %self.resource, "{message}")
+                tracing::warn!(service = self.service, id = self.service_id, resource = %self.resource, "{message}")
             }
             Level::Notice | Level::Info => {
-                tracing::info!(service = self.service, resource = %self.resource, "{message}")
+                tracing::info!(service = self.service, id = self.service_id, resource = %self.resource, "{message}")
             }
             Level::Debug => {
-                tracing::debug!(service = self.service, resource = %self.resource, "{message}")
+                tracing::debug!(service = self.service, id = self.service_id, resource = %self.resource, "{message}")
             }
         }
         self.events.emit(Event {
             at: None,
             service: self.service.to_string(),
+            service_id: self.service_id,
             member: self.host.member.clone(),
             resource: self.resource.clone(),
             level,

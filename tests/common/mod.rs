@@ -1,0 +1,316 @@
+//! Real parts for integration tests: network namespaces joined by veth
+//! pairs, loop devices with ext4, private mount namespaces, a private smbd.
+//! Each helper cleans up on drop. Tests that need them run as root (CI
+//! does); elsewhere they print "skipped: needs root" and pass.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Whether this process may create namespaces, loop devices and mounts.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Returns early from a test that needs root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::is_root() {
+            eprintln!("skipped: needs root (namespaces, loop devices, mounts)");
+            return;
+        }
+    };
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn sh(argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command; returns (success, stdout).
+pub fn try_sh(argv: &[&str]) -> (bool, String) {
+    match Command::new(argv[0]).args(&argv[1..]).output() {
+        Ok(out) => (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ),
+        Err(_) => (false, String::new()),
+    }
+}
+
+/// Waits until `f` holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "cs{}{}{}",
+        tag,
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    /// Its name (`ip netns`).
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates it with `lo` up.
+    pub fn new(tag: &str) -> Self {
+        let name = unique(tag);
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Self { name }
+    }
+
+    /// The namespace file.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    /// A command run inside it.
+    pub fn cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv);
+        c
+    }
+
+    /// Whether `addr` is configured on any interface here.
+    pub fn has_addr(&self, addr: &str) -> bool {
+        let out = sh(&["ip", "-n", &self.name, "-o", "addr", "show"]);
+        out.split_whitespace().any(|w| w.split('/').next() == Some(addr))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Joins two namespaces with a veth pair and addresses them.
+pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    sh(&[
+        "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+        &b.name,
+    ]);
+    for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+        sh(&["ip", "-n", &ns.name, "addr", "add", addr, "dev", ifname]);
+        sh(&["ip", "-n", &ns.name, "link", "set", ifname, "up"]);
+    }
+}
+
+/// A loop device backed by a sparse file holding ext4; detached on drop.
+pub struct Loop {
+    /// `/dev/loopN`.
+    pub dev: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Loop {
+    /// A fresh ext4 image of `mb` MiB on a loop device.
+    pub fn ext4(mb: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(mb << 20).unwrap();
+        sh(&["mkfs.ext4", "-q", "-F", img.to_str().unwrap()]);
+        let dev = sh(&["losetup", "--find", "--show", img.to_str().unwrap()])
+            .trim()
+            .to_string();
+        Self { dev, _dir: dir }
+    }
+
+    /// Detaches now; true when the device was free.
+    pub fn detach(&self) -> bool {
+        try_sh(&["losetup", "-d", &self.dev]).0
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        // After a forced unmount the kernel may release the device a moment later.
+        wait_until(Duration::from_secs(2), || {
+            !Path::new(&format!("/sys/block/{}/loop", self.dev.trim_start_matches("/dev/"))).exists()
+                || try_sh(&["losetup", "-d", &self.dev]).0
+        });
+    }
+}
+
+/// A private mount namespace held open by a sleeping process.
+pub struct MountNs {
+    child: Child,
+}
+
+impl MountNs {
+    /// Creates it (`unshare -m --propagation private`).
+    pub fn new() -> Self {
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sleep", "infinity"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mine = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l != mine)
+            }),
+            "unshare did not enter a new mount namespace"
+        );
+        Self { child }
+    }
+
+    /// The holder's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The namespace's mountinfo text.
+    pub fn mountinfo(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap()
+    }
+
+    /// Whether something is mounted at `path` in this namespace.
+    pub fn is_mounted(&self, path: &str) -> bool {
+        self.mountinfo()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(path))
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn run(&self, argv: &[&str]) -> bool {
+        let t = format!("--target={}", self.pid());
+        let mut full = vec!["nsenter", t.as_str(), "-m", "--"];
+        full.extend_from_slice(argv);
+        try_sh(&full).0
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private smbd on 127.0.0.1:port, all state under a temp dir, including
+/// the shares file clusvc manages. Stopped (with samba-dcerpcd) on drop.
+pub struct Smbd {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    /// Its directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Smbd {
+    /// Starts it and waits until it accepts connections.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        for sub in ["pid", "lock", "state", "cache", "private", "ncalrpc"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let port = free_port();
+        let conf = format!(
+            "[global]\n  smb ports = {port}\n  bind interfaces only = yes\n  interfaces = 127.0.0.1\n  pid directory = {d}/pid\n  lock directory = {d}/lock\n  state directory = {d}/state\n  cache directory = {d}/cache\n  private dir = {d}/private\n  ncalrpc dir = {d}/ncalrpc\n  log file = {d}/log.%m\n  map to guest = Bad User\n  server role = standalone server\n  load printers = no\n  printing = bsd\n  printcap name = /dev/null\n  disable spoolss = yes\n  include = {d}/shares.conf\n"
+        );
+        std::fs::write(dir.path().join("smb.conf"), conf).unwrap();
+        std::fs::write(dir.path().join("shares.conf"), "").unwrap();
+        let child = Command::new("smbd")
+            .args(["-F", "--no-process-group", "-s"])
+            .arg(dir.path().join("smb.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smbd (Debian package samba) is installed");
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "smbd did not start"
+        );
+        Self { child, port, dir }
+    }
+
+    /// smb.conf path.
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("smb.conf")
+    }
+
+    /// The shares file clusvc manages.
+    pub fn shares(&self) -> PathBuf {
+        self.dir.path().join("shares.conf")
+    }
+
+    /// Share names `smbclient -L` lists.
+    pub fn list(&self) -> Vec<String> {
+        let out = Command::new("smbclient")
+            .args(["-N", "-p", &self.port.to_string(), "-L", "127.0.0.1", "-s"])
+            .arg(self.conf())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" Disk "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Smbd {
+    fn drop(&mut self) {
+        let pid_of = |name: &str| {
+            std::fs::read_to_string(self.dir.path().join("pid").join(name))
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+        };
+        if let Some(pid) = pid_of("samba-dcerpcd.pid") {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

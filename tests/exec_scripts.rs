@@ -1,0 +1,279 @@
+//! Seed-style user scripts and OCF agents through the executor, for real:
+//! bash, child processes killed at the timeout, ownership refusal.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clusvc::exec::{Executor, ServiceRef};
+use clusvc::model::event::Level;
+use clusvc::model::{Application, ScalarString, ServiceSpec};
+use clusvc::resources::{Host, Recorder};
+
+fn executor(dir: &Path) -> (Executor, Arc<Recorder>) {
+    let mut host = Host::new("node1");
+    host.state_dir = dir.join("state");
+    host.ha_rsctmp = dir.join("rsctmp");
+    host.kill_grace = Duration::from_millis(500);
+    let events = Arc::new(Recorder::default());
+    (Executor::new(Arc::new(host), events.clone()), events)
+}
+
+fn svc(name: &str, id: u64, timeout: Duration) -> ServiceRef {
+    ServiceRef {
+        name: name.into(),
+        id,
+        timeout,
+    }
+}
+
+fn script_app(path: impl AsRef<Path>) -> ServiceSpec {
+    ServiceSpec {
+        applications: vec![Application {
+            script: Some(path.as_ref().display().to_string()),
+            ..Application::default()
+        }],
+        ..ServiceSpec::default()
+    }
+}
+
+fn write_script(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/bash\n{body}")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}
+
+fn messages(events: &Recorder) -> Vec<String> {
+    events.events().into_iter().map(|e| e.message).collect()
+}
+
+#[tokio::test]
+async fn the_seed_sample_script_runs_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, events) = executor(dir.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-sample/service_test");
+    let spec = script_app(&script);
+    let s = svc("userapp", 3, Duration::from_secs(60));
+    let start = exec.start(&s, &spec).await;
+    assert!(start.ok(), "{start:?}");
+    let check = exec.check(&s, &spec).await;
+    assert!(check.ok(), "{check:?}");
+    let stop = exec.stop(&s, &spec).await;
+    assert!(stop.ok(), "{stop:?}");
+    let logged: Vec<_> = events
+        .events()
+        .into_iter()
+        .filter(|e| e.message.starts_with("Running test"))
+        .collect();
+    let text: Vec<_> = logged.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        text,
+        [
+            "Running test start script for service userapp",
+            "Running test status script for service userapp",
+            "Running test stop script for service userapp",
+        ]
+    );
+    assert!(logged.iter().all(|e| e.service == "userapp" && e.service_id == 3));
+    assert_eq!(logged[0].level, Level::Info);
+    assert_eq!(logged[1].level, Level::Debug);
+}
+
+#[tokio::test]
+async fn scripts_see_the_helper_library_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, events) = executor(dir.path());
+    exec.host().know_services([(7, "other".to_string())]);
+    let p = write_script(
+        dir.path(),
+        "env_probe",
+        r#"env_probe() {
+    logAndPrint $LOG_WARNING "id=$(getSvcID $DB web) other=$(getSvcName $DB 7) member=$CLUSVC_MEMBER action=$CLUSVC_ACTION svc=$CLUSVC_SERVICE/$CLUSVC_SERVICE_ID levels=$LOG_EMERG$LOG_DEBUG rc=$SUCCESS$FAIL args=$1,$2"
+    echo plain output
+    return $SUCCESS
+}
+"#,
+        0o755,
+    );
+    let report = exec.start(&svc("web", 12, Duration::from_secs(10)), &script_app(&p)).await;
+    assert!(report.ok(), "{report:?}");
+    let ev = events.events();
+    let probe = ev.iter().find(|e| e.message.starts_with("id=")).unwrap();
+    assert_eq!(
+        probe.message,
+        "id=12 other=other member=node1 action=start svc=web/12 levels=07 rc=01 args=start,12"
+    );
+    assert_eq!(probe.level, Level::Warning);
+    assert!(ev.iter().any(|e| e.message == "plain output" && e.level == Level::Info));
+}
+
+#[tokio::test]
+async fn a_failing_function_fails_the_action_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, _) = executor(dir.path());
+    let p = write_script(
+        dir.path(),
+        "db_broken",
+        "broken() { echo 'cannot bind port 5432' >&2; return $FAIL; }\n",
+        0o755,
+    );
+    let report = exec.start(&svc("db", 1, Duration::from_secs(10)), &script_app(&p)).await;
+    assert_eq!(report.failed, Some(0));
+    assert_eq!(
+        report.reason(),
+        Some("db_broken: broken start exited 1: cannot bind port 5432")
+    );
+}
+
+#[tokio::test]
+async fn a_hung_start_is_killed_with_all_its_children_at_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, _) = executor(dir.path());
+    let pids = dir.path().join("pids");
+    let p = write_script(
+        dir.path(),
+        "hang_forever",
+        &format!(
+            r#"forever() {{
+    [ "$1" = start ] || return 0
+    sleep 1000 & echo $! >> {pids}
+    ( trap '' TERM; while :; do sleep 1; done ) & echo $! >> {pids}
+    echo $$ >> {pids}
+    sleep 1000
+}}
+"#,
+            pids = pids.display()
+        ),
+        0o755,
+    );
+    let report = exec
+        .start(&svc("hang", 1, Duration::from_secs(1)), &script_app(&p))
+        .await;
+    assert_eq!(report.failed, Some(0));
+    assert_eq!(report.reason(), Some("timed out after 1s"));
+    let pids: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3);
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.split(' ').nth(2).is_some_and(|st| st == "Z"))
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(5), || pids.iter().all(|p| !alive(*p))),
+        "orphans survived: {:?}",
+        pids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_directory_runs_each_script_sorted_following_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, _) = executor(dir.path());
+    let log = dir.path().join("calls");
+    let scripts = dir.path().join("elsewhere");
+    let d = dir.path().join("services.d");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::create_dir(&d).unwrap();
+    let body = |f: &str| format!("{f}() {{ echo \"{f} $1\" >> {}; return $SUCCESS; }}\n", log.display());
+    write_script(&d, "20_web", &body("web"), 0o755);
+    let target = write_script(&scripts, "db_mysql", &body("mysql"), 0o755);
+    std::os::unix::fs::symlink(&target, d.join("10_mysql")).unwrap();
+    std::fs::write(d.join("notes"), "").unwrap();
+    std::fs::set_permissions(d.join("notes"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let spec = ServiceSpec {
+        applications: vec![Application {
+            directory: Some(d.display().to_string()),
+            ..Application::default()
+        }],
+        ..ServiceSpec::default()
+    };
+    std::fs::remove_file(d.join("notes")).unwrap();
+    let s = svc("lamp", 2, Duration::from_secs(10));
+    assert!(exec.start(&s, &spec).await.ok());
+    assert!(exec.check(&s, &spec).await.ok());
+    assert!(exec.stop(&s, &spec).await.ok());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "mysql start\nweb start\nmysql status\nweb status\nweb stop\nmysql stop\n"
+    );
+}
+
+#[tokio::test]
+async fn scripts_writable_by_others_are_refused_as_root() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, events) = executor(dir.path());
+    let flag = dir.path().join("ran");
+    let p = write_script(
+        dir.path(),
+        "open_door",
+        &format!("door() {{ touch {}; }}\n", flag.display()),
+        0o777,
+    );
+    let report = exec.start(&svc("web", 1, Duration::from_secs(10)), &script_app(&p)).await;
+    assert_eq!(report.failed, Some(0));
+    let reason = report.reason().unwrap();
+    assert!(
+        reason.starts_with("refused: refusing to run") && reason.contains("writable by everyone (mode 777)"),
+        "{reason}"
+    );
+    assert!(!flag.exists(), "the script ran");
+    assert!(messages(&events).iter().any(|m| m.contains("writable by everyone")));
+
+    // A root-owned script in a directory others can write is refused too.
+    let open_dir = dir.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let p = write_script(&open_dir, "open_door", "door() { :; }\n", 0o755);
+    let report = exec.start(&svc("web", 1, Duration::from_secs(10)), &script_app(&p)).await;
+    assert!(report.reason().unwrap().contains("directory"), "{report:?}");
+}
+
+#[tokio::test]
+async fn ocf_agents_run_with_their_environment_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, _) = executor(dir.path());
+    let state = dir.path().join("dummy.state");
+    let spec = ServiceSpec {
+        applications: vec![Application {
+            ocf: Some("heartbeat:Dummy".into()),
+            parameters: [("state".to_string(), ScalarString(state.display().to_string()))]
+                .into_iter()
+                .collect(),
+            ..Application::default()
+        }],
+        ..ServiceSpec::default()
+    };
+    let s = svc("dummy", 4, Duration::from_secs(20));
+    let check = exec.check(&s, &spec).await;
+    assert_eq!(
+        check.reason(),
+        Some("heartbeat:Dummy monitor exited 7 (OCF_NOT_RUNNING)")
+    );
+    assert!(exec.start(&s, &spec).await.ok());
+    assert!(state.exists());
+    assert!(exec.check(&s, &spec).await.ok());
+    assert!(exec.stop(&s, &spec).await.ok());
+    assert!(!state.exists());
+    // Stopping a stopped resource succeeds.
+    assert!(exec.stop(&s, &spec).await.ok());
+    let missing = ServiceSpec {
+        applications: vec![Application {
+            ocf: Some("heartbeat:NoSuchAgent".into()),
+            ..Application::default()
+        }],
+        ..ServiceSpec::default()
+    };
+    let r = exec.start(&s, &missing).await;
+    assert_eq!(
+        r.reason(),
+        Some("OCF agent /usr/lib/ocf/resource.d/heartbeat/NoSuchAgent is not installed")
+    );
+}
