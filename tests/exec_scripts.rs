@@ -78,7 +78,11 @@ async fn the_seed_sample_script_runs_unchanged() {
             "Running test stop script for service userapp",
         ]
     );
-    assert!(logged.iter().all(|e| e.service == "userapp" && e.service_id == 3));
+    assert!(
+        logged
+            .iter()
+            .all(|e| e.service == "userapp" && e.service_id == 3)
+    );
     assert_eq!(logged[0].level, Level::Info);
     assert_eq!(logged[1].level, Level::Debug);
 }
@@ -99,7 +103,9 @@ async fn scripts_see_the_helper_library_and_environment() {
 "#,
         0o755,
     );
-    let report = exec.start(&svc("web", 12, Duration::from_secs(10)), &script_app(&p)).await;
+    let report = exec
+        .start(&svc("web", 12, Duration::from_secs(10)), &script_app(&p))
+        .await;
     assert!(report.ok(), "{report:?}");
     let ev = events.events();
     let probe = ev.iter().find(|e| e.message.starts_with("id=")).unwrap();
@@ -108,7 +114,10 @@ async fn scripts_see_the_helper_library_and_environment() {
         "id=12 other=other member=node1 action=start svc=web/12 levels=07 rc=01 args=start,12"
     );
     assert_eq!(probe.level, Level::Warning);
-    assert!(ev.iter().any(|e| e.message == "plain output" && e.level == Level::Info));
+    assert!(
+        ev.iter()
+            .any(|e| e.message == "plain output" && e.level == Level::Info)
+    );
 }
 
 #[tokio::test]
@@ -121,7 +130,9 @@ async fn a_failing_function_fails_the_action_with_its_reason() {
         "broken() { echo 'cannot bind port 5432' >&2; return $FAIL; }\n",
         0o755,
     );
-    let report = exec.start(&svc("db", 1, Duration::from_secs(10)), &script_app(&p)).await;
+    let report = exec
+        .start(&svc("db", 1, Duration::from_secs(10)), &script_app(&p))
+        .await;
     assert_eq!(report.failed, Some(0));
     assert_eq!(
         report.reason(),
@@ -181,7 +192,12 @@ async fn a_directory_runs_each_script_sorted_following_symlinks() {
     let d = dir.path().join("services.d");
     std::fs::create_dir(&scripts).unwrap();
     std::fs::create_dir(&d).unwrap();
-    let body = |f: &str| format!("{f}() {{ echo \"{f} $1\" >> {}; return $SUCCESS; }}\n", log.display());
+    let body = |f: &str| {
+        format!(
+            "{f}() {{ echo \"{f} $1\" >> {}; return $SUCCESS; }}\n",
+            log.display()
+        )
+    };
     write_script(&d, "20_web", &body("web"), 0o755);
     let target = write_script(&scripts, "db_mysql", &body("mysql"), 0o755);
     std::os::unix::fs::symlink(&target, d.join("10_mysql")).unwrap();
@@ -217,22 +233,31 @@ async fn scripts_writable_by_others_are_refused_as_root() {
         &format!("door() {{ touch {}; }}\n", flag.display()),
         0o777,
     );
-    let report = exec.start(&svc("web", 1, Duration::from_secs(10)), &script_app(&p)).await;
+    let report = exec
+        .start(&svc("web", 1, Duration::from_secs(10)), &script_app(&p))
+        .await;
     assert_eq!(report.failed, Some(0));
     let reason = report.reason().unwrap();
     assert!(
-        reason.starts_with("refused: refusing to run") && reason.contains("writable by everyone (mode 777)"),
+        reason.starts_with("refused: refusing to run")
+            && reason.contains("writable by everyone (mode 777)"),
         "{reason}"
     );
     assert!(!flag.exists(), "the script ran");
-    assert!(messages(&events).iter().any(|m| m.contains("writable by everyone")));
+    assert!(
+        messages(&events)
+            .iter()
+            .any(|m| m.contains("writable by everyone"))
+    );
 
     // A root-owned script in a directory others can write is refused too.
     let open_dir = dir.path().join("open");
     std::fs::create_dir(&open_dir).unwrap();
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let p = write_script(&open_dir, "open_door", "door() { :; }\n", 0o755);
-    let report = exec.start(&svc("web", 1, Duration::from_secs(10)), &script_app(&p)).await;
+    let report = exec
+        .start(&svc("web", 1, Duration::from_secs(10)), &script_app(&p))
+        .await;
     assert!(report.reason().unwrap().contains("directory"), "{report:?}");
 }
 
@@ -244,9 +269,12 @@ async fn ocf_agents_run_with_their_environment_and_exit_codes() {
     let spec = ServiceSpec {
         applications: vec![Application {
             ocf: Some("heartbeat:Dummy".into()),
-            parameters: [("state".to_string(), ScalarString(state.display().to_string()))]
-                .into_iter()
-                .collect(),
+            parameters: [(
+                "state".to_string(),
+                ScalarString(state.display().to_string()),
+            )]
+            .into_iter()
+            .collect(),
             ..Application::default()
         }],
         ..ServiceSpec::default()

@@ -106,13 +106,16 @@ impl Netns {
     /// Whether `addr` is configured on any interface here.
     pub fn has_addr(&self, addr: &str) -> bool {
         let out = sh(&["ip", "-n", &self.name, "-o", "addr", "show"]);
-        out.split_whitespace().any(|w| w.split('/').next() == Some(addr))
+        out.split_whitespace()
+            .any(|w| w.split('/').next() == Some(addr))
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -159,7 +162,11 @@ impl Drop for Loop {
     fn drop(&mut self) {
         // After a forced unmount the kernel may release the device a moment later.
         wait_until(Duration::from_secs(2), || {
-            !Path::new(&format!("/sys/block/{}/loop", self.dev.trim_start_matches("/dev/"))).exists()
+            !Path::new(&format!(
+                "/sys/block/{}/loop",
+                self.dev.trim_start_matches("/dev/")
+            ))
+            .exists()
                 || try_sh(&["losetup", "-d", &self.dev]).0
         });
     }
@@ -308,6 +315,83 @@ impl Drop for Smbd {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nfs-ganesha serving NFSv4 inside a network namespace; exports come from
+/// an `%include`d file clusvc manages. Stopped on drop.
+pub struct Ganesha {
+    child: Child,
+    /// Its directory (config, pid file, exports file).
+    pub dir: tempfile::TempDir,
+}
+
+impl Ganesha {
+    /// Starts it in `ns` and waits until it serves.
+    pub fn start(ns: &Netns) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("rec")).unwrap();
+        std::fs::write(dir.path().join("exports.conf"), "").unwrap();
+        std::fs::write(
+            dir.path().join("ganesha.conf"),
+            format!(
+                "NFS_CORE_PARAM {{\n  Protocols = 4;\n  Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\nNFSV4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = \"{d}/rec\";\n}}\n%include \"{d}/exports.conf\"\n"
+            ),
+        )
+        .unwrap();
+        let child = ns
+            .cmd(&[
+                "ganesha.nfsd",
+                "-F",
+                "-f",
+                &format!("{d}/ganesha.conf"),
+                "-p",
+                &format!("{d}/ganesha.pid"),
+                "-L",
+                &format!("{d}/ganesha.log"),
+                "-N",
+                "NIV_EVENT",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ganesha.nfsd (Debian nfs-ganesha) is installed");
+        let log = dir.path().join("ganesha.log");
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                std::fs::read_to_string(&log).is_ok_and(|t| t.contains("NFS SERVER INITIALIZED"))
+            }),
+            "nfs-ganesha did not start"
+        );
+        Self { child, dir }
+    }
+
+    /// The exports file.
+    pub fn exports(&self) -> PathBuf {
+        self.dir.path().join("exports.conf")
+    }
+
+    /// The pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("ganesha.pid")
+    }
+}
+
+impl Drop for Ganesha {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.pid_file())
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
             );
         }
         let _ = self.child.kill();
