@@ -174,7 +174,7 @@ async fn a_hung_start_is_killed_with_all_its_children_at_the_timeout() {
     assert_eq!(pids.len(), 3);
     let alive = |pid: i32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.split(' ').nth(2).is_some_and(|st| st == "Z"))
+            .is_ok_and(|s| s.split(' ').nth(2).is_none_or(|st| st != "Z"))
     };
     assert!(
         common::wait_until(Duration::from_secs(5), || pids.iter().all(|p| !alive(*p))),
