@@ -1,11 +1,17 @@
 //! ARP on a member's interface, natively: a duplicate-address probe (is the
 //! address already answering elsewhere?) and a gratuitous ARP after a move,
 //! so peers update their caches at once.
+//!
+//! Packet sockets are opened once per interface and kept: closing a packet
+//! socket waits for an RCU grace period (tens of milliseconds), which would
+//! dominate an IP start.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::netlink::in_netns;
@@ -87,18 +93,42 @@ fn send(fd: &OwnedFd, ifindex: u32, packet: &[u8]) -> io::Result<()> {
     }
 }
 
+/// ARP sockets by (network namespace, interface index), kept open.
+#[derive(Debug, Default)]
+pub struct SocketCache(Mutex<HashMap<(Option<PathBuf>, u32), Arc<OwnedFd>>>);
+
+impl SocketCache {
+    /// The socket for an interface of a namespace, opened on first use.
+    pub fn socket(&self, ns: Option<&Path>, ifindex: u32) -> io::Result<Arc<OwnedFd>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (ns.map(Path::to_path_buf), ifindex);
+        if let Some(fd) = map.get(&key) {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(in_netns(ns, || packet_socket(ifindex))?);
+        map.insert(key, fd.clone());
+        Ok(fd)
+    }
+}
+
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 128];
+    // SAFETY: buf is a valid writable buffer; the socket is non-blocking.
+    while unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) } > 0 {}
+}
+
 /// Probes whether `addr` answers on the link (RFC 5227 probe: sender
 /// address 0.0.0.0). Returns the MAC that answered, if any, within `wait`.
 pub fn probe(
-    ns: Option<&Path>,
+    fd: &OwnedFd,
     ifindex: u32,
     mac: [u8; 6],
     addr: Ipv4Addr,
     wait: Duration,
 ) -> io::Result<Option<[u8; 6]>> {
-    let fd = in_netns(ns, || packet_socket(ifindex))?;
+    drain(fd);
     send(
-        &fd,
+        fd,
         ifindex,
         &arp(1, mac, Ipv4Addr::UNSPECIFIED, [0; 6], addr),
     )?;
@@ -137,8 +167,7 @@ pub fn probe(
 }
 
 /// Announces `addr` at `mac` (gratuitous ARP request and reply).
-pub fn announce(ns: Option<&Path>, ifindex: u32, mac: [u8; 6], addr: Ipv4Addr) -> io::Result<()> {
-    let fd = in_netns(ns, || packet_socket(ifindex))?;
-    send(&fd, ifindex, &arp(1, mac, addr, [0; 6], addr))?;
-    send(&fd, ifindex, &arp(2, mac, addr, [0xff; 6], addr))
+pub fn announce(fd: &OwnedFd, ifindex: u32, mac: [u8; 6], addr: Ipv4Addr) -> io::Result<()> {
+    send(fd, ifindex, &arp(1, mac, addr, [0; 6], addr))?;
+    send(fd, ifindex, &arp(2, mac, addr, [0xff; 6], addr))
 }

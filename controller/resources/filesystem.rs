@@ -14,16 +14,15 @@ fn dev_numbers(path: &str) -> Option<(u32, u32)> {
     Some((libc::major(rdev), libc::minor(rdev)))
 }
 
-fn mounts(ctx: &Ctx<'_>) -> Result<Vec<Mount>> {
+fn mount_at(ctx: &Ctx<'_>, mount_point: &str) -> Result<Option<Mount>> {
     let text = std::fs::read_to_string(&ctx.host.mountinfo)
         .map_err(|e| Error::Failed(format!("cannot read {}: {e}", ctx.host.mountinfo.display())))?;
-    Ok(mountinfo::parse(&text))
+    Ok(mountinfo::find_in(&text, mount_point))
 }
 
 /// Ok when `f.device` is mounted at `f.mount_point`; otherwise why not.
 pub fn status(ctx: &Ctx<'_>, f: &Filesystem) -> Result {
-    let all = mounts(ctx)?;
-    match mountinfo::find(&all, &f.mount_point) {
+    match mount_at(ctx, &f.mount_point)?.as_ref() {
         None => Err(Error::Failed(format!("{} is not mounted", f.mount_point))),
         Some(m) if m.source == f.device || dev_numbers(&f.device) == Some(m.dev) => Ok(()),
         Some(m) => Err(Error::Failed(format!(
@@ -34,7 +33,7 @@ pub fn status(ctx: &Ctx<'_>, f: &Filesystem) -> Result {
 }
 
 fn mounted(ctx: &Ctx<'_>, f: &Filesystem) -> Result<bool> {
-    Ok(mountinfo::find(&mounts(ctx)?, &f.mount_point).is_some())
+    Ok(mount_at(ctx, &f.mount_point)?.is_some())
 }
 
 /// Start, stop or check a filesystem.

@@ -44,6 +44,7 @@ pub struct Host {
     /// Refuse scripts writable by anyone but root (default: when running as root).
     pub require_root_owned_scripts: bool,
     pub(crate) netlink: NetlinkCache,
+    pub(crate) arp: super::arp::SocketCache,
     pub(crate) services: Mutex<BTreeMap<u64, String>>,
     pub(crate) file_lock: tokio::sync::Mutex<()>,
 }
@@ -67,6 +68,7 @@ impl Host {
             arp_probe: Duration::from_millis(50),
             require_root_owned_scripts: nix::unistd::geteuid().is_root(),
             netlink: NetlinkCache::default(),
+            arp: Default::default(),
             services: Mutex::new(BTreeMap::new()),
             file_lock: tokio::sync::Mutex::new(()),
         }

@@ -103,15 +103,18 @@ pub async fn act(ctx: &Ctx<'_>, ip: &IpAddress, action: Action) -> Result {
             }
             let link = view.target(&cidr, want_if)?.clone();
             if let (IpAddr::V4(v4), Some(mac)) = (cidr.addr, link.mac) {
-                let ns = ctx.host.ns.net.clone();
+                let sock = ctx
+                    .host
+                    .arp
+                    .socket(ctx.host.ns.net.as_deref(), link.index)
+                    .map_err(|e| Error::Failed(format!("ARP socket on {}: {e}", link.name)))?;
                 let wait = ctx.host.arp_probe;
                 let index = link.index;
-                let answer = tokio::task::spawn_blocking(move || {
-                    arp::probe(ns.as_deref(), index, mac, v4, wait)
-                })
-                .await
-                .map_err(|e| Error::Failed(format!("ARP probe: {e}")))?
-                .map_err(|e| Error::Failed(format!("ARP probe on {}: {e}", link.name)))?;
+                let answer =
+                    tokio::task::spawn_blocking(move || arp::probe(&sock, index, mac, v4, wait))
+                        .await
+                        .map_err(|e| Error::Failed(format!("ARP probe: {e}")))?
+                        .map_err(|e| Error::Failed(format!("ARP probe on {}: {e}", link.name)))?;
                 if let Some(other) = answer {
                     return Err(Error::Refused(format!(
                         "{} already answers on {} from {}",
@@ -135,13 +138,11 @@ pub async fn act(ctx: &Ctx<'_>, ip: &IpAddress, action: Action) -> Result {
             ]))
             .await?;
             if let (IpAddr::V4(v4), Some(mac)) = (cidr.addr, link.mac) {
-                let ns = ctx.host.ns.net.clone();
-                let index = link.index;
-                let sent = tokio::task::spawn_blocking(move || {
-                    arp::announce(ns.as_deref(), index, mac, v4)
-                })
-                .await
-                .map_err(|e| Error::Failed(format!("gratuitous ARP: {e}")))?;
+                let sent = ctx
+                    .host
+                    .arp
+                    .socket(ctx.host.ns.net.as_deref(), link.index)
+                    .and_then(|sock| arp::announce(&sock, link.index, mac, v4));
                 if let Err(e) = sent {
                     ctx.emit(
                         Level::Warning,

@@ -56,6 +56,32 @@ fn parse_line(line: &str) -> Option<Mount> {
     })
 }
 
+/// Escapes a path as mountinfo writes it.
+fn escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            ' ' => out.push_str("\\040"),
+            '\t' => out.push_str("\\011"),
+            '\n' => out.push_str("\\012"),
+            '\\' => out.push_str("\\134"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The mount at `mount_point` in mountinfo text, parsing only that line
+/// (the last one wins, as mounts stack). The status check's fast path.
+pub fn find_in(text: &str, mount_point: &str) -> Option<Mount> {
+    let want = mount_point.trim_end_matches('/');
+    let want = escape(if want.is_empty() { "/" } else { want });
+    text.lines()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .and_then(parse_line)
+}
+
 /// The mount at `mount_point` (the last one wins, as mounts stack).
 pub fn find<'a>(mounts: &'a [Mount], mount_point: &str) -> Option<&'a Mount> {
     let want = mount_point.trim_end_matches('/');
@@ -76,5 +102,8 @@ mod tests {
         assert_eq!(m[0].mount_point, "/mnt/with space");
         assert_eq!(m[1].dev, (7, 3));
         assert_eq!(find(&m, "/srv/x/").unwrap().source, "/dev/loop3");
+        assert_eq!(find_in(text, "/srv/x").unwrap().dev, (7, 3));
+        assert_eq!(find_in(text, "/mnt/with space").unwrap().fs_type, "ext3");
+        assert!(find_in(text, "/srv").is_none());
     }
 }
