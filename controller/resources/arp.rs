@@ -93,9 +93,12 @@ fn send(fd: &OwnedFd, ifindex: u32, packet: &[u8]) -> io::Result<()> {
     }
 }
 
+/// (network namespace, interface index).
+type Key = (Option<PathBuf>, u32);
+
 /// ARP sockets by (network namespace, interface index), kept open.
 #[derive(Debug, Default)]
-pub struct SocketCache(Mutex<HashMap<(Option<PathBuf>, u32), Arc<OwnedFd>>>);
+pub struct SocketCache(Mutex<HashMap<Key, Arc<OwnedFd>>>);
 
 impl SocketCache {
     /// The socket for an interface of a namespace, opened on first use.
