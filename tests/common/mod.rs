@@ -141,11 +141,28 @@ pub struct Loop {
 impl Loop {
     /// A fresh ext4 image of `mb` MiB on a loop device.
     pub fn ext4(mb: u64) -> Self {
+        Self::ext4_with_dirs(mb, &[])
+    }
+
+    /// A fresh ext4 image holding the given (empty) directories.
+    pub fn ext4_with_dirs(mb: u64, dirs: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.img");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        for d in dirs {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
         let f = std::fs::File::create(&img).unwrap();
         f.set_len(mb << 20).unwrap();
-        sh(&["mkfs.ext4", "-q", "-F", img.to_str().unwrap()]);
+        sh(&[
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-d",
+            root.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ]);
         let dev = sh(&["losetup", "--find", "--show", img.to_str().unwrap()])
             .trim()
             .to_string();
