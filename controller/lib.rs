@@ -23,4 +23,5 @@ pub mod plan;
 pub mod resources;
 pub mod schema;
 pub mod scriptfile;
+pub mod store;
 pub mod testkit;

@@ -1,0 +1,669 @@
+//! The embedded store: a sorted map in memory, made durable by a
+//! write-ahead log in the state directory.
+//!
+//! Every transaction that writes is appended to `wal` as one record
+//! (length, CRC-32, payload) and the log is `fdatasync`ed before the
+//! transaction is applied and acknowledged, so an acknowledged write
+//! survives `kill -9` or power loss. On open, `snapshot` is loaded and the
+//! log replayed up to its first torn or corrupt record, which is cut off.
+//! When the log grows past a limit it is folded into a new snapshot
+//! (written aside, fsynced, renamed).
+//!
+//! Leases live in memory: after a restart the keys that were attached to a
+//! lease are gone, as if the lease had expired (their holders re-register).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{
+    Compare, Error, KeyValue, LeaseId, Op, Result, Revision, Store, Txn, TxnResult, Watch,
+    WatchEvent,
+};
+
+/// Log size that triggers a snapshot.
+const COMPACT_AT: u64 = 32 << 20;
+
+/// The embedded backend.
+#[derive(Clone)]
+pub struct Embedded {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Lease {
+    ttl: Duration,
+    deadline: Instant,
+    keys: BTreeSet<String>,
+}
+
+type Watcher = (String, mpsc::UnboundedSender<(Revision, WatchEvent)>);
+
+struct Inner {
+    dir: PathBuf,
+    data: BTreeMap<String, KeyValue>,
+    rev: Revision,
+    wal: File,
+    wal_len: u64,
+    leases: HashMap<LeaseId, Lease>,
+    next_lease: LeaseId,
+    watchers: Vec<Watcher>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+// --- encoding -----------------------------------------------------------
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u8(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.0.get(..4)?;
+        self.0 = &self.0[4..];
+        Some(u32::from_le_bytes(b.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.0.get(..8)?;
+        self.0 = &self.0[8..];
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = self.u32()? as usize;
+        let b = self.0.get(..n)?.to_vec();
+        self.0 = &self.0[n..];
+        Some(b)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?).ok()
+    }
+}
+
+fn encode_ops(rev: Revision, ops: &[Op]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&rev.to_le_bytes());
+    for op in ops {
+        match op {
+            Op::Put { key, value, lease } => {
+                p.push(1);
+                put_bytes(&mut p, key.as_bytes());
+                put_bytes(&mut p, value);
+                p.extend_from_slice(&lease.unwrap_or(0).to_le_bytes());
+            }
+            Op::Delete { key } => {
+                p.push(2);
+                put_bytes(&mut p, key.as_bytes());
+            }
+            Op::DeletePrefix { prefix } => {
+                p.push(3);
+                put_bytes(&mut p, prefix.as_bytes());
+            }
+        }
+    }
+    p
+}
+
+fn decode_ops(p: &[u8]) -> Option<(Revision, Vec<Op>)> {
+    let mut r = Reader(p);
+    let rev = r.u64()?;
+    let mut ops = Vec::new();
+    while !r.0.is_empty() {
+        ops.push(match r.u8()? {
+            1 => {
+                let key = r.string()?;
+                let value = r.bytes()?;
+                let lease = r.u64()?;
+                Op::Put {
+                    key,
+                    value,
+                    lease: (lease != 0).then_some(lease),
+                }
+            }
+            2 => Op::Delete { key: r.string()? },
+            3 => Op::DeletePrefix {
+                prefix: r.string()?,
+            },
+            _ => return None,
+        });
+    }
+    Some((rev, ops))
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(payload.len() + 8);
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Splits framed records; returns them and the length of the valid prefix.
+fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= 8 {
+        let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap());
+        let Some(payload) = buf.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        out.push(payload);
+        at += 8 + len;
+    }
+    (out, at)
+}
+
+fn encode_snapshot(rev: Revision, data: &BTreeMap<String, KeyValue>) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&rev.to_le_bytes());
+    for kv in data.values().filter(|kv| kv.lease.is_none()) {
+        put_bytes(&mut p, kv.key.as_bytes());
+        put_bytes(&mut p, &kv.value);
+        p.extend_from_slice(&kv.create_revision.to_le_bytes());
+        p.extend_from_slice(&kv.mod_revision.to_le_bytes());
+        p.extend_from_slice(&kv.version.to_le_bytes());
+    }
+    frame(&p)
+}
+
+fn decode_snapshot(buf: &[u8]) -> Result<(Revision, BTreeMap<String, KeyValue>)> {
+    let (records, _) = unframe(buf);
+    let p = records
+        .first()
+        .ok_or_else(|| Error::Corrupt("snapshot checksum mismatch".into()))?;
+    let mut r = Reader(p);
+    let bad = || Error::Corrupt("snapshot truncated".into());
+    let rev = r.u64().ok_or_else(bad)?;
+    let mut data = BTreeMap::new();
+    while !r.0.is_empty() {
+        let key = r.string().ok_or_else(bad)?;
+        let value = r.bytes().ok_or_else(bad)?;
+        let create_revision = r.u64().ok_or_else(bad)?;
+        let mod_revision = r.u64().ok_or_else(bad)?;
+        let version = r.u64().ok_or_else(bad)?;
+        data.insert(
+            key.clone(),
+            KeyValue {
+                key,
+                value,
+                create_revision,
+                mod_revision,
+                version,
+                lease: None,
+            },
+        );
+    }
+    Ok((rev, data))
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+// --- the store ----------------------------------------------------------
+
+impl Embedded {
+    /// Opens (or creates) the store in `dir`, recovering from its snapshot
+    /// and log. Inside a tokio runtime, a task expires leases.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let snap_path = dir.join("snapshot");
+        let (mut rev, mut data) = match std::fs::read(&snap_path) {
+            Ok(buf) => decode_snapshot(&buf)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, BTreeMap::new()),
+            Err(e) => return Err(io(&snap_path)(e)),
+        };
+        let wal_path = dir.join("wal");
+        let mut buf = Vec::new();
+        if let Ok(mut f) = File::open(&wal_path) {
+            f.read_to_end(&mut buf).map_err(io(&wal_path))?;
+        }
+        let (records, valid) = unframe(&buf);
+        for payload in records {
+            let (r, ops) = decode_ops(payload)
+                .ok_or_else(|| Error::Corrupt("log record does not decode".into()))?;
+            if r <= rev {
+                continue; // already in the snapshot
+            }
+            rev = r;
+            apply_ops(&mut data, r, &ops, &mut Vec::new());
+        }
+        let wal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&wal_path)
+            .map_err(io(&wal_path))?;
+        if (valid as u64) < buf.len() as u64 {
+            // A torn tail: the write was never acknowledged.
+            wal.set_len(valid as u64).map_err(io(&wal_path))?;
+            wal.sync_all().map_err(io(&wal_path))?;
+        }
+        let mut inner = Inner {
+            dir: dir.clone(),
+            data,
+            rev,
+            wal,
+            wal_len: valid as u64,
+            leases: HashMap::new(),
+            next_lease: 1,
+            watchers: Vec::new(),
+        };
+        // Leases do not survive a restart: drop what was attached to one.
+        let leased: Vec<Op> = inner
+            .data
+            .values()
+            .filter(|kv| kv.lease.is_some())
+            .map(|kv| Op::Delete {
+                key: kv.key.clone(),
+            })
+            .collect();
+        if !leased.is_empty() {
+            inner.commit(&leased)?;
+        }
+        let store = Self {
+            inner: Arc::new(Mutex::new(inner)),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(expire_leases(Arc::downgrade(&store.inner)));
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> Revision {
+        self.lock().rev
+    }
+}
+
+fn apply_ops(
+    data: &mut BTreeMap<String, KeyValue>,
+    rev: Revision,
+    ops: &[Op],
+    events: &mut Vec<WatchEvent>,
+) {
+    for op in ops {
+        match op {
+            Op::Put { key, value, lease } => {
+                let kv = match data.get(key) {
+                    Some(old) => KeyValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        create_revision: old.create_revision,
+                        mod_revision: rev,
+                        version: old.version + 1,
+                        lease: *lease,
+                    },
+                    None => KeyValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        create_revision: rev,
+                        mod_revision: rev,
+                        version: 1,
+                        lease: *lease,
+                    },
+                };
+                data.insert(key.clone(), kv.clone());
+                events.push(WatchEvent::Put(kv));
+            }
+            Op::Delete { key } => {
+                if let Some(old) = data.remove(key) {
+                    events.push(WatchEvent::Delete(old));
+                }
+            }
+            Op::DeletePrefix { prefix } => {
+                let keys: Vec<String> = data
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    if let Some(old) = data.remove(&k) {
+                        events.push(WatchEvent::Delete(old));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Logs, syncs and applies writes as one new revision; notifies watchers.
+    fn commit(&mut self, ops: &[Op]) -> Result<Revision> {
+        if ops.is_empty() {
+            return Ok(self.rev);
+        }
+        let rev = self.rev + 1;
+        let record = frame(&encode_ops(rev, ops));
+        let wal_path = self.dir.join("wal");
+        self.wal.write_all(&record).map_err(io(&wal_path))?;
+        self.wal.sync_data().map_err(io(&wal_path))?;
+        self.wal_len += record.len() as u64;
+        self.rev = rev;
+        let mut events = Vec::new();
+        apply_ops(&mut self.data, rev, ops, &mut events);
+        for e in &events {
+            match e {
+                WatchEvent::Put(kv) => {
+                    if let Some(l) = kv.lease
+                        && let Some(lease) = self.leases.get_mut(&l)
+                    {
+                        lease.keys.insert(kv.key.clone());
+                    }
+                }
+                WatchEvent::Delete(kv) => {
+                    if let Some(l) = kv.lease
+                        && let Some(lease) = self.leases.get_mut(&l)
+                    {
+                        lease.keys.remove(&kv.key);
+                    }
+                }
+            }
+        }
+        self.watchers.retain(|(prefix, tx)| {
+            events
+                .iter()
+                .filter(|e| e.key().starts_with(prefix.as_str()))
+                .all(|e| tx.send((rev, e.clone())).is_ok())
+        });
+        if self.wal_len > COMPACT_AT {
+            self.snapshot()?;
+        }
+        Ok(rev)
+    }
+
+    /// Folds the log into a new snapshot.
+    fn snapshot(&mut self) -> Result<()> {
+        let tmp = self.dir.join("snapshot.tmp");
+        let path = self.dir.join("snapshot");
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&encode_snapshot(self.rev, &self.data))
+            .map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        fsync_dir(&self.dir)?;
+        let wal_path = self.dir.join("wal");
+        self.wal.set_len(0).map_err(io(&wal_path))?;
+        self.wal.sync_all().map_err(io(&wal_path))?;
+        self.wal_len = 0;
+        Ok(())
+    }
+
+    fn holds(&self, c: &Compare) -> bool {
+        match c {
+            Compare::ModRevision(k, r) => self.data.get(k).map_or(0, |kv| kv.mod_revision) == *r,
+            Compare::Value(k, v) => self.data.get(k).is_some_and(|kv| &kv.value == v),
+            Compare::Exists(k) => self.data.contains_key(k),
+            Compare::Missing(k) => !self.data.contains_key(k),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Vec<KeyValue> {
+        self.data
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+async fn expire_leases(inner: Weak<Mutex<Inner>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let expired: Vec<LeaseId> = g
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(lease) = g.leases.remove(&id) {
+                let ops: Vec<Op> = lease
+                    .keys
+                    .into_iter()
+                    .map(|key| Op::Delete { key })
+                    .collect();
+                if let Err(e) = g.commit(&ops) {
+                    tracing::error!("expiring lease {id}: {e}");
+                }
+            }
+        }
+    }
+}
+
+impl Store for Embedded {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        Ok(self.lock().data.get(key).cloned())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
+        let g = self.lock();
+        Ok((g.list(prefix), g.rev))
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        let mut g = self.lock();
+        let succeeded = txn.compare.iter().all(|c| g.holds(c));
+        let ops = if succeeded { &txn.success } else { &txn.failure };
+        for op in ops {
+            if let Op::Put { lease: Some(l), .. } = op
+                && !g.leases.contains_key(l)
+            {
+                return Err(Error::LeaseNotFound(*l));
+            }
+        }
+        let revision = g.commit(ops)?;
+        Ok(TxnResult {
+            succeeded,
+            revision,
+        })
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Watch> {
+        let mut g = self.lock();
+        let (tx, rx) = mpsc::unbounded_channel();
+        g.watchers.push((prefix.to_string(), tx));
+        Ok(Watch {
+            initial: g.list(prefix),
+            revision: g.rev,
+            events: rx,
+        })
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId> {
+        let mut g = self.lock();
+        let id = g.next_lease;
+        g.next_lease += 1;
+        g.leases.insert(
+            id,
+            Lease {
+                ttl,
+                deadline: Instant::now() + ttl,
+                keys: BTreeSet::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn keepalive(&self, lease: LeaseId) -> Result<()> {
+        let mut g = self.lock();
+        let l = g.leases.get_mut(&lease).ok_or(Error::LeaseNotFound(lease))?;
+        l.deadline = Instant::now() + l.ttl;
+        Ok(())
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        let mut g = self.lock();
+        let l = g.leases.remove(&lease).ok_or(Error::LeaseNotFound(lease))?;
+        let ops: Vec<Op> = l.keys.into_iter().map(|key| Op::Delete { key }).collect();
+        g.commit(&ops)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str, v: &str) -> Op {
+        Op::Put {
+            key: k.into(),
+            value: v.as_bytes().to_vec(),
+            lease: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn revisions_versions_and_prefix_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path()).unwrap();
+        let r1 = s.put("/a/1", b"x".to_vec()).await.unwrap();
+        let r2 = s.put("/a/1", b"y".to_vec()).await.unwrap();
+        s.put("/a/2", b"z".to_vec()).await.unwrap();
+        s.put("/b/1", b"w".to_vec()).await.unwrap();
+        assert_eq!((r1, r2), (1, 2));
+        let kv = s.get("/a/1").await.unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 2, 2));
+        let (list, rev) = s.list("/a/").await.unwrap();
+        assert_eq!(list.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/a/1", "/a/2"]);
+        assert_eq!(rev, 4);
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path()).unwrap();
+        let create = |v: &str| Txn {
+            compare: vec![Compare::Missing("/k".into())],
+            success: vec![put("/k", v)],
+            failure: vec![],
+        };
+        assert!(s.txn(create("first")).await.unwrap().succeeded);
+        assert!(!s.txn(create("second")).await.unwrap().succeeded);
+        let kv = s.get("/k").await.unwrap().unwrap();
+        assert_eq!(kv.value, b"first");
+        let swap = Txn {
+            compare: vec![Compare::ModRevision("/k".into(), kv.mod_revision)],
+            success: vec![put("/k", "third")],
+            failure: vec![],
+        };
+        assert!(s.txn(swap.clone()).await.unwrap().succeeded);
+        assert!(!s.txn(swap).await.unwrap().succeeded, "stale revision must fail");
+    }
+
+    #[tokio::test]
+    async fn state_survives_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Embedded::open(dir.path()).unwrap();
+            for i in 0..10 {
+                s.put(&format!("/k/{i}"), vec![i as u8]).await.unwrap();
+            }
+            s.delete("/k/3").await.unwrap();
+        }
+        // A half-written record at the end (crash during append).
+        let mut wal = OpenOptions::new().append(true).open(dir.path().join("wal")).unwrap();
+        wal.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        drop(wal);
+        let s = Embedded::open(dir.path()).unwrap();
+        let (list, rev) = s.list("/k/").await.unwrap();
+        assert_eq!(list.len(), 9);
+        assert_eq!(rev, 11);
+        s.put("/k/after", vec![1]).await.unwrap();
+        drop(s);
+        let s = Embedded::open(dir.path()).unwrap();
+        assert!(s.get("/k/after").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn snapshots_fold_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Embedded::open(dir.path()).unwrap();
+            s.put("/x", b"1".to_vec()).await.unwrap();
+            s.lock().snapshot().unwrap();
+            s.put("/y", b"2".to_vec()).await.unwrap();
+        }
+        let s = Embedded::open(dir.path()).unwrap();
+        assert_eq!(s.get("/x").await.unwrap().unwrap().value, b"1");
+        assert_eq!(s.get("/y").await.unwrap().unwrap().value, b"2");
+        assert_eq!(s.revision(), 2);
+    }
+
+    #[tokio::test]
+    async fn watches_see_changes_after_their_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path()).unwrap();
+        s.put("/w/a", b"1".to_vec()).await.unwrap();
+        let mut w = s.watch("/w/").await.unwrap();
+        assert_eq!(w.initial.len(), 1);
+        s.put("/w/b", b"2".to_vec()).await.unwrap();
+        s.put("/other", b"3".to_vec()).await.unwrap();
+        s.delete("/w/a").await.unwrap();
+        let (r1, e1) = w.events.recv().await.unwrap();
+        let (r2, e2) = w.events.recv().await.unwrap();
+        assert!(matches!(e1, WatchEvent::Put(ref kv) if kv.key == "/w/b"));
+        assert!(matches!(e2, WatchEvent::Delete(ref kv) if kv.key == "/w/a"));
+        assert!(r1 < r2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leased_keys_vanish_when_the_lease_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path()).unwrap();
+        let lease = s.grant(Duration::from_secs(2)).await.unwrap();
+        s.txn(Txn {
+            success: vec![Op::Put {
+                key: "/members/n1".into(),
+                value: b"alive".to_vec(),
+                lease: Some(lease),
+            }],
+            ..Txn::default()
+        })
+        .await
+        .unwrap();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        s.keepalive(lease).await.unwrap();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        tokio::task::yield_now().await;
+        assert!(s.get("/members/n1").await.unwrap().is_some(), "kept alive");
+        tokio::time::advance(Duration::from_millis(2100)).await;
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        assert!(s.get("/members/n1").await.unwrap().is_none(), "expired");
+        assert!(matches!(s.keepalive(lease).await, Err(Error::LeaseNotFound(_))));
+    }
+}
