@@ -15,7 +15,9 @@
 //! `manifest` -> `model`; `plan` -> `model`. `model` and `plan` do no I/O,
 //! read no clock and use no async runtime.
 
+pub mod agent;
 pub mod cli;
+pub mod controller;
 pub mod exec;
 pub mod manifest;
 pub mod model;

@@ -185,6 +185,18 @@ pub enum Op {
     },
 }
 
+/// The plan of one service, as [`plan`] would decide it (placement still
+/// counts every service's load). `None`: nothing to do or say.
+pub fn plan_one(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    now: Timestamp,
+    service: &str,
+) -> Option<ServicePlan> {
+    let mut ctx = decide::Context::new(desired, observed, now);
+    ctx.decide(service)
+}
+
 /// Computes the plan. Pure and deterministic: services are taken in name
 /// order, and ties in placement are broken by member name.
 pub fn plan(desired: &DesiredState, observed: &ObservedState, now: Timestamp) -> Plan {

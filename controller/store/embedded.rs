@@ -476,7 +476,11 @@ impl Store for Embedded {
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {
         let mut g = self.lock();
         let succeeded = txn.compare.iter().all(|c| g.holds(c));
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
         for op in ops {
             if let Op::Put { lease: Some(l), .. } = op
                 && !g.leases.contains_key(l)
@@ -519,7 +523,10 @@ impl Store for Embedded {
 
     async fn keepalive(&self, lease: LeaseId) -> Result<()> {
         let mut g = self.lock();
-        let l = g.leases.get_mut(&lease).ok_or(Error::LeaseNotFound(lease))?;
+        let l = g
+            .leases
+            .get_mut(&lease)
+            .ok_or(Error::LeaseNotFound(lease))?;
         l.deadline = Instant::now() + l.ttl;
         Ok(())
     }
@@ -557,7 +564,10 @@ mod tests {
         let kv = s.get("/a/1").await.unwrap().unwrap();
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 2, 2));
         let (list, rev) = s.list("/a/").await.unwrap();
-        assert_eq!(list.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/a/1", "/a/2"]);
+        assert_eq!(
+            list.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
+            ["/a/1", "/a/2"]
+        );
         assert_eq!(rev, 4);
     }
 
@@ -580,7 +590,10 @@ mod tests {
             failure: vec![],
         };
         assert!(s.txn(swap.clone()).await.unwrap().succeeded);
-        assert!(!s.txn(swap).await.unwrap().succeeded, "stale revision must fail");
+        assert!(
+            !s.txn(swap).await.unwrap().succeeded,
+            "stale revision must fail"
+        );
     }
 
     #[tokio::test]
@@ -594,7 +607,10 @@ mod tests {
             s.delete("/k/3").await.unwrap();
         }
         // A half-written record at the end (crash during append).
-        let mut wal = OpenOptions::new().append(true).open(dir.path().join("wal")).unwrap();
+        let mut wal = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("wal"))
+            .unwrap();
         wal.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         drop(wal);
         let s = Embedded::open(dir.path()).unwrap();
@@ -664,6 +680,9 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(s.get("/members/n1").await.unwrap().is_none(), "expired");
-        assert!(matches!(s.keepalive(lease).await, Err(Error::LeaseNotFound(_))));
+        assert!(matches!(
+            s.keepalive(lease).await,
+            Err(Error::LeaseNotFound(_))
+        ));
     }
 }

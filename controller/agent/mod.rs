@@ -1,0 +1,99 @@
+//! The agent interface: what the controller asks of a member (run steps,
+//! check a service, probe what is up), so that cluster mode can move agents
+//! to other machines without changing the controller. [`LocalAgent`] runs
+//! the executor in-process for `clusvc run`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::exec::{Executor, RunReport, ServiceRef};
+use crate::model::{ResourceStatus, ServiceSpec};
+use crate::plan::Step;
+
+/// A boxed future, so agents can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Agent errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The member cannot be reached.
+    #[error("agent of member {0} is unreachable")]
+    Unreachable(String),
+    /// The steps cannot be run there.
+    #[error(transparent)]
+    Exec(#[from] crate::exec::Error),
+}
+
+/// A member's agent.
+pub trait Agent: Send + Sync {
+    /// The member it acts on.
+    fn member(&self) -> &str;
+    /// Runs steps in order (see [`Executor::execute`]).
+    fn execute<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        steps: &'a [Step],
+    ) -> BoxFuture<'a, Result<RunReport, Error>>;
+    /// A status check that stops at the first failure.
+    fn check<'a>(&'a self, svc: &'a ServiceRef, spec: &'a ServiceSpec) -> BoxFuture<'a, RunReport>;
+    /// The status of every resource (after a crash, before acting).
+    fn probe<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        spec: &'a ServiceSpec,
+    ) -> BoxFuture<'a, Vec<(String, ResourceStatus)>>;
+}
+
+/// The in-process agent of `clusvc run`.
+pub struct LocalAgent {
+    exec: Arc<Executor>,
+}
+
+impl LocalAgent {
+    /// Wraps an executor.
+    pub fn new(exec: Arc<Executor>) -> Self {
+        Self { exec }
+    }
+}
+
+impl Agent for LocalAgent {
+    fn member(&self) -> &str {
+        &self.exec.host().member
+    }
+
+    fn execute<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        steps: &'a [Step],
+    ) -> BoxFuture<'a, Result<RunReport, Error>> {
+        Box::pin(async move { Ok(self.exec.execute(svc, steps).await?) })
+    }
+
+    fn check<'a>(&'a self, svc: &'a ServiceRef, spec: &'a ServiceSpec) -> BoxFuture<'a, RunReport> {
+        Box::pin(self.exec.check(svc, spec))
+    }
+
+    fn probe<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        spec: &'a ServiceSpec,
+    ) -> BoxFuture<'a, Vec<(String, ResourceStatus)>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for r in spec.resources() {
+                let rep = self
+                    .exec
+                    .act(svc, r, crate::resources::Action::Status)
+                    .await;
+                let st = if rep.ok {
+                    ResourceStatus::Ok
+                } else {
+                    ResourceStatus::Stopped
+                };
+                out.push((rep.resource, st));
+            }
+            out
+        })
+    }
+}

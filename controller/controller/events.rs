@@ -1,0 +1,65 @@
+//! The event log: recent events in memory for `describe` and `events`, and
+//! a broadcast for `events --follow`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::broadcast;
+
+use crate::model::Timestamp;
+use crate::model::event::Event;
+use crate::resources::Events;
+
+/// Events kept.
+const KEEP: usize = 5_000;
+
+/// Recent events and live subscribers.
+pub struct EventLog {
+    recent: Mutex<VecDeque<Event>>,
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        Self {
+            recent: Mutex::new(VecDeque::new()),
+            tx: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl EventLog {
+    /// Recent events, oldest first, of one service or all.
+    pub fn recent(&self, service: Option<&str>, limit: usize) -> Vec<Event> {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Event> = r
+            .iter()
+            .rev()
+            .filter(|e| service.is_none_or(|s| e.service == s))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
+
+impl Events for EventLog {
+    fn emit(&self, mut event: Event) {
+        if event.at.is_none() {
+            event.at = Some(Timestamp::from_system(std::time::SystemTime::now()));
+        }
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() >= KEEP {
+            r.pop_front();
+        }
+        r.push_back(event.clone());
+        drop(r);
+        let _ = self.tx.send(event);
+    }
+}
