@@ -25,5 +25,6 @@ pub mod plan;
 pub mod resources;
 pub mod schema;
 pub mod scriptfile;
+pub mod server;
 pub mod store;
 pub mod testkit;

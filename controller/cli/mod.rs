@@ -2,6 +2,9 @@
 //! the exit codes of the spec: 0 success, 1 changes (plan, diff), 2 bad
 //! input, 3 server unreachable.
 
+mod client;
+mod daemon;
+mod objects;
 mod plan;
 mod schema;
 mod validate;
@@ -33,6 +36,9 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Connection settings.
+    #[command(flatten)]
+    pub conn: client::Conn,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -61,10 +67,40 @@ pub enum Output {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check manifests offline; exit 0 valid, 2 invalid.
-    Validate(validate::Args),
+    /// Single-machine daemon: API server, controller and local agent on an embedded store.
+    Run(daemon::Args),
+    /// Create or update objects from manifests (`service/web created|configured|unchanged`).
+    Apply(objects::ApplyArgs),
+    /// Diff manifests against the live desired state; exit 0 none, 1 some.
+    Diff(Files),
     /// Show the plan that would run; changes nothing. Exit 0 no change, 1 changes, 2 error.
     Plan(plan::Args),
+    /// List services, members or the GitOps sync status.
+    Get(objects::GetArgs),
+    /// Show a service or member: spec, resource status, recent events.
+    Describe(objects::DescribeArgs),
+    /// Delete a service (stopped first) or a member.
+    Delete(objects::DeleteArgs),
+    /// Move a service to another member (leaves no lasting constraint).
+    Relocate(objects::OpArgs),
+    /// Enable a service (and clear a failure).
+    Enable(objects::OpArgs),
+    /// Disable a service: stop it and keep it stopped.
+    Disable(objects::OpArgs),
+    /// Stop and start a service in place.
+    Restart(objects::OpArgs),
+    /// Neither check nor change a service.
+    Freeze(objects::OpArgs),
+    /// Undo freeze.
+    Unfreeze(objects::OpArgs),
+    /// Forget a failure (failed or blocked) and retry.
+    Clear(objects::OpArgs),
+    /// Create a service from a seed-style script (the seed's --add_service).
+    Create(objects::CreateArgs),
+    /// Show events; --follow keeps streaming.
+    Events(objects::EventsArgs),
+    /// Check manifests offline; exit 0 valid, 2 invalid.
+    Validate(validate::Args),
     /// Print JSON Schemas of the manifest kinds, or write them with CRD-style YAML.
     Schema(schema::Args),
 }
@@ -72,6 +108,7 @@ pub enum Command {
 /// Manifest paths given with `-f` (files, directories, `-` for stdin).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Files {
+    // (kept as one field so callers can pass it around)
     /// A manifest file, a directory (recursive) or - for stdin; repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<PathBuf>,
@@ -100,9 +137,38 @@ impl Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if !matches!(cli.command, Command::Run(_)) {
+        // A client piped into `head` ends quietly, as Unix tools do.
+        // SAFETY: resetting a signal disposition at startup, before any threads.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let client = || client::Client::new(&cli.server, &cli.conn);
     let result = match cli.command {
+        Command::Run(args) => daemon::run(args),
+        Command::Apply(args) => client().and_then(|c| objects::apply(&c, args)),
+        Command::Diff(files) => client().and_then(|c| objects::diff(&c, files)),
+        Command::Plan(args) => plan::run(args, client),
+        Command::Get(args) => client().and_then(|c| objects::get(&c, args)),
+        Command::Describe(args) => client().and_then(|c| objects::describe(&c, args)),
+        Command::Delete(args) => client().and_then(|c| objects::delete(&c, args)),
+        Command::Relocate(a) => client().and_then(|c| objects::operate(&c, "relocate", a)),
+        Command::Enable(a) => client().and_then(|c| objects::operate(&c, "enable", a)),
+        Command::Disable(a) => client().and_then(|c| objects::operate(&c, "disable", a)),
+        Command::Restart(a) => client().and_then(|c| objects::operate(&c, "restart", a)),
+        Command::Freeze(a) => client().and_then(|c| objects::operate(&c, "freeze", a)),
+        Command::Unfreeze(a) => client().and_then(|c| objects::operate(&c, "unfreeze", a)),
+        Command::Clear(a) => client().and_then(|c| objects::operate(&c, "clear", a)),
+        Command::Create(args) => {
+            if args_dry_run(&args) {
+                objects::create(None, args)
+            } else {
+                client().and_then(|c| objects::create(Some(&c), args))
+            }
+        }
+        Command::Events(args) => client().and_then(|c| objects::events(&c, args)),
         Command::Validate(args) => validate::run(args),
-        Command::Plan(args) => plan::run(args),
         Command::Schema(args) => schema::run(args),
     };
     match result {
@@ -116,9 +182,13 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn args_dry_run(args: &objects::CreateArgs) -> bool {
+    args.dry_run
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLUSVC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

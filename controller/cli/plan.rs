@@ -7,13 +7,14 @@ use crate::manifest::{self, Options};
 use crate::model::{ObservedState, Timestamp};
 use crate::plan;
 
-use super::{EXIT_CHANGES, EXIT_UNREACHABLE, Failure, Files, Output};
+use super::{EXIT_CHANGES, Failure, Output};
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    files: Files,
+    /// Manifests to plan as if applied (required with --offline).
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    files: Vec<PathBuf>,
     /// Plan without a server, against nothing running or `--observed`.
     #[arg(long)]
     offline: bool,
@@ -35,17 +36,54 @@ pub struct Args {
 }
 
 /// Prints the plan; exit 0 without changes, 1 with.
-pub fn run(args: Args) -> Result<u8, Failure> {
-    if !args.offline {
-        return Err(Failure {
-            code: EXIT_UNREACHABLE,
-            message: "error: live planning needs a running clusvc server; use --offline to plan without one".into(),
-        });
-    }
+pub fn run(
+    args: Args,
+    client: impl FnOnce() -> Result<super::client::Client, Failure>,
+) -> Result<u8, Failure> {
     let options = Options {
         check_scripts: !args.skip_script_checks,
     };
-    let loaded = manifest::load_paths(&args.files.files, options)
+    if !args.offline {
+        let client = client()?;
+        let (members, services) = if args.files.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let l = manifest::load_paths(&args.files, options)
+                .map_err(|e| Failure::bad_input(format!("{e}\nerror: the input is invalid")))?;
+            (
+                l.desired.members().values().cloned().collect(),
+                l.desired.services().values().cloned().collect(),
+            )
+        };
+        let resp: serde_json::Value = client.post(
+            "/v1/plan",
+            &crate::server::PlanRequest {
+                members,
+                services,
+                fail_members: args.fail_member.clone(),
+            },
+        )?;
+        match args.output {
+            Output::Text => print!("{}", resp["text"].as_str().unwrap_or_default()),
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&resp["plan"]).unwrap_or_default()
+            ),
+            Output::Yaml => print!(
+                "{}",
+                serde_saphyr::to_string(&resp["plan"]).unwrap_or_default()
+            ),
+        }
+        return Ok(if resp["changes"].as_bool().unwrap_or(false) {
+            EXIT_CHANGES
+        } else {
+            0
+        });
+    }
+    if args.files.is_empty() {
+        return Err(Failure::bad_input("error: --offline needs -f PATH"));
+    }
+    let loaded = manifest::load_paths(&args.files, options)
         .map_err(|e| Failure::bad_input(format!("{e}\nerror: the input is invalid")))?;
     let now = match &args.now {
         Some(t) => {

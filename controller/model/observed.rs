@@ -243,6 +243,9 @@ pub struct ObservedService {
     /// When its status was last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<Timestamp>,
+    /// When the service was created (for AGE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
 }
 
 impl ObservedState {

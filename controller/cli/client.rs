@@ -1,0 +1,138 @@
+//! The HTTP client of the CLI: one request per call, bearer token when
+//! given, exit 3 with a hint when the server cannot be reached.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{EXIT_UNREACHABLE, Failure};
+
+/// Talks to one server.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// Connection settings shared by client commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
+    /// File holding the bearer token the server wants.
+    #[arg(long, value_name = "FILE", env = "CLUSVC_TOKEN_FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl Client {
+    /// A client for `server` (`http://127.0.0.1:7450`).
+    pub fn new(server: &str, conn: &Conn) -> Result<Self, Failure> {
+        let token = match &conn.token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| {
+                        Failure::bad_input(format!(
+                            "error: cannot read token file {}: {e}",
+                            f.display()
+                        ))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("CLUSVC_TOKEN").ok(),
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Self {
+            base: server.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        })
+    }
+
+    fn unreachable(&self, e: &ureq::Error) -> Failure {
+        Failure {
+            code: EXIT_UNREACHABLE,
+            message: format!(
+                "error: cannot reach the clusvc server at {}: {e}\nhint: start it with `clusvc run`, or point --server / CLUSVC_SERVER at it",
+                self.base
+            ),
+        }
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, Failure> {
+        let mut resp = r.map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.unreachable(&e))?;
+        if status.is_success() {
+            serde_json::from_str(&text).map_err(|e| Failure {
+                code: 1,
+                message: format!("error: unexpected answer from the server: {e}"),
+            })
+        } else {
+            let msg = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            let code = match status.as_u16() {
+                401 => 1,
+                404 => 1,
+                409 | 422 | 400 => super::EXIT_BAD_INPUT,
+                _ => 1,
+            };
+            Err(Failure {
+                code,
+                message: format!("error: {msg}"),
+            })
+        }
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// GET a JSON document.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        let req = self.auth(self.agent.get(&format!("{}{path}", self.base)));
+        self.finish(req.call())
+    }
+
+    /// POST JSON, read JSON.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Failure> {
+        let req = self.auth(self.agent.post(&format!("{}{path}", self.base)));
+        self.finish(req.send_json(body))
+    }
+
+    /// DELETE, read JSON.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        let req = self.auth(self.agent.delete(&format!("{}{path}", self.base)));
+        self.finish(req.call())
+    }
+
+    /// GET a stream of lines, calling `f` for each until it returns false.
+    pub fn stream_lines(&self, path: &str, mut f: impl FnMut(&str) -> bool) -> Result<(), Failure> {
+        use std::io::BufRead;
+        let req = self.auth(self.agent.get(&format!("{}{path}", self.base)));
+        let mut resp = req.call().map_err(|e| self.unreachable(&e))?;
+        let reader = std::io::BufReader::new(resp.body_mut().as_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if !f(&line) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
