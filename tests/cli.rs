@@ -16,7 +16,7 @@ fn validate_accepts_every_example_and_the_default_manifests() {
         .args(["validate", "-f", "examples/"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("valid: 5 member(s), 3 service(s)"));
+        .stdout(predicate::str::contains("valid: 5 member(s), 4 service(s)"));
     clusvc()
         .args(["validate", "-f", "manifests/"])
         .assert()

@@ -225,6 +225,7 @@ fn observed_service_strategy(
             }),
             restart_requested: restart_req,
             last_check: None,
+            created_at: None,
         })
     })
 }

@@ -140,18 +140,10 @@ impl Executor {
         match &result {
             Ok(()) if action != Action::Status => ctx.emit(
                 Level::Info,
-                format!(
-                    "{} {} ok ({} ms)",
-                    action.as_str(),
-                    report.resource,
-                    report.elapsed.as_millis()
-                ),
+                format!("{} ok ({} ms)", action.as_str(), report.elapsed.as_millis()),
             ),
             Ok(()) => {}
-            Err(e) => ctx.emit(
-                Level::Err,
-                format!("{} {} failed: {e}", action.as_str(), report.resource),
-            ),
+            Err(e) => ctx.emit(Level::Err, format!("{} failed: {e}", action.as_str())),
         }
         report
     }
