@@ -37,6 +37,8 @@ pub trait Agent: Send + Sync {
     ) -> BoxFuture<'a, Result<RunReport, Error>>;
     /// A status check that stops at the first failure.
     fn check<'a>(&'a self, svc: &'a ServiceRef, spec: &'a ServiceSpec) -> BoxFuture<'a, RunReport>;
+    /// Waits for actions a crashed predecessor left running to end.
+    fn settle(&self) -> BoxFuture<'_, ()>;
     /// The status of every resource (after a crash, before acting).
     fn probe<'a>(
         &'a self,
@@ -72,6 +74,12 @@ impl Agent for LocalAgent {
 
     fn check<'a>(&'a self, svc: &'a ServiceRef, spec: &'a ServiceSpec) -> BoxFuture<'a, RunReport> {
         Box::pin(self.exec.check(svc, spec))
+    }
+
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(crate::resources::process::await_orphans_of(
+            self.exec.host(),
+        ))
     }
 
     fn probe<'a>(

@@ -81,13 +81,13 @@ pub fn apply(client: &Client, args: ApplyArgs) -> Result<u8, Failure> {
         println!("{}/{} {}{suffix}", o.kind, o.name, o.result);
     }
     if args.wait && !args.dry_run {
-        wait_reconciled(client, args.timeout.get())?;
+        wait_reconciled(client, resp.revision, args.timeout.get())?;
     }
     Ok(0)
 }
 
 /// Polls the live plan until it has no changes and nothing is in transition.
-fn wait_reconciled(client: &Client, limit: Duration) -> Result<(), Failure> {
+fn wait_reconciled(client: &Client, revision: u64, limit: Duration) -> Result<(), Failure> {
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut last = String::new();
@@ -99,7 +99,8 @@ fn wait_reconciled(client: &Client, limit: Duration) -> Result<(), Failure> {
             .filter(|s| matches!(s.state.as_str(), "starting" | "stopping" | "relocating"))
             .collect();
         let changes = plan["changes"].as_bool().unwrap_or(true);
-        if !changes && busy.is_empty() {
+        let caught_up = plan["revision"].as_u64().unwrap_or(0) >= revision;
+        if caught_up && !changes && busy.is_empty() {
             if tty {
                 eprintln!(
                     "\rreconciled in {:.1}s{:30}",

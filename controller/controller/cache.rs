@@ -36,11 +36,13 @@ pub struct Cache {
     lost_at: HashMap<String, Timestamp>,
     revs: HashMap<String, Revision>,
     desired: Option<Arc<DesiredState>>,
+    seen: Revision,
 }
 
 impl Cache {
     /// Applies a stored key (from the initial list, a watch, or our own write).
     pub fn put(&mut self, kv: &KeyValue) -> Touched {
+        self.seen = self.seen.max(kv.mod_revision);
         if self
             .revs
             .get(&kv.key)
@@ -54,6 +56,7 @@ impl Cache {
 
     /// Applies a deletion at `rev`.
     pub fn delete(&mut self, key: &str, rev: Revision) -> Touched {
+        self.seen = self.seen.max(rev);
         if self.revs.get(key).is_some_and(|r| *r > rev) {
             return Touched::Nothing;
         }
@@ -63,6 +66,7 @@ impl Cache {
 
     /// Applies a watch event.
     pub fn event(&mut self, rev: Revision, e: &WatchEvent) -> Touched {
+        self.seen = self.seen.max(rev);
         match e {
             WatchEvent::Put(kv) => self.put(kv),
             WatchEvent::Delete(kv) => self.delete(&kv.key, rev),
@@ -174,6 +178,16 @@ impl Cache {
             .chain(self.observed.services.keys())
             .cloned()
             .collect()
+    }
+
+    /// Records that the store was seen at `rev`.
+    pub fn note_revision(&mut self, rev: Revision) {
+        self.seen = self.seen.max(rev);
+    }
+
+    /// The highest store revision seen.
+    pub fn seen(&self) -> Revision {
+        self.seen
     }
 
     /// The store revision of a key as cached.

@@ -199,6 +199,7 @@ impl<S: Store> Controller<S> {
             for kv in &watch.initial {
                 c.put(kv);
             }
+            c.note_revision(watch.revision);
         }
         self.reprobe().await?;
         let this = self.clone();
@@ -342,6 +343,9 @@ impl<S: Store> Controller<S> {
     /// After a restart: what still runs on local members is probed, so the
     /// planner completes or rolls back half-done work instead of redoing it.
     async fn reprobe(&self) -> Result<(), Error> {
+        for agent in self.agents.values() {
+            agent.settle().await;
+        }
         let todo: Vec<(String, ObservedService, ServiceSpec)> = {
             let mut c = self.cache_mut();
             let desired = c.desired();

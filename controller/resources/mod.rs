@@ -148,12 +148,14 @@ impl Ctx<'_> {
         if left.is_zero() {
             return Err(process::Error::Timeout(self.timeout).into());
         }
-        let out = process::run(cmd, &self.host.ns, left, self.host.kill_grace)
-            .await
-            .map_err(|e| match e {
-                process::Error::Timeout(_) => process::Error::Timeout(self.timeout),
-                other => other,
-            })?;
+        let track = self.host.state_dir.join("inflight");
+        let out =
+            process::run_tracked(cmd, &self.host.ns, left, self.host.kill_grace, Some(&track))
+                .await
+                .map_err(|e| match e {
+                    process::Error::Timeout(_) => process::Error::Timeout(self.timeout),
+                    other => other,
+                })?;
         for line in out.stderr.lines().filter(|l| !l.trim().is_empty()) {
             self.emit(Level::Warning, format!("{}: {line}", cmd.program()));
         }

@@ -154,6 +154,20 @@ pub async fn run(
     timeout: Duration,
     grace: Duration,
 ) -> Result<Output, Error> {
+    run_tracked(cmd, ns, timeout, grace, None).await
+}
+
+/// Like [`run`], and while the command runs, a marker file named after its
+/// process group in `track` records its deadline, so that after a crash of
+/// this process [`await_orphans`] can let the action finish (or kill it at
+/// its deadline) before anyone probes what it was doing.
+pub async fn run_tracked(
+    cmd: &Command,
+    ns: &Namespaces,
+    timeout: Duration,
+    grace: Duration,
+    track: Option<&Path>,
+) -> Result<Output, Error> {
     let started = Instant::now();
     let net = ns.net.as_deref().map(open_ns).transpose()?;
     let mnt = ns.mnt.as_deref().map(open_ns).transpose()?;
@@ -203,6 +217,20 @@ pub async fn run(
     })?;
     drop((net, mnt));
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let marker = match (track, pgid) {
+        (Some(dir), Some(pgid)) => {
+            let deadline = std::time::SystemTime::now() + timeout + grace;
+            let ms = deadline
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let path = dir.join(pgid.as_raw().to_string());
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::write(&path, ms.to_string());
+            Some(path)
+        }
+        _ => None,
+    };
+    let _marker = Marker(marker);
     if let (Some(input), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
@@ -262,6 +290,57 @@ pub async fn run(
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         elapsed: started.elapsed(),
     })
+}
+
+/// Removes the in-flight marker when the action is over.
+struct Marker(Option<PathBuf>);
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// After a crash: waits for actions the previous process left running (their
+/// markers in `track`) to end, killing each group at its recorded deadline.
+pub async fn await_orphans(track: &Path) {
+    let Ok(entries) = std::fs::read_dir(track) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let pgid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<i32>().ok());
+        let deadline_ms: u128 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        if let Some(pgid) = pgid.map(Pid::from_raw) {
+            loop {
+                if killpg(pgid, None).is_err() {
+                    break;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                if now >= deadline_ms {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// [`await_orphans`] for a member's agent state.
+pub async fn await_orphans_of(host: &super::Host) {
+    await_orphans(&host.state_dir.join("inflight")).await;
 }
 
 /// Reads a stream, keeping the first [`MAX_OUTPUT`] bytes. Sends them at EOF,

@@ -286,13 +286,13 @@ async fn post_plan<S: Store>(
     Json(req): Json<PlanRequest>,
 ) -> Response {
     let now = Timestamp::from_system(SystemTime::now());
-    let (desired, mut observed) = {
+    let (desired, mut observed, seen) = {
         let mut c = app
             .controller
             .cache
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        (c.desired(), c.observed.clone())
+        (c.desired(), c.observed.clone(), c.seen())
     };
     let desired = if req.members.is_empty() && req.services.is_empty() {
         desired
@@ -327,7 +327,8 @@ async fn post_plan<S: Store>(
         observed.fail_member(m, now);
     }
     let p = crate::plan::plan(&desired, &observed, now);
-    Json(json!({"text": p.to_string(), "changes": p.has_changes(), "plan": p})).into_response()
+    Json(json!({"text": p.to_string(), "changes": p.has_changes(), "plan": p, "revision": seen}))
+        .into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -415,3 +415,150 @@ impl Drop for Ganesha {
         let _ = self.child.wait();
     }
 }
+
+/// A `clusvc run` daemon on a free port with its own state directory;
+/// killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its URL.
+    pub url: String,
+    /// Its state directory.
+    pub state: PathBuf,
+    args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Starts `clusvc run --member node1` plus `extra` arguments.
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut d = Self {
+            child: None,
+            url: String::new(),
+            state,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            _dir: Some(dir),
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let port = free_port();
+        self.url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_clusvc"))
+            .args(["run", "--member", "node1", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(&self.args)
+            .env("CLUSVC_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "clusvc run did not come up"
+        );
+    }
+
+    /// `kill -9`, then start again on the same state directory.
+    pub fn crash_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The CLI pointed at this daemon.
+    pub fn cli(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clusvc"));
+        c.env("CLUSVC_SERVER", &self.url)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        c
+    }
+
+    /// Runs the CLI; returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli().args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// GET a JSON document from the API.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let mut r = ureq::get(&format!("{}{path}", self.url)).call().unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// The service view, if listed.
+    pub fn service(&self, name: &str) -> Option<serde_json::Value> {
+        self.get_json("/v1/services")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+    }
+
+    /// Waits until the service is in `state`.
+    pub fn wait_state(&self, name: &str, state: &str, limit: Duration) -> bool {
+        wait_until(limit, || {
+            self.service(name).is_some_and(|s| s["state"] == state)
+        })
+    }
+
+    /// Event messages of a service.
+    pub fn events(&self, service: &str) -> Vec<String> {
+        let mut r = ureq::get(&format!(
+            "{}/v1/events?service={service}&limit=1000",
+            self.url
+        ))
+        .call()
+        .unwrap();
+        r.body_mut()
+            .read_to_string()
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| {
+                let res = e["resource"].as_str().unwrap_or("");
+                if res.is_empty() {
+                    e["message"].as_str().unwrap_or("").to_string()
+                } else {
+                    format!("{res}: {}", e["message"].as_str().unwrap_or(""))
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Writes an executable script.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/bash\n{body}")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}

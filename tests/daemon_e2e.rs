@@ -1,0 +1,405 @@
+//! `clusvc run` end to end, with the real binary: apply and operations,
+//! recovery, GitOps on a real git repository, crash safety under `kill -9`,
+//! API security, and a live plan that matches what the loop then does.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, script, wait_until};
+
+const T: Duration = Duration::from_secs(20);
+
+fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn service_yaml(name: &str, script: &Path, extra: &str) -> String {
+    format!(
+        "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{extra}  applications:\n    - script: {}\n",
+        script.display()
+    )
+}
+
+#[test]
+fn apply_the_seed_sample_then_disable_and_delete_it() {
+    let d = Daemon::start(&[]);
+    let (code, out, err) = d.run(&["apply", "-f", "examples/seed-sample"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "member/node1 configured\nservice/userapp created\n");
+    assert!(d.wait_state("userapp", "running", T));
+    let (code, out, _) = d.run(&["get", "services", "-o", "json"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["name"], "userapp");
+    assert_eq!(list[0]["id"], 0);
+    assert_eq!(list[0]["member"], "node1");
+    let (_, table, _) = d.run(&["get", "services"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "ID", "STATE", "MEMBER", "LAST", "CHECK", "RESTARTS", "AGE"
+        ]
+    );
+    assert!(
+        d.events("userapp")
+            .iter()
+            .any(|e| e.ends_with("Running test start script for service userapp"))
+    );
+    // Applying the same again changes nothing.
+    let (_, out, _) = d.run(&["apply", "-f", "examples/seed-sample"]);
+    assert_eq!(out, "member/node1 unchanged\nservice/userapp unchanged\n");
+    let (code, out, _) = d.run(&["disable", "userapp"]);
+    assert_eq!((code, out.as_str()), (0, "service/userapp disabled\n"));
+    assert!(d.wait_state("userapp", "disabled", T));
+    assert!(
+        d.events("userapp")
+            .iter()
+            .any(|e| e.ends_with("Running test stop script for service userapp"))
+    );
+    let (code, out, _) = d.run(&["delete", "service", "userapp"]);
+    assert_eq!((code, out.as_str()), (0, "service/userapp deleted\n"));
+    assert!(wait_until(T, || d.service("userapp").is_none()));
+    let (code, _, err) = d.run(&["describe", "service", "userapp"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn a_failing_check_restarts_until_the_limit_then_fails_and_clear_retries() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = dir.path().join("healthy");
+    let starts = dir.path().join("starts");
+    let s = script(
+        dir.path(),
+        "flaky_app",
+        &format!(
+            "app() {{ case $1 in start) echo x >> {starts}; return 0;; stop) return 0;; status) [ -e {healthy} ];; esac; }}\n",
+            starts = starts.display(),
+            healthy = healthy.display()
+        ),
+    );
+    write(&healthy, "");
+    write(
+        &dir.path().join("svc.yaml"),
+        &service_yaml(
+            "flaky",
+            &s,
+            "  checkInterval: 1s\n  recovery:\n    maxRestarts: 2\n    restartWindow: 5m\n",
+        ),
+    );
+    let (code, _, err) = d.run(&["apply", "-f", dir.path().join("svc.yaml").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.wait_state("flaky", "running", T));
+    std::fs::remove_file(&healthy).unwrap();
+    assert!(
+        d.wait_state("flaky", "failed", T),
+        "{:?}",
+        d.service("flaky")
+    );
+    let svc = d.service("flaky").unwrap();
+    assert_eq!(svc["member"], serde_json::Value::Null);
+    let failure = &svc["observed"]["failure"];
+    assert_eq!(failure["phase"], "check");
+    assert_eq!(failure["resource"], "application flaky_app");
+    let start_count = || std::fs::read_to_string(&starts).unwrap().lines().count();
+    assert_eq!(start_count(), 3, "first start and two restarts");
+    let events = d.events("flaky");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("restart limit reached (2 of 2 within 5m)")),
+        "{events:#?}"
+    );
+    // Fixed: clear retries.
+    write(&healthy, "");
+    let (code, out, _) = d.run(&["clear", "flaky"]);
+    assert_eq!((code, out.as_str()), (0, "service/flaky cleared\n"));
+    assert!(d.wait_state("flaky", "running", T));
+    assert_eq!(start_count(), 4);
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn gitops_commits_start_break_recover_and_remove_services() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let app = script(r, "web_app", "app() { return 0; }\n");
+    write(&r.join("services/web.yaml"), &service_yaml("web", &app, ""));
+    git(r, &["add", "."]);
+    git(r, &["commit", "-qm", "web"]);
+    let d = Daemon::start(&["--manifests", r.to_str().unwrap()]);
+    assert!(d.wait_state("web", "running", T));
+    // A commit that adds a service starts it.
+    write(&r.join("services/db.yaml"), &service_yaml("db", &app, ""));
+    git(r, &["add", "."]);
+    git(r, &["commit", "-qm", "db"]);
+    let t0 = Instant::now();
+    assert!(d.wait_state("db", "running", T));
+    eprintln!("commit to running: {:?}", t0.elapsed());
+    let head = String::from_utf8(
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(r)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(wait_until(T, || d.get_json("/v1/sync")["revision"] == head.trim()));
+    // A broken file changes nothing and is reported with file and line.
+    write(
+        &r.join("services/db.yaml"),
+        &service_yaml("db", &app, "  checkInterval: soon\n"),
+    );
+    std::fs::remove_file(r.join("services/web.yaml")).unwrap();
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-qm", "broken"]);
+    assert!(wait_until(T, || {
+        d.get_json("/healthz")["sync"]["error"]
+            .as_str()
+            .is_some_and(|e| {
+                e.contains("services/db.yaml:6:18: spec.checkInterval: invalid duration \"soon\"")
+            })
+    }));
+    let (_, out, _) = d.run(&["get", "sync"]);
+    assert!(out.contains("invalid duration"), "{out}");
+    assert!(
+        d.service("web").is_some_and(|s| s["state"] == "running"),
+        "web must survive a broken tree"
+    );
+    // A revert recovers.
+    git(r, &["revert", "--no-edit", "HEAD"]);
+    assert!(wait_until(T, || d.get_json("/healthz")["sync"]["error"].is_null()));
+    assert!(d.wait_state("db", "running", T));
+    // Deleting the file stops and removes the service.
+    std::fs::remove_file(r.join("services/db.yaml")).unwrap();
+    git(r, &["commit", "-qam", "drop db"]);
+    assert!(wait_until(T, || d.service("db").is_none()));
+    assert!(
+        d.events("db")
+            .iter()
+            .any(|e| e.contains("stop on node1 (deleted)"))
+    );
+    // Objects from the tree cannot be overwritten by apply from elsewhere.
+    let other = tempfile::tempdir().unwrap();
+    write(
+        &other.path().join("web.yaml"),
+        &service_yaml("web", &app, "  timeout: 5s\n"),
+    );
+    let (code, _, err) = d.run(&["apply", "-f", other.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("service/web is managed by gitops:"), "{err}");
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_object_and_starts_nothing_twice() {
+    let mut d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let up = dir.path().join("up");
+    let slow = script(
+        dir.path(),
+        "slow_app",
+        &format!(
+            "app() {{ case $1 in start) echo x >> {starts}; sleep 1; touch {up}; return 0;; stop) rm -f {up}; return 0;; status) [ -e {up} ];; esac; }}\n",
+            starts = starts.display(),
+            up = up.display()
+        ),
+    );
+    write(
+        &dir.path().join("slow.yaml"),
+        &service_yaml("slow", &slow, ""),
+    );
+    let (code, _, _) = d.run(&[
+        "apply",
+        "-f",
+        dir.path().join("slow.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(wait_until(T, || starts.exists()), "start never began");
+    d.crash_and_restart(); // in the middle of the slow start
+    assert!(
+        d.wait_state("slow", "running", T),
+        "{:?}",
+        d.service("slow")
+    );
+    assert!(up.exists());
+    assert_eq!(
+        std::fs::read_to_string(&starts).unwrap().lines().count(),
+        1,
+        "the resource was started twice"
+    );
+    // A burst of applies, killed in the middle.
+    let app = script(dir.path(), "noop_app", "app() { return 0; }\n");
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        let f = dir.path().join(format!("b{i}.yaml"));
+        write(
+            &f,
+            &service_yaml(&format!("burst{i}"), &app, "  checkInterval: 0s\n"),
+        );
+        let (code, out, _) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+        if code == 0 && out.contains("created") {
+            acknowledged.push(format!("burst{i}"));
+        }
+        if i == 25 {
+            d.kill9();
+            break;
+        }
+    }
+    d.crash_and_restart();
+    let listed: Vec<String> = d
+        .get_json("/v1/services")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    for name in &acknowledged {
+        assert!(listed.contains(name), "{name} was acknowledged but is gone");
+    }
+    assert!(acknowledged.len() >= 25);
+    for name in &acknowledged {
+        assert!(d.wait_state(name, "running", T), "{name}");
+    }
+}
+
+#[test]
+fn api_security_needs_a_token_off_loopback() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+        .args(["run", "--listen", "0.0.0.0:0", "--state-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without --token-file"));
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    write(&token, "s3cret-token\n");
+    let d = Daemon::start(&["--token-file", token.to_str().unwrap()]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let r = agent.get(&format!("{}/v1/services", d.url)).call().unwrap();
+    assert_eq!(r.status(), 401);
+    let r = agent
+        .get(&format!("{}/v1/services", d.url))
+        .header("Authorization", "Bearer s3cret-token")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (code, _, err) = d.run(&["get", "services"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, _) = d.run(&["--token-file", token.to_str().unwrap(), "get", "services"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn an_unreachable_server_exits_3_with_a_hint() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+        .args(["--server", "http://127.0.0.1:9", "get", "services"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the clusvc server at http://127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(err.contains("hint: start it with `clusvc run`"), "{err}");
+}
+
+#[test]
+fn a_live_plan_shows_what_the_loop_then_does() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let a = script(
+        dir.path(),
+        "one_app",
+        &format!(
+            "app() {{ echo \"one $1\" >> {}; return 0; }}\n",
+            calls.display()
+        ),
+    );
+    let b = script(
+        dir.path(),
+        "two_app",
+        &format!(
+            "app() {{ echo \"two $1\" >> {}; return 0; }}\n",
+            calls.display()
+        ),
+    );
+    let f = dir.path().join("svc.yaml");
+    let two_apps = |second: &Path| {
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n    - script: {}\n",
+            a.display(),
+            second.display()
+        )
+    };
+    write(
+        &f,
+        &two_apps(&a.with_file_name("one_app")).replace(
+            &format!(
+                "    - script: {}\n    - script: {}\n",
+                a.display(),
+                a.display()
+            ),
+            &format!("    - script: {}\n", a.display()),
+        ),
+    );
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.wait_state("web", "running", T));
+    write(&f, &two_apps(&b));
+    let (code, plan, _) = d.run(&["plan", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        plan,
+        "service/web (id 0): reconfigure on node1 (application two_app added)\n  node1: start application two_app\nPlan: 0 to start, 0 to relocate, 1 to restart, 0 to stop, 0 unchanged.\n"
+    );
+    let (code, _, _) = d.run(&["apply", "-f", f.to_str().unwrap(), "--wait"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "one start\ntwo start\n"
+    );
+    assert!(
+        d.events("web")
+            .iter()
+            .any(|e| e == "service/web (id 0): reconfigure on node1 (application two_app added)")
+    );
+    let (code, plan, _) = d.run(&["plan"]);
+    assert_eq!(
+        (code, plan.as_str()),
+        (
+            0,
+            "Plan: 0 to start, 0 to relocate, 0 to restart, 0 to stop, 1 unchanged.\n"
+        )
+    );
+}
