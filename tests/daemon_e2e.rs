@@ -403,3 +403,75 @@ fn a_live_plan_shows_what_the_loop_then_does() {
         )
     );
 }
+
+#[test]
+fn changing_only_the_application_restarts_it_alone() {
+    require_root!();
+    let member = common::Netns::new("rm");
+    let peer = common::Netns::new("rp");
+    common::veth(&member, "m0", "192.0.2.1/24", &peer, "p0", "192.0.2.2/24");
+    let mnt = common::MountNs::new();
+    let disk = common::Loop::ext4(16);
+    let d = Daemon::start(&[
+        "--member-netns",
+        member.path().to_str().unwrap(),
+        "--member-mount-ns-of",
+        &mnt.pid().to_string(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let rec = |name: &str| {
+        script(
+            dir.path(),
+            &format!("{name}_app"),
+            &format!(
+                "app() {{ echo \"{name} $1\" >> {}; return 0; }}\n",
+                calls.display()
+            ),
+        )
+    };
+    let (a, b) = (rec("first"), rec("second"));
+    let mp = dir.path().join("data").display().to_string();
+    let svc = |app: &Path| {
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: data\nspec:\n  checkInterval: 0s\n  filesystems:\n    - device: {dev}\n      mountPoint: {mp}\n      fsType: ext4\n  ipAddresses:\n    - address: 192.0.2.100/24\n  applications:\n    - script: {app}\n",
+            dev = disk.dev,
+            app = app.display()
+        )
+    };
+    let f = dir.path().join("data.yaml");
+    write(&f, &svc(&a));
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap(), "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.wait_state("data", "running", T));
+    assert!(mnt.is_mounted(&mp) && member.has_addr("192.0.2.100"));
+    write(&f, &svc(&b));
+    let (code, plan, _) = d.run(&["plan", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(plan.starts_with("service/data (id 0): reconfigure on node1 (application first_app replaced by application second_app)\n  node1: stop application first_app\n  node1: start application second_app\n"), "{plan}");
+    let (code, _, _) = d.run(&["apply", "-f", f.to_str().unwrap(), "--wait"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "first start\nfirst stop\nsecond start\n"
+    );
+    let events = d.events("data");
+    let count = |prefix: &str| events.iter().filter(|e| e.starts_with(prefix)).count();
+    assert_eq!(
+        count(&format!("filesystem {mp}: start ok")),
+        1,
+        "{events:#?}"
+    );
+    assert_eq!(
+        count(&format!("filesystem {mp}: stop ok")),
+        0,
+        "{events:#?}"
+    );
+    assert_eq!(count("ip 192.0.2.100/24: stop ok"), 0, "{events:#?}");
+    assert!(mnt.is_mounted(&mp) && member.has_addr("192.0.2.100"));
+    let (code, _, _) = d.run(&["delete", "service", "data"]);
+    assert_eq!(code, 0);
+    assert!(wait_until(T, || d.service("data").is_none()));
+    assert!(!mnt.is_mounted(&mp) && !member.has_addr("192.0.2.100"));
+    assert!(disk.detach());
+}

@@ -45,6 +45,26 @@ pub struct Args {
     /// Full resync interval of the manifests directory.
     #[arg(long, default_value = "30s")]
     resync: crate::model::Duration,
+    /// Run this member's resource commands in this network namespace
+    /// (`/run/netns/NAME`): for containers and tests.
+    #[arg(long, value_name = "PATH")]
+    member_netns: Option<PathBuf>,
+    /// Run this member's resource commands in the mount namespace of this
+    /// process, reading mounts from its mountinfo.
+    #[arg(long, value_name = "PID")]
+    member_mount_ns_of: Option<u32>,
+    /// smb.conf used to reload smbd.
+    #[arg(long, value_name = "FILE")]
+    smb_conf: Option<PathBuf>,
+    /// The Samba include file clusvc manages (smb.conf must include it).
+    #[arg(long, value_name = "FILE")]
+    samba_shares: Option<PathBuf>,
+    /// The nfs-ganesha include file clusvc manages.
+    #[arg(long, value_name = "FILE")]
+    ganesha_exports: Option<PathBuf>,
+    /// nfs-ganesha's pid file.
+    #[arg(long, value_name = "FILE")]
+    ganesha_pid: Option<PathBuf>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -101,6 +121,24 @@ async fn serve(args: Args) -> Result<u8, Failure> {
     let events = Arc::new(EventLog::default());
     let metrics = Arc::new(Metrics::default());
     let mut host = Host::new(&member);
+    if let Some(ns) = &args.member_netns {
+        host = host.with_network_namespace(ns);
+    }
+    if let Some(pid) = args.member_mount_ns_of {
+        host = host.with_mount_namespace_of(pid);
+    }
+    if let Some(p) = &args.smb_conf {
+        host.smb_conf = p.clone();
+    }
+    if let Some(p) = &args.samba_shares {
+        host.samba_shares = p.clone();
+    }
+    if let Some(p) = &args.ganesha_exports {
+        host.ganesha_exports = p.clone();
+    }
+    if let Some(p) = &args.ganesha_pid {
+        host.ganesha_pid = p.clone();
+    }
     host.state_dir = state_dir.join("agent");
     if !nix::unistd::geteuid().is_root() {
         host.ha_rsctmp = state_dir.join("rsctmp");

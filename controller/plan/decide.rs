@@ -323,6 +323,10 @@ impl<'a> Context<'a> {
         let new = spec.resources().nth(from).map(|r| r.label());
         let has = |s: &ServiceSpec, label: &str| s.resources().any(|r| r.label() == label);
         let why = match (old, new) {
+            (Some(o), Some(n)) if o == n => format!("{n} changed"),
+            (Some(o), Some(n)) if !has(spec, &o) && !has(running, &n) => {
+                format!("{o} replaced by {n}")
+            }
             (Some(o), _) if !has(spec, &o) => format!("{o} removed"),
             (_, Some(n)) if !has(running, &n) => format!("{n} added"),
             (_, Some(n)) => format!("{n} changed"),
