@@ -468,6 +468,11 @@ impl Daemon {
         );
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// `kill -9`, then start again on the same state directory.
     pub fn crash_and_restart(&mut self) {
         self.kill9();
