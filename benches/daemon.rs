@@ -7,7 +7,7 @@
 //!   native (a block device), every 10 s.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod common;
 
 use std::path::Path;
