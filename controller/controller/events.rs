@@ -51,6 +51,30 @@ impl EventLog {
 
 impl Events for EventLog {
     fn emit(&self, mut event: Event) {
+        // Resource-level events are logged where they happen; controller
+        // and cluster events are logged here.
+        if event.resource.is_empty() {
+            let who = if event.service.is_empty() {
+                "cluster".to_string()
+            } else {
+                format!("service/{}", event.service)
+            };
+            let who = if event.message.starts_with(&who) {
+                String::new()
+            } else {
+                who
+            };
+            let who = if who.is_empty() { who } else { format!("{who}: ") };
+            match event.level {
+                crate::model::event::Level::Emerg
+                | crate::model::event::Level::Alert
+                | crate::model::event::Level::Crit
+                | crate::model::event::Level::Err => tracing::error!("{who}{}", event.message),
+                crate::model::event::Level::Warning => tracing::warn!("{who}{}", event.message),
+                crate::model::event::Level::Debug => tracing::debug!("{who}{}", event.message),
+                _ => tracing::info!("{who}{}", event.message),
+            }
+        }
         if event.at.is_none() {
             event.at = Some(Timestamp::from_system(std::time::SystemTime::now()));
         }
