@@ -475,3 +475,94 @@ fn changing_only_the_application_restarts_it_alone() {
     assert!(!mnt.is_mounted(&mp) && !member.has_addr("192.0.2.100"));
     assert!(disk.detach());
 }
+
+#[test]
+fn diff_create_events_metrics_and_health() {
+    let d = Daemon::start(&[]);
+    // create --dry-run -o yaml prints a manifest that applies as is.
+    let (code, yaml, err) = d.run(&[
+        "create",
+        "service",
+        "userapp",
+        "--userscript",
+        "examples/seed-sample/service_test",
+        "--check-interval",
+        "40s",
+        "--timeout",
+        "60s",
+        "--dry-run",
+        "-o",
+        "yaml",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        yaml.contains("kind: Service")
+            && yaml.contains("checkInterval: 40s")
+            && yaml.contains("timeout: 1m"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("service_test"));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("userapp.yaml");
+    write(&f, &yaml);
+    // diff before apply: differs (exit 1); after: none (exit 0).
+    let (code, out, _) = d.run(&["diff", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("+++ new/service/userapp"), "{out}");
+    let (code, _, _) = d.run(&["apply", "-f", f.to_str().unwrap(), "--wait"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = d.run(&["diff", "-f", f.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // events --follow streams new events.
+    let mut follow = d
+        .cli()
+        .args(["events", "userapp", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, _, _) = d.run(&["restart", "userapp"]);
+    assert_eq!(code, 0);
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + T;
+    let mut seen = false;
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("restart on node1 (restart requested)")
+        {
+            seen = true;
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen, "events --follow did not stream the restart");
+    // describe, metrics, healthz.
+    assert!(d.wait_state("userapp", "running", T));
+    let (code, out, _) = d.run(&["describe", "service", "userapp"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("State:       running") && out.contains("application service_test"),
+        "{out}"
+    );
+    let mut r = ureq::get(&format!("{}/metrics", d.url)).call().unwrap();
+    let metrics = r.body_mut().read_to_string().unwrap();
+    assert!(
+        metrics.contains("clusvc_services{state=\"running\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("clusvc_actions_total{action=\"start\",result=\"success\"}"));
+    assert!(metrics.contains("clusvc_plans_total "));
+    assert_eq!(d.get_json("/healthz")["status"], "ok");
+}

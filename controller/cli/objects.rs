@@ -142,12 +142,16 @@ pub fn diff(client: &Client, files: Files) -> Result<u8, Failure> {
     let live_services: Vec<ServiceView> = client.get("/v1/services")?;
     let live_members: Vec<MemberView> = client.get("/v1/members")?;
     let strip = |mut v: serde_json::Value| {
-        if let Some(a) = v["metadata"]["annotations"].as_object_mut() {
-            a.remove(crate::controller::keys::SOURCE_ANNOTATION);
-            if a.is_empty() {
-                v["metadata"]
-                    .as_object_mut()
-                    .map(|m| m.remove("annotations"));
+        if let Some(meta) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            let empty = meta
+                .get_mut("annotations")
+                .and_then(|a| a.as_object_mut())
+                .map(|a| {
+                    a.remove(crate::controller::keys::SOURCE_ANNOTATION);
+                    a.is_empty()
+                });
+            if empty == Some(true) {
+                meta.remove("annotations");
             }
         }
         serde_saphyr::to_string(&v).unwrap_or_default()

@@ -64,7 +64,11 @@ impl Events for EventLog {
             } else {
                 who
             };
-            let who = if who.is_empty() { who } else { format!("{who}: ") };
+            let who = if who.is_empty() {
+                who
+            } else {
+                format!("{who}: ")
+            };
             match event.level {
                 crate::model::event::Level::Emerg
                 | crate::model::event::Level::Alert
