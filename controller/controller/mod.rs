@@ -209,14 +209,7 @@ impl<S: Store> Controller<S> {
                 this.wake(touched);
             }
         });
-        let names = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .service_names();
-        for n in names {
-            self.sched.now(&n);
-        }
+        self.wake(Touched::All);
         let this = self.clone();
         tokio::spawn(async move { this.run_loop().await });
         Ok(())
