@@ -176,7 +176,7 @@ fn main() {
         &m,
         10_000,
         &format!(
-            "  enabled: false\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            "  checkInterval: 0s\n  applications:\n    - script: {}\n",
             app.display()
         ),
         "big",
@@ -184,9 +184,10 @@ fn main() {
     let (code, _, err) = d.run(&["apply", "-f", m.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let pid = d.pid();
+    assert!(common::wait_until(Duration::from_secs(600), || count_running(&d) == 10_000));
     std::thread::sleep(Duration::from_secs(3));
     println!(
-        "daemon with 10,000 services: RSS {:.1} MB (peak {:.1} MB)",
+        "daemon with 10,000 running services: RSS {:.1} MB (peak {:.1} MB while starting them all)",
         proc_field(pid, "VmRSS:") as f64 / 1024.0,
         proc_field(pid, "VmHWM:") as f64 / 1024.0
     );
