@@ -184,7 +184,10 @@ fn main() {
     let (code, _, err) = d.run(&["apply", "-f", m.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let pid = d.pid();
-    assert!(common::wait_until(Duration::from_secs(600), || count_running(&d) == 10_000));
+    assert!(common::wait_until(
+        Duration::from_secs(600),
+        || count_running(&d) == 10_000
+    ));
     std::thread::sleep(Duration::from_secs(3));
     println!(
         "daemon with 10,000 running services: RSS {:.1} MB (peak {:.1} MB while starting them all)",
