@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clusvc::exec::{Executor, ServiceRef};
-use clusvc::model::{
-    Application, Device, Filesystem, IpAddress, NfsExport, NfsServer, SambaShare, ServiceSpec,
-};
+use clusvc::model::{Application, IpAddress, NfsExport, NfsServer, SambaShare, ServiceSpec};
 use clusvc::resources::process::{self, Command, Namespaces};
 use clusvc::resources::{Action, Host, Recorder};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -48,19 +46,8 @@ fn bench(c: &mut Criterion) {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mnt = dir.path().join("srv").display().to_string();
     let spec = ServiceSpec {
-        devices: vec![Device {
-            path: disk.dev.clone(),
-            activate: vec![],
-            deactivate: vec![],
-        }],
-        filesystems: vec![Filesystem {
-            device: disk.dev.clone(),
-            mount_point: mnt.clone(),
-            fs_type: Some("ext4".into()),
-            options: vec![],
-            fsck: false,
-            force_unmount: false,
-        }],
+        devices: vec![common::spec::device(&disk.dev)],
+        filesystems: vec![common::spec::ext4(&disk.dev, &mnt)],
         nfs_exports: vec![NfsExport {
             path: mnt.clone(),
             clients: vec!["192.0.2.0/24".into()],

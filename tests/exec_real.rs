@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use clusvc::exec::{Executor, RunReport, ServiceRef};
 use clusvc::model::{
-    Application, Device, Filesystem, IpAddress, NfsExport, NfsServer, SambaShare, ScalarString,
-    ServiceSpec,
+    Application, Filesystem, IpAddress, NfsExport, NfsServer, SambaShare, ScalarString, ServiceSpec,
 };
 use clusvc::resources::{Host, Recorder};
-use common::{Ganesha, Loop, MountNs, Netns, Smbd};
+use common::{Ganesha, Loop, MountNs, Netns, Smbd, spec};
 
 /// A member (netns + mount namespace) and a client netns on one link:
 /// member 192.0.2.1/24 on `m0`, client 192.0.2.2/24 on `c0`.
@@ -106,10 +105,7 @@ fn ensure_etab() {
 }
 
 fn app(script: String) -> Application {
-    Application {
-        script: Some(script),
-        ..Application::default()
-    }
+    spec::script(script)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,11 +159,7 @@ async fn six_kinds_start_in_order_serve_and_stop_leaving_nothing() {
         ),
     );
     let spec = ServiceSpec {
-        devices: vec![Device {
-            path: disk.dev.clone(),
-            activate: vec![],
-            deactivate: vec![],
-        }],
+        devices: vec![spec::device(&disk.dev)],
         filesystems: vec![Filesystem {
             device: disk.dev.clone(),
             mount_point: mnt_s.clone(),
@@ -372,19 +364,8 @@ async fn a_status_check_stops_at_the_first_failure() {
         )
     };
     let spec = ServiceSpec {
-        devices: vec![Device {
-            path: disk.dev.clone(),
-            activate: vec![],
-            deactivate: vec![],
-        }],
-        filesystems: vec![Filesystem {
-            device: disk.dev.clone(),
-            mount_point: mnt.clone(),
-            fs_type: Some("ext4".into()),
-            options: vec![],
-            fsck: false,
-            force_unmount: false,
-        }],
+        devices: vec![spec::device(&disk.dev)],
+        filesystems: vec![spec::ext4(&disk.dev, &mnt)],
         applications: vec![app(rec("one")), app(rec("two"))],
         ..ServiceSpec::default()
     };
@@ -435,19 +416,8 @@ async fn a_failed_start_in_the_middle_is_rolled_back_in_stop_order() {
     let (exec, _) = executor(site.host());
     let mnt = site.path("rollback").display().to_string();
     let spec = ServiceSpec {
-        devices: vec![Device {
-            path: disk.dev.clone(),
-            activate: vec![],
-            deactivate: vec![],
-        }],
-        filesystems: vec![Filesystem {
-            device: disk.dev.clone(),
-            mount_point: mnt.clone(),
-            fs_type: Some("ext4".into()),
-            options: vec![],
-            fsck: false,
-            force_unmount: false,
-        }],
+        devices: vec![spec::device(&disk.dev)],
+        filesystems: vec![spec::ext4(&disk.dev, &mnt)],
         nfs_exports: vec![NfsExport {
             path: mnt.clone(),
             clients: vec!["192.0.2.0/24".into()],

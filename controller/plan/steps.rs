@@ -16,25 +16,25 @@ fn step(member: &str, op: Op, r: ResourceRef<'_>) -> Step {
 
 /// Start every resource of `spec` on `member`.
 pub fn start_all(member: &str, spec: &ServiceSpec, out: &mut Vec<Step>) {
-    out.extend(spec.resources().map(|r| step(member, Op::Start, r)));
+    start_some(member, spec, |_| true, out);
 }
 
 /// Stop every resource of `spec` on `member`.
 pub fn stop_all(member: &str, spec: &ServiceSpec, out: &mut Vec<Step>) {
-    out.extend(spec.resources().rev().map(|r| step(member, Op::Stop, r)));
+    stop_some(member, spec, |_| true, out);
 }
 
 /// Stop, in stop order, the resources of `spec` for which `keep` holds.
 pub fn stop_some(
     member: &str,
     spec: &ServiceSpec,
-    mut keep: impl FnMut(ResourceRef<'_>) -> bool,
+    keep: impl FnMut(&ResourceRef<'_>) -> bool,
     out: &mut Vec<Step>,
 ) {
     out.extend(
         spec.resources()
             .rev()
-            .filter(|r| keep(*r))
+            .filter(keep)
             .map(|r| step(member, Op::Stop, r)),
     );
 }
@@ -43,12 +43,12 @@ pub fn stop_some(
 pub fn start_some(
     member: &str,
     spec: &ServiceSpec,
-    mut keep: impl FnMut(ResourceRef<'_>) -> bool,
+    keep: impl FnMut(&ResourceRef<'_>) -> bool,
     out: &mut Vec<Step>,
 ) {
     out.extend(
         spec.resources()
-            .filter(|r| keep(*r))
+            .filter(keep)
             .map(|r| step(member, Op::Start, r)),
     );
 }

@@ -567,3 +567,37 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
+
+/// Spec builders, so a test reads as its scenario.
+pub mod spec {
+    use clusvc::model::{Application, Device, Filesystem};
+
+    /// A block device with no activation commands.
+    pub fn device(path: &str) -> Device {
+        Device {
+            path: path.to_string(),
+            activate: vec![],
+            deactivate: vec![],
+        }
+    }
+
+    /// An ext4 filesystem from `device` at `mount_point`.
+    pub fn ext4(device: &str, mount_point: &str) -> Filesystem {
+        Filesystem {
+            device: device.to_string(),
+            mount_point: mount_point.to_string(),
+            fs_type: Some("ext4".into()),
+            options: vec![],
+            fsck: false,
+            force_unmount: false,
+        }
+    }
+
+    /// A seed-style script application.
+    pub fn script(path: impl AsRef<std::path::Path>) -> Application {
+        Application {
+            script: Some(path.as_ref().display().to_string()),
+            ..Application::default()
+        }
+    }
+}
