@@ -35,6 +35,34 @@ const COMPACT_AT: u64 = 32 << 20;
 #[derive(Clone)]
 pub struct Embedded {
     inner: Arc<Mutex<Inner>>,
+    _lock: Arc<File>,
+}
+
+/// Takes the directory's exclusive lock: two processes writing one log would
+/// corrupt it (and could each run the same services).
+fn lock_dir(dir: &Path) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    // SAFETY: flock on a descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(Error::Unavailable(format!(
+            "state directory {} is in use by another clusvc (pid {})",
+            dir.display(),
+            holder.trim()
+        )));
+    }
+    f.set_len(0).map_err(io(&path))?;
+    let _ = write!(f, "{}", std::process::id());
+    Ok(f)
 }
 
 struct Lease {
@@ -231,6 +259,7 @@ impl Embedded {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let lock = lock_dir(&dir)?;
         let snap_path = dir.join("snapshot");
         let (mut rev, mut data) = match std::fs::read(&snap_path) {
             Ok(buf) => decode_snapshot(&buf)?,
@@ -286,6 +315,7 @@ impl Embedded {
         }
         let store = Self {
             inner: Arc::new(Mutex::new(inner)),
+            _lock: Arc::new(lock),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(expire_leases(Arc::downgrade(&store.inner)));
@@ -569,6 +599,19 @@ mod tests {
             ["/a/1", "/a/2"]
         );
         assert_eq!(rev, 4);
+    }
+
+    #[tokio::test]
+    async fn a_second_open_of_one_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Embedded::open(dir.path()).unwrap();
+        let err = Embedded::open(dir.path()).err().unwrap();
+        assert!(
+            err.to_string().contains("is in use by another clusvc"),
+            "{err}"
+        );
+        drop(first);
+        assert!(Embedded::open(dir.path()).is_ok());
     }
 
     #[tokio::test]
