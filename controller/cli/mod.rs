@@ -108,7 +108,6 @@ pub enum Command {
 /// Manifest paths given with `-f` (files, directories, `-` for stdin).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Files {
-    // (kept as one field so callers can pass it around)
     /// A manifest file, a directory (recursive) or - for stdin; repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<PathBuf>,

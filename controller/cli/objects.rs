@@ -594,10 +594,7 @@ pub fn create(client: Option<&Client>, args: CreateArgs) -> Result<u8, Failure> 
         script: Some(script.display().to_string()),
         ..Application::default()
     });
-    let text = format!(
-        "# yaml-language-server: $schema=https://clusvc.io/schemas/service.schema.json\n{}",
-        serde_saphyr::to_string(&svc).unwrap_or_default()
-    );
+    let text = serde_saphyr::to_string(&svc).unwrap_or_default();
     let input = manifest::Input::new("<create>", text.clone());
     manifest::load(&[input], Options::default())
         .map_err(|e| Failure::bad_input(format!("{e}\nerror: the service is invalid")))?;
