@@ -159,6 +159,7 @@ async fn serve(args: Args) -> Result<u8, Failure> {
     )
     .await
     .map_err(fail)?;
+    return_freed_memory();
     let sync = Arc::new(Mutex::new(gitops::SyncStatus::default()));
     if let Some(dir) = &args.manifests {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
@@ -214,6 +215,22 @@ async fn serve(args: Args) -> Result<u8, Failure> {
         .await
         .map_err(|e| fail(e.to_string()))?;
     Ok(0)
+}
+
+/// Periodically hands memory freed after bursts (a large apply, a mass
+/// start) back to the system: glibc keeps freed heap pages otherwise, and a
+/// long-running daemon's RSS should reflect what it holds.
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            // SAFETY: malloc_trim only releases free memory of the allocator.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
 }
 
 /// Declares this machine as a member when nothing declares it yet.
