@@ -118,7 +118,7 @@ async fn six_kinds_start_in_order_serve_and_stop_leaving_nothing() {
     let mut host = site.host();
     host.smb_conf = smbd.conf();
     host.samba_shares = smbd.shares();
-    let (exec, _events) = executor(host);
+    let (exec, events) = executor(host);
 
     let mnt = site.path("srv");
     let mnt_s = mnt.display().to_string();
@@ -231,6 +231,15 @@ async fn six_kinds_start_in_order_serve_and_stop_leaving_nothing() {
     assert!(smbd.list().contains(&share), "{:?}", smbd.list());
     let check = exec.check(&s, &spec).await;
     assert!(check.ok(), "{check:#?}");
+    // Command output is captured into the service's events.
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| e.message.starts_with("fsck: ") && e.message.contains(&disk.dev)),
+        "{:#?}",
+        events.events()
+    );
 
     let stop = exec.stop(&s, &spec).await;
     assert!(stop.ok(), "{stop:#?}");

@@ -93,7 +93,7 @@ async fn run_script(
     .env("CLUSVC_MEMBER", &ctx.host.member)
     .env("CLUSVC_ACTION", action.as_str())
     .env("CLUSVC_DB", &db);
-    let out = ctx.run(&cmd).await?;
+    let out = ctx.run_quiet(&cmd).await?;
     for line in out.stdout.lines() {
         match parse_log_line(line) {
             Some((level, msg)) => ctx.emit(level, msg),
@@ -184,7 +184,7 @@ async fn run_ocf(ctx: &Ctx<'_>, ocf: &str, app: &Application, action: Action) ->
     for (k, v) in &app.parameters {
         cmd = cmd.env(format!("OCF_RESKEY_{k}"), v.as_str());
     }
-    let out = ctx.run(&cmd).await?;
+    let out = ctx.run_quiet(&cmd).await?;
     for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
         ctx.emit(Level::Info, line);
     }

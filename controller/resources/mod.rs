@@ -142,8 +142,18 @@ impl Ctx<'_> {
     }
 
     /// Runs a command in the member's namespaces within the deadline; its
-    /// stderr lines become warning events.
+    /// stdout lines become debug events and its stderr lines warnings.
     pub async fn run(&self, cmd: &Command) -> Result<process::Output> {
+        let out = self.run_quiet(cmd).await?;
+        for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            self.emit(Level::Debug, format!("{}: {line}", cmd.program()));
+        }
+        Ok(out)
+    }
+
+    /// Like [`Ctx::run`], but leaves stdout to the caller (scripts' stdout
+    /// carries `logAndPrint` levels).
+    pub async fn run_quiet(&self, cmd: &Command) -> Result<process::Output> {
         let left = self.remaining();
         if left.is_zero() {
             return Err(process::Error::Timeout(self.timeout).into());
