@@ -133,17 +133,7 @@ fn main() {
         assert!(common::wait_until(Duration::from_secs(10), || d
             .service(&name)
             .is_some_and(|s| s["state"] == "running")));
-        let events: Vec<serde_json::Value> = {
-            let mut r = ureq::get(&format!("{}/v1/events?service={name}", d.url))
-                .call()
-                .unwrap();
-            r.body_mut()
-                .read_to_string()
-                .unwrap()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        };
+        let events = d.events_json(&name);
         let first_step = events
             .iter()
             .find(|e| {

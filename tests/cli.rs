@@ -10,6 +10,20 @@ fn clusvc() -> Command {
     c
 }
 
+/// `clusvc plan --offline -f DIR --observed FILE` with `observed` as the
+/// file's text, plus `extra` arguments.
+fn plan_observed(dir: &str, observed: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("observed.yaml");
+    std::fs::write(&file, observed).unwrap();
+    clusvc()
+        .args(["plan", "--offline", "-f", dir])
+        .args(extra)
+        .arg("--observed")
+        .arg(&file)
+        .assert()
+}
+
 #[test]
 fn validate_accepts_every_example_and_the_default_manifests() {
     clusvc()
@@ -88,45 +102,26 @@ fn plan_offline_prints_six_kinds_in_seed_start_order() {
 
 #[test]
 fn plan_against_the_achieved_state_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let observed = dir.path().join("observed.yaml");
-    std::fs::write(
-        &observed,
+    plan_observed(
+        "examples/seed-sample",
         "services:\n  userapp: {id: 0, member: node1, state: running}\n",
+        &[],
     )
-    .unwrap();
-    clusvc()
-        .args([
-            "plan",
-            "--offline",
-            "-f",
-            "examples/seed-sample",
-            "--observed",
-        ])
-        .arg(&observed)
-        .assert()
-        .code(0)
-        .stdout("Plan: 0 to start, 0 to relocate, 0 to restart, 0 to stop, 1 unchanged.\n");
+    .code(0)
+    .stdout("Plan: 0 to start, 0 to relocate, 0 to restart, 0 to stop, 1 unchanged.\n");
 }
 
 #[test]
 fn plan_what_if_a_member_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let observed = dir.path().join("observed.yaml");
-    std::fs::write(
-        &observed,
+    plan_observed(
+        "examples/apache-mysql",
         "services:\n  lamp: {id: 7, member: web1, state: running}\n",
+        &["--fail-member", "web1", "--now", "2026-11-25T10:00:00Z"],
     )
-    .unwrap();
-    clusvc()
-        .args(["plan", "--offline", "-f", "examples/apache-mysql", "--fail-member", "web1"])
-        .args(["--now", "2026-11-25T10:00:00Z", "--observed"])
-        .arg(&observed)
-        .assert()
-        .code(1)
-        .stdout(predicate::str::starts_with(
-            "service/lamp (id 7): relocate web1 -> web2 (member web1 is dead)\n  web1: wait for lease expiry (until 2026-11-25T10:00:05Z)\n  web2: start ip 192.0.2.120/24\n  web2: start application services.d/\n",
-        ));
+    .code(1)
+    .stdout(predicate::str::starts_with(
+        "service/lamp (id 7): relocate web1 -> web2 (member web1 is dead)\n  web1: wait for lease expiry (until 2026-11-25T10:00:05Z)\n  web2: start ip 192.0.2.120/24\n  web2: start application services.d/\n",
+    ));
 }
 
 #[test]
@@ -173,27 +168,15 @@ fn plan_json_and_yaml_are_machine_readable() {
 
 #[test]
 fn plan_rejects_bad_observed_state_and_unknown_members() {
-    let dir = tempfile::tempdir().unwrap();
-    let observed = dir.path().join("observed.yaml");
-    std::fs::write(
-        &observed,
+    plan_observed(
+        "examples/seed-sample",
         "services:\n  userapp: {id: 0, state: sleeping}\n",
+        &[],
     )
-    .unwrap();
-    clusvc()
-        .args([
-            "plan",
-            "--offline",
-            "-f",
-            "examples/seed-sample",
-            "--observed",
-        ])
-        .arg(&observed)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            "observed.yaml:2:27: services.userapp.state: unknown value \"sleeping\"",
-        ));
+    .code(2)
+    .stderr(predicate::str::contains(
+        "observed.yaml:2:27: services.userapp.state: unknown value \"sleeping\"",
+    ));
     clusvc()
         .args([
             "plan",

@@ -528,19 +528,22 @@ impl Daemon {
         })
     }
 
-    /// Event messages of a service.
-    pub fn events(&self, service: &str) -> Vec<String> {
-        let mut r = ureq::get(&format!(
-            "{}/v1/events?service={service}&limit=1000",
-            self.url
-        ))
-        .call()
-        .unwrap();
+    /// Events of a service, as the API returns them.
+    pub fn events_json(&self, service: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/v1/events?service={service}&limit=1000", self.url);
+        let mut r = ureq::get(&url).call().unwrap();
         r.body_mut()
             .read_to_string()
             .unwrap()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect()
+    }
+
+    /// Event messages of a service (`resource: message` for resource events).
+    pub fn events(&self, service: &str) -> Vec<String> {
+        self.events_json(service)
+            .into_iter()
             .map(|e| {
                 let res = e["resource"].as_str().unwrap_or("");
                 if res.is_empty() {
