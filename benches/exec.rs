@@ -11,10 +11,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clusvc::exec::{Executor, ServiceRef};
-use clusvc::model::{Application, IpAddress, NfsExport, NfsServer, SambaShare, ServiceSpec};
-use clusvc::resources::process::{self, Command, Namespaces};
-use clusvc::resources::{Action, Host, Recorder};
+use clusvc_agent::events::Recorder;
+use clusvc_agent::exec::{Executor, ServiceRef};
+use clusvc_agent::resources::process::{self, Command, Namespaces};
+use clusvc_agent::resources::{Host, Verb};
+use clusvc_core::model::{Application, IpAddress, NfsExport, NfsServer, SambaShare, ServiceSpec};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
@@ -91,7 +92,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("seed script status action", |b| {
         let app = spec.resources().last().unwrap();
         b.iter(|| {
-            let r = rt.block_on(exec.act(&svc, app, Action::Status));
+            let r = rt.block_on(exec.act(&svc, app, Verb::Status));
             assert!(r.ok, "{r:?}");
         })
     });
@@ -103,7 +104,7 @@ fn bench(c: &mut Criterion) {
         eprintln!(
             "{:>8.2} ms  {} {}",
             s.elapsed.as_secs_f64() * 1e3,
-            s.action,
+            s.verb.as_str(),
             s.resource
         );
     }
@@ -113,7 +114,7 @@ fn bench(c: &mut Criterion) {
         let name = label.split(' ').next().unwrap().to_string();
         g.bench_function(name, |b| {
             b.iter(|| {
-                let rep = rt.block_on(exec.act(&svc, r, Action::Status));
+                let rep = rt.block_on(exec.act(&svc, r, Verb::Status));
                 assert!(rep.ok, "{rep:?}");
             })
         });

@@ -5,8 +5,8 @@
 
 use std::hint::black_box;
 
-use clusvc::plan::plan;
-use clusvc::testkit::Cluster;
+use clusvc_core::plan::plan;
+use clusvc_core::testkit::Cluster;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {

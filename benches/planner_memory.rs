@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use clusvc::plan::plan;
-use clusvc::testkit::Cluster;
+use clusvc_core::plan::plan;
+use clusvc_core::testkit::Cluster;
 
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

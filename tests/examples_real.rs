@@ -8,11 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusvc::exec::{Executor, ServiceRef};
-use clusvc::manifest::{self, Input, Options};
-use clusvc::resources::{Host, Recorder};
+use clusvc_agent::events::Recorder;
+use clusvc_agent::exec::{Executor, ServiceRef};
+use clusvc_agent::resources::Host;
+use clusvc_manifest::{self as manifest, Input, Options};
 
-fn example(dir: &str, file: &str, replace: &[(&str, &str)]) -> clusvc::model::Service {
+fn example(dir: &str, file: &str, replace: &[(&str, &str)]) -> clusvc_core::model::Service {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(dir);

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusvc::exec::{Executor, RunReport, ServiceRef};
-use clusvc::model::{
+use clusvc_agent::events::Recorder;
+use clusvc_agent::exec::{Executor, RunReport, ServiceRef};
+use clusvc_agent::resources::Host;
+use clusvc_core::model::{
     Application, Filesystem, IpAddress, NfsExport, NfsServer, SambaShare, ScalarString, ServiceSpec,
 };
-use clusvc::resources::{Host, Recorder};
 use common::{Ganesha, Loop, MountNs, Netns, Smbd, spec};
 
 /// A member (netns + mount namespace) and a client netns on one link:
@@ -83,7 +84,7 @@ fn order(report: &RunReport) -> Vec<String> {
             format!(
                 "{}{} {}",
                 if s.rollback { "rollback " } else { "" },
-                s.action,
+                s.verb.as_str(),
                 s.resource
             )
         })

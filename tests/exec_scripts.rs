@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusvc::exec::{Executor, ServiceRef};
-use clusvc::model::event::Level;
-use clusvc::model::{Application, ScalarString, ServiceSpec};
-use clusvc::resources::{Host, Recorder};
+use clusvc_agent::events::Recorder;
+use clusvc_agent::exec::{Executor, ServiceRef};
+use clusvc_agent::resources::Host;
+use clusvc_core::model::event::Level;
+use clusvc_core::model::{Application, ScalarString, ServiceSpec};
 
 fn executor(dir: &Path) -> (Executor, Arc<Recorder>) {
     let mut host = Host::new("node1");

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use clusvc::model::{
+use clusvc_core::model::{
     Application, DesiredState, Device, Failure, Fencing, Filesystem, IpAddress, Member, NfsExport,
     Object, ObservedMember, ObservedService, ObservedState, Phase, Placement, PlacementReason,
     Recovery, RecoveryPolicy, RelocateRequest, ResourceStatus, SambaShare, Service, ServiceSpec,
     ServiceState, Timestamp,
 };
-use clusvc::plan::{Op, Plan, plan, simulate};
+use clusvc_core::plan::{Op, Plan, plan, simulate};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_800_000_000_000;
@@ -256,7 +256,7 @@ fn cluster_strategy() -> impl Strategy<Value = Cluster> {
                         if *fencing {
                             m.spec.fencing = Some(Fencing {
                                 command: vec!["/bin/true".into()],
-                                timeout: clusvc::model::Duration::from_secs(5),
+                                timeout: clusvc_core::model::Duration::from_secs(5),
                             });
                         }
                         objects.push(Object::Member(m));
@@ -298,7 +298,7 @@ fn cluster_strategy() -> impl Strategy<Value = Cluster> {
 }
 
 /// Position of each resource label in start order within a spec.
-fn positions(spec: &ServiceSpec) -> BTreeMap<String, (clusvc::model::Kind, usize)> {
+fn positions(spec: &ServiceSpec) -> BTreeMap<String, (clusvc_core::model::Kind, usize)> {
     spec.resources()
         .enumerate()
         .map(|(i, r)| (r.label(), (r.kind(), i)))
@@ -314,11 +314,11 @@ fn check_order(c: &Cluster, p: &Plan) {
         let mut last_start: Option<usize> = None;
         let mut last_stop: Option<usize> = None;
         for step in &sp.steps {
-            match step.op {
-                Op::Start => {
+            match step.op() {
+                Some(Op::Start) => {
                     started = true;
                     let pos = positions(new.expect("start needs a desired spec"));
-                    let (_, i) = pos[step.resource.as_ref().unwrap()];
+                    let (_, i) = pos[&step.label().unwrap()];
                     assert!(
                         last_start.is_none_or(|l| i > l),
                         "{}: start out of order\n{p}",
@@ -326,10 +326,10 @@ fn check_order(c: &Cluster, p: &Plan) {
                     );
                     last_start = Some(i);
                 }
-                Op::Stop => {
+                Some(Op::Stop) => {
                     assert!(!started, "{}: a stop after a start\n{p}", sp.service);
                     let pos = positions(old.unwrap());
-                    let (_, i) = pos[step.resource.as_ref().unwrap()];
+                    let (_, i) = pos[&step.label().unwrap()];
                     assert!(
                         last_stop.is_none_or(|l| i < l),
                         "{}: stop out of order\n{p}",
@@ -337,7 +337,7 @@ fn check_order(c: &Cluster, p: &Plan) {
                     );
                     last_stop = Some(i);
                 }
-                Op::Fence | Op::AwaitLease { .. } => {
+                None => {
                     assert!(!started, "{}: fence/wait after a start\n{p}", sp.service);
                 }
             }
@@ -350,8 +350,8 @@ fn check_safety(c: &Cluster, p: &Plan) {
         let starts: Vec<&str> = sp
             .steps
             .iter()
-            .filter(|s| s.op == Op::Start)
-            .map(|s| s.member.as_str())
+            .filter(|s| s.op() == Some(Op::Start))
+            .map(|s| s.member())
             .collect();
         let Some(&target) = starts.first() else {
             continue;
@@ -388,11 +388,13 @@ fn check_safety(c: &Cluster, p: &Plan) {
             && !matches!(o.state, ServiceState::Stopped | ServiceState::Disabled)
             && m != target
         {
-            let first_start = sp.steps.iter().position(|s| s.op == Op::Start).unwrap();
-            let before = &sp.steps[..first_start];
-            let fenced_or_waited = before
+            let first_start = sp
+                .steps
                 .iter()
-                .any(|s| s.member == m && matches!(s.op, Op::Fence | Op::AwaitLease { .. }));
+                .position(|s| s.op() == Some(Op::Start))
+                .unwrap();
+            let before = &sp.steps[..first_start];
+            let fenced_or_waited = before.iter().any(|s| s.member() == m && s.op().is_none());
             let om = c.observed.members.get(m).cloned().unwrap_or_default();
             let already_fenced = !om.alive && om.fenced_at.is_some();
             if !fenced_or_waited && !already_fenced {
@@ -400,10 +402,10 @@ fn check_safety(c: &Cluster, p: &Plan) {
                     .started_with
                     .as_ref()
                     .unwrap_or(&c.desired.services()[&sp.service].spec);
-                let stopped: Vec<&str> = before
+                let stopped: Vec<String> = before
                     .iter()
-                    .filter(|s| s.member == m && s.op == Op::Stop)
-                    .filter_map(|s| s.resource.as_deref())
+                    .filter(|s| s.member() == m && s.op() == Some(Op::Stop))
+                    .filter_map(|s| s.label())
                     .collect();
                 for r in running.resources() {
                     let label = r.label();
@@ -418,7 +420,7 @@ fn check_safety(c: &Cluster, p: &Plan) {
                         _ => true,
                     };
                     assert!(
-                        !may_be_up || stopped.contains(&label.as_str()),
+                        !may_be_up || stopped.contains(&label),
                         "{}: starts on {target} while {label} may run on {m}\n{p}",
                         sp.service
                     );

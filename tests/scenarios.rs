@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clusvc::manifest::{self, Input, Options};
-use clusvc::model::{ObservedState, Timestamp};
-use clusvc::plan::{plan, simulate};
+use clusvc_core::model::{ObservedState, Timestamp};
+use clusvc_core::plan::{plan, simulate};
+use clusvc_manifest::{self as manifest, Input, Options};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ fn root() -> PathBuf {
 
 #[test]
 fn crds_are_up_to_date() {
-    for (name, text) in clusvc::schema::files() {
+    for (name, text) in clusvc_manifest::schema::files() {
         let path = root().join("crds").join(&name);
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use clusvc::manifest::{self, Input, Options};
+use clusvc_manifest::{self as manifest, Input, Options};
 use proptest::prelude::*;
 
 const MEMBERS: &str = "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\n---\napiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\n";

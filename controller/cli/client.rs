@@ -2,9 +2,11 @@
 //! given, exit 3 with a hint when the server cannot be reached.
 
 use serde::Serialize;
+
+use clusvc_core::api::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 
-use super::{EXIT_UNREACHABLE, Failure};
+use crate::app::{CliError, EXIT_BAD_INPUT, EXIT_UNREACHABLE};
 
 /// Talks to one server.
 pub struct Client {
@@ -23,12 +25,12 @@ pub struct Conn {
 
 impl Client {
     /// A client for `server` (`http://127.0.0.1:7450`).
-    pub fn new(server: &str, conn: &Conn) -> Result<Self, Failure> {
+    pub fn new(server: &str, conn: &Conn) -> Result<Self, CliError> {
         let token = match &conn.token_file {
             Some(f) => Some(
                 std::fs::read_to_string(f)
                     .map_err(|e| {
-                        Failure::bad_input(format!(
+                        CliError::bad_input(format!(
                             "error: cannot read token file {}: {e}",
                             f.display()
                         ))
@@ -49,8 +51,8 @@ impl Client {
         })
     }
 
-    fn unreachable(&self, e: &ureq::Error) -> Failure {
-        Failure {
+    fn unreachable(&self, e: &ureq::Error) -> CliError {
+        CliError {
             code: EXIT_UNREACHABLE,
             message: format!(
                 "error: cannot reach the clusvc server at {}: {e}\nhint: start it with `clusvc run`, or point --server / CLUSVC_SERVER at it",
@@ -62,7 +64,7 @@ impl Client {
     fn finish<T: DeserializeOwned>(
         &self,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, CliError> {
         let mut resp = r.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let text = resp
@@ -70,24 +72,21 @@ impl Client {
             .read_to_string()
             .map_err(|e| self.unreachable(&e))?;
         if status.is_success() {
-            serde_json::from_str(&text).map_err(|e| Failure {
+            serde_json::from_str(&text).map_err(|e| CliError {
                 code: 1,
                 message: format!("error: unexpected answer from the server: {e}"),
             })
         } else {
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or(text);
-            let code = match status.as_u16() {
-                401 => 1,
-                404 => 1,
-                409 | 422 | 400 => super::EXIT_BAD_INPUT,
+            let err = serde_json::from_str::<ApiError>(&text).unwrap_or_else(|_| {
+                ApiError::new(ErrorCode::from_status(status.as_u16()), text.trim())
+            });
+            let code = match err.code {
+                ErrorCode::BadRequest | ErrorCode::Conflict | ErrorCode::Invalid => EXIT_BAD_INPUT,
                 _ => 1,
             };
-            Err(Failure {
+            Err(CliError {
                 code,
-                message: format!("error: {msg}"),
+                message: format!("error: {}", err.message),
             })
         }
     }
@@ -100,7 +99,7 @@ impl Client {
     }
 
     /// GET a JSON document.
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         let req = self.auth(self.agent.get(&format!("{}{path}", self.base)));
         self.finish(req.call())
     }
@@ -110,19 +109,23 @@ impl Client {
         &self,
         path: &str,
         body: &B,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, CliError> {
         let req = self.auth(self.agent.post(&format!("{}{path}", self.base)));
         self.finish(req.send_json(body))
     }
 
     /// DELETE, read JSON.
-    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         let req = self.auth(self.agent.delete(&format!("{}{path}", self.base)));
         self.finish(req.call())
     }
 
     /// GET a stream of lines, calling `f` for each until it returns false.
-    pub fn stream_lines(&self, path: &str, mut f: impl FnMut(&str) -> bool) -> Result<(), Failure> {
+    pub fn stream_lines(
+        &self,
+        path: &str,
+        mut f: impl FnMut(&str) -> bool,
+    ) -> Result<(), CliError> {
         use std::io::BufRead;
         let req = self.auth(self.agent.get(&format!("{}{path}", self.base)));
         let mut resp = req.call().map_err(|e| self.unreachable(&e))?;

@@ -11,11 +11,11 @@ use std::path::{Component, Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
-use crate::model::{API_VERSION, DesiredState, Member, Object, Service};
+use clusvc_core::model::{API_VERSION, DesiredState, Member, Object, Service};
 
 use super::error::{Errors, ManifestError};
 use super::yaml::{self, Node, Pos, Value};
-use crate::scriptfile;
+use crate::scripts;
 
 /// One manifest text and where it came from.
 #[derive(Debug, Clone)]
@@ -212,7 +212,7 @@ pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
         }
     };
     {
-        for issue in crate::model::desired::check(&objects) {
+        for issue in clusvc_core::model::desired::check(&objects) {
             let mut e = place(issue.object, &issue.path);
             e.message = issue.message;
             if let Some(other) = issue.other {
@@ -228,7 +228,7 @@ pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
     if options.check_scripts {
         for (k, object) in objects.iter().enumerate() {
             if let Object::Service(s) = object {
-                for (path, message) in scriptfile::check_service(&s.spec) {
+                for (path, message) in scripts::check_service(&s.spec) {
                     let mut e = place(k, &path);
                     e.message = message;
                     errors.push(e);

@@ -573,7 +573,7 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 /// Spec builders, so a test reads as its scenario.
 pub mod spec {
-    use clusvc::model::{Application, Device, Filesystem};
+    use clusvc_core::model::{Application, Device, Filesystem};
 
     /// A block device with no activation commands.
     pub fn device(path: &str) -> Device {

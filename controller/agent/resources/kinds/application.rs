@@ -1,0 +1,201 @@
+//! Applications: seed-style user scripts (SPEC §3), directories of them, and
+//! OCF resource agents.
+//!
+//! A script action runs as `bash -c '<helper library>; source SCRIPT;
+//! FUNCTION ACTION SERVICE_ID'`, where the library text is fixed and the
+//! script, function, action and ID are passed as arguments: nothing from a
+//! manifest is interpolated into shell text.
+
+use std::path::{Path, PathBuf};
+
+use clusvc_core::model::Application;
+use clusvc_core::model::event::Level;
+use clusvc_manifest::scripts;
+
+use crate::resources::managed_file::write_atomic;
+use crate::resources::{Command, Ctx, Error, Result, Verb};
+
+/// The helper library every script action starts with.
+pub const HELPER: &str = include_str!("helper.sh");
+
+/// Start, stop or check an application.
+pub async fn act(ctx: &Ctx<'_>, app: &Application, action: Verb) -> Result {
+    if let Some(ocf) = &app.ocf {
+        return run_ocf(ctx, ocf, app, action).await;
+    }
+    let scripts: Vec<(PathBuf, Option<&str>)> = if let Some(script) = &app.script {
+        vec![(PathBuf::from(script), app.function.as_deref())]
+    } else if let Some(dir) = &app.directory {
+        if ctx.host.require_root_owned_scripts {
+            scripts::check_root_owned(Path::new(dir)).map_err(Error::Refused)?;
+        }
+        let mut list: Vec<_> = scripts::list_directory(Path::new(dir))
+            .map_err(|e| Error::Failed(format!("cannot list {dir}: {e}")))?
+            .into_iter()
+            .map(|p| (p, None))
+            .collect();
+        if action == Verb::Stop {
+            list.reverse();
+        }
+        list
+    } else {
+        return Err(Error::Refused(
+            "application has no script, directory or ocf".into(),
+        ));
+    };
+    for (script, function) in scripts {
+        run_script(ctx, &script, function, action).await?;
+    }
+    Ok(())
+}
+
+/// Writes the `$DB` file (`ID NAME` lines) when the services it lists changed.
+fn service_db(ctx: &Ctx<'_>) -> Result<PathBuf> {
+    let path = ctx.host.state_dir.join("services.db");
+    let mut known = ctx.host.services.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = known.get(&ctx.service_id).map(String::as_str) != Some(ctx.service);
+    if fresh || !path.exists() {
+        known.insert(ctx.service_id, ctx.service.to_string());
+        let text: String = known
+            .iter()
+            .map(|(id, name)| format!("{id} {name}\n"))
+            .collect();
+        write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(path)
+}
+
+async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action: Verb) -> Result {
+    if ctx.host.require_root_owned_scripts {
+        scripts::check_root_owned(script).map_err(Error::Refused)?;
+    }
+    let function = scripts::resolve(script, function).map_err(Error::Failed)?;
+    let db = service_db(ctx)?;
+    let cmd = Command::new([
+        "bash",
+        "--noprofile",
+        "--norc",
+        "-c",
+        HELPER,
+        "clusvc-action",
+    ])
+    .arg(script)
+    .arg(&function)
+    .arg(action.as_str())
+    .arg(ctx.service_id.to_string())
+    .env("CLUSVC_SERVICE", ctx.service)
+    .env("CLUSVC_SERVICE_ID", ctx.service_id.to_string())
+    .env("CLUSVC_MEMBER", &ctx.host.member)
+    .env("CLUSVC_ACTION", action.as_str())
+    .env("CLUSVC_DB", &db);
+    let out = ctx.run_quiet(&cmd).await?;
+    for line in out.stdout.lines() {
+        match parse_log_line(line) {
+            Some((level, msg)) => ctx.emit(level, msg),
+            None if !line.trim().is_empty() => ctx.emit(Level::Info, line),
+            None => {}
+        }
+    }
+    let name = script
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("script");
+    match out.code {
+        Some(0) => Ok(()),
+        _ => Err(Error::Failed(format!(
+            "{name}: {function} {} {}",
+            action.as_str(),
+            out.describe()
+        ))),
+    }
+}
+
+/// `\x1fLEVEL\x1fMESSAGE` as written by `logAndPrint`.
+fn parse_log_line(line: &str) -> Option<(Level, &str)> {
+    let rest = line.strip_prefix('\u{1f}')?;
+    let (level, msg) = rest.split_once('\u{1f}')?;
+    let n: u8 = level.trim().parse().unwrap_or(6);
+    Some((Level::from_syslog(n), msg))
+}
+
+/// OCF exit codes, by name.
+fn ocf_name(code: i32) -> &'static str {
+    match code {
+        0 => "OCF_SUCCESS",
+        1 => "OCF_ERR_GENERIC",
+        2 => "OCF_ERR_ARGS",
+        3 => "OCF_ERR_UNIMPLEMENTED",
+        4 => "OCF_ERR_PERM",
+        5 => "OCF_ERR_INSTALLED (not installed)",
+        6 => "OCF_ERR_CONFIGURED (misconfigured)",
+        7 => "OCF_NOT_RUNNING",
+        8 => "OCF_RUNNING_PROMOTED",
+        9 => "OCF_FAILED_PROMOTED",
+        _ => "unknown OCF exit code",
+    }
+}
+
+async fn run_ocf(ctx: &Ctx<'_>, ocf: &str, app: &Application, action: Verb) -> Result {
+    let (provider, kind) = ocf
+        .split_once(':')
+        .ok_or_else(|| Error::Refused(format!("invalid OCF agent {ocf:?}")))?;
+    let agent = ctx
+        .host
+        .ocf_root
+        .join("resource.d")
+        .join(provider)
+        .join(kind);
+    if !agent.is_file() {
+        return Err(Error::Failed(format!(
+            "OCF agent {} is not installed",
+            agent.display()
+        )));
+    }
+    std::fs::create_dir_all(&ctx.host.ha_rsctmp).map_err(|e| {
+        Error::Failed(format!(
+            "cannot create {}: {e}",
+            ctx.host.ha_rsctmp.display()
+        ))
+    })?;
+    let verb = match action {
+        Verb::Start => "start",
+        Verb::Stop => "stop",
+        Verb::Status => "monitor",
+    };
+    let mut cmd = Command::new([agent.as_os_str(), verb.as_ref()])
+        .env("OCF_ROOT", &ctx.host.ocf_root)
+        .env("OCF_FUNCTIONS_DIR", ctx.host.ocf_root.join("lib/heartbeat"))
+        .env("OCF_RESOURCE_INSTANCE", format!("{}-{kind}", ctx.service))
+        .env("OCF_RESOURCE_TYPE", kind)
+        .env("OCF_RESOURCE_PROVIDER", provider)
+        .env(
+            "OCF_RESKEY_CRM_meta_timeout",
+            ctx.timeout.as_millis().to_string(),
+        )
+        .env("HA_RSCTMP", &ctx.host.ha_rsctmp)
+        .env("CLUSVC_SERVICE", ctx.service)
+        .env("CLUSVC_MEMBER", &ctx.host.member)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for (k, v) in &app.parameters {
+        cmd = cmd.env(format!("OCF_RESKEY_{k}"), v.as_str());
+    }
+    let out = ctx.run_quiet(&cmd).await?;
+    for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        ctx.emit(Level::Info, line);
+    }
+    match (action, out.code) {
+        (_, Some(0)) => Ok(()),
+        (Verb::Stop, Some(7)) => Ok(()),
+        (_, Some(code)) => Err(Error::Failed(format!(
+            "{ocf} {verb} exited {code} ({}){}",
+            ocf_name(code),
+            out.stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!(": {}", l.trim()))
+                .unwrap_or_default()
+        ))),
+        (_, None) => Err(Error::Failed(format!("{ocf} {verb} {}", out.describe()))),
+    }
+}

@@ -1,0 +1,10 @@
+//! The system interfaces the kinds are built on: child processes with
+//! deadlines and namespaces, netlink, ARP, mountinfo, managed include
+//! files, and the member's host settings.
+
+pub mod arp;
+pub mod host;
+pub mod managed_file;
+pub mod mountinfo;
+pub mod netlink;
+pub mod process;

@@ -1,0 +1,459 @@
+//! Running one action's command: by argv (never through a shell with
+//! manifest text interpolated), in its own process group, optionally inside
+//! a member's network and mount namespaces, with a deadline.
+//!
+//! At the deadline the whole group gets SIGTERM, then SIGKILL after the
+//! grace period; the action fails. Output is captured (bounded). After a
+//! normal exit, processes the action left running (daemons it started) keep
+//! running; their inherited output is read and discarded so they never get
+//! SIGPIPE.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::oneshot;
+
+/// Most bytes kept of each output stream.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// How long output is drained after the command exits.
+const DRAIN: Duration = Duration::from_millis(50);
+
+/// Errors running a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The deadline passed; the process group was killed.
+    #[error("timed out after {}", clusvc_core::model::Duration::from(*.0))]
+    Timeout(Duration),
+    /// The program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A namespace could not be opened.
+    #[error("cannot open namespace {path}: {source}")]
+    Namespace {
+        /// The namespace file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Namespaces a member's commands run in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    /// A network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`).
+    pub net: Option<PathBuf>,
+    /// A mount namespace file (`/proc/PID/ns/mnt`).
+    pub mnt: Option<PathBuf>,
+}
+
+/// A command to run.
+#[derive(Debug, Clone)]
+pub struct Command {
+    argv: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Command {
+    /// A program and its arguments.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.argv.push(a.into());
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// The program name, for messages.
+    pub fn program(&self) -> String {
+        self.argv
+            .first()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// What a finished command produced.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// Signal, if it was killed by one.
+    pub signal: Option<i32>,
+    /// Captured stdout (at most [`MAX_OUTPUT`] bytes).
+    pub stdout: String,
+    /// Captured stderr (at most [`MAX_OUTPUT`] bytes).
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// "exited 3", "killed by signal 9", plus the last line of stderr.
+    pub fn describe(&self) -> String {
+        let status = match (self.code, self.signal) {
+            (Some(c), _) => format!("exited {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            _ => "ended".to_string(),
+        };
+        match self.stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(line) => format!("{status}: {}", line.trim()),
+            None => status,
+        }
+    }
+}
+
+fn open_ns(path: &Path) -> Result<OwnedFd, Error> {
+    std::fs::File::open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| Error::Namespace {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Runs `cmd` with a deadline of `timeout`, killing its process group at
+/// the deadline (SIGTERM, then SIGKILL after `grace`).
+pub async fn run(
+    cmd: &Command,
+    ns: &Namespaces,
+    timeout: Duration,
+    grace: Duration,
+) -> Result<Output, Error> {
+    run_tracked(cmd, ns, timeout, grace, None).await
+}
+
+/// Like [`run`], and while the command runs, a marker file named after its
+/// process group in `track` records its deadline, so that after a crash of
+/// this process [`await_orphans`] can let the action finish (or kill it at
+/// its deadline) before anyone probes what it was doing.
+pub async fn run_tracked(
+    cmd: &Command,
+    ns: &Namespaces,
+    timeout: Duration,
+    grace: Duration,
+    track: Option<&Path>,
+) -> Result<Output, Error> {
+    let started = Instant::now();
+    let net = ns.net.as_deref().map(open_ns).transpose()?;
+    let mnt = ns.mnt.as_deref().map(open_ns).transpose()?;
+    let (program, args) = cmd.argv.split_first().ok_or_else(|| Error::Spawn {
+        program: String::new(),
+        source: std::io::Error::other("empty command"),
+    })?;
+    let mut c = tokio::process::Command::new(program);
+    c.args(args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    if net.is_some() || mnt.is_some() {
+        let net_fd = net.as_ref().map(|f| f.as_raw_fd());
+        let mnt_fd = mnt.as_ref().map(|f| f.as_raw_fd());
+        // SAFETY: only async-signal-safe syscalls (setns) between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                if let Some(fd) = net_fd {
+                    nix::sched::setns(
+                        std::os::fd::BorrowedFd::borrow_raw(fd),
+                        CloneFlags::CLONE_NEWNET,
+                    )
+                    .map_err(std::io::Error::from)?;
+                }
+                if let Some(fd) = mnt_fd {
+                    nix::sched::setns(
+                        std::os::fd::BorrowedFd::borrow_raw(fd),
+                        CloneFlags::CLONE_NEWNS,
+                    )
+                    .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = c.spawn().map_err(|source| Error::Spawn {
+        program: cmd.program(),
+        source,
+    })?;
+    drop((net, mnt));
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let marker = match (track, pgid) {
+        (Some(dir), Some(pgid)) => {
+            let deadline = std::time::SystemTime::now() + timeout + grace;
+            let ms = deadline
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let path = dir.join(pgid.as_raw().to_string());
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::write(&path, ms.to_string());
+            Some(path)
+        }
+        _ => None,
+    };
+    let _marker = Marker(marker);
+    if let (Some(input), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+    let (out_tx, out_rx) = oneshot::channel();
+    let (err_tx, err_rx) = oneshot::channel();
+    let (stop_tx, _) = tokio::sync::watch::channel(false);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(capture(out, out_tx, stop_tx.subscribe()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(capture(err, err_tx, stop_tx.subscribe()));
+    }
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                kill_group(pgid, grace).await;
+            }
+            let _ = child.wait().await;
+            let _ = stop_tx.send(true);
+            return Err(Error::Timeout(timeout));
+        }
+    };
+    tokio::time::sleep(Duration::ZERO).await;
+    let drain_deadline = tokio::time::sleep(DRAIN);
+    tokio::pin!(drain_deadline);
+    let mut stdout = None;
+    let mut stderr = None;
+    let mut out_rx = out_rx;
+    let mut err_rx = err_rx;
+    while stdout.is_none() || stderr.is_none() {
+        tokio::select! {
+            r = &mut out_rx, if stdout.is_none() => stdout = Some(r.unwrap_or_default()),
+            r = &mut err_rx, if stderr.is_none() => stderr = Some(r.unwrap_or_default()),
+            _ = &mut drain_deadline => break,
+        }
+    }
+    // Whatever is still open belongs to processes the action left running:
+    // take what was read so far; the readers keep discarding until EOF.
+    let _ = stop_tx.send(true);
+    let stdout = match stdout {
+        Some(s) => s,
+        None => out_rx.await.unwrap_or_default(),
+    };
+    let stderr = match stderr {
+        Some(s) => s,
+        None => err_rx.await.unwrap_or_default(),
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Output {
+        code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Removes the in-flight marker when the action is over.
+struct Marker(Option<PathBuf>);
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// After a crash: waits for actions the previous process left running (their
+/// markers in `track`) to end, killing each group at its recorded deadline.
+pub async fn await_orphans(track: &Path) {
+    let Ok(entries) = std::fs::read_dir(track) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let pgid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<i32>().ok());
+        let deadline_ms: u128 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        if let Some(pgid) = pgid.map(Pid::from_raw) {
+            loop {
+                if killpg(pgid, None).is_err() {
+                    break;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                if now >= deadline_ms {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// [`await_orphans`] for a member's agent state.
+pub async fn await_orphans_of(host: &super::host::Host) {
+    await_orphans(&host.state_dir.join("inflight")).await;
+}
+
+/// Reads a stream, keeping the first [`MAX_OUTPUT`] bytes. Sends them at EOF,
+/// or when told to stop; then keeps reading (and discarding) until EOF.
+async fn capture(
+    mut r: impl AsyncRead + Unpin,
+    tx: oneshot::Sender<Vec<u8>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let mut tx = Some(tx);
+    loop {
+        tokio::select! {
+            n = r.read(&mut buf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.is_some() {
+                        let room = MAX_OUTPUT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                }
+            },
+            changed = stop.changed(), if tx.is_some() => {
+                if (changed.is_err() || *stop.borrow())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(std::mem::take(&mut kept));
+                }
+            }
+        }
+    }
+    if let Some(tx) = tx.take() {
+        let _ = tx.send(kept);
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL once `grace` has passed (or at once
+/// when the group is already empty).
+async fn kill_group(pgid: Pid, grace: Duration) {
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if killpg(pgid, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_ns() -> Namespaces {
+        Namespaces::default()
+    }
+
+    #[tokio::test]
+    async fn captures_output_and_exit_code() {
+        let out = run(
+            &Command::new(["bash", "-c", "echo out; echo err >&2; exit 3"]),
+            &no_ns(),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.describe(), "exited 3: err");
+    }
+
+    #[tokio::test]
+    async fn arguments_are_never_interpreted_by_a_shell() {
+        let out = run(
+            &Command::new(["echo", "$(touch /tmp/clusvc-never)", ";", "rm", "-rf", "/"]),
+            &no_ns(),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.stdout, "$(touch /tmp/clusvc-never) ; rm -rf /\n");
+        assert!(!Path::new("/tmp/clusvc-never").exists());
+    }
+
+    #[tokio::test]
+    async fn a_daemon_left_running_does_not_block_the_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; echo started", pidfile.display());
+        let out = run(
+            &Command::new(["bash", "-c", &script]),
+            &no_ns(),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, "started\n");
+        assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok(),
+            "daemon survived"
+        );
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}

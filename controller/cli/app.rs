@@ -1,0 +1,193 @@
+//! The command tree. Errors are reported once, here, with the exit codes of
+//! SPEC §6: 0 success, 1 changes (plan, diff), 2 bad
+//! input, 3 server unreachable.
+
+use crate::client;
+use crate::cmd::{
+    apply, create, delete, describe, diff, events, get, operate, plan, run, schema, validate,
+};
+use clusvc_core::api::Operation;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code for bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when plan or diff finds changes.
+pub const EXIT_CHANGES: u8 = 1;
+/// Exit code when the server cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// clusvc: a high-availability service manager for Linux clusters.
+#[derive(Debug, Parser)]
+#[command(name = "clusvc", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Server URL for client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "CLUSVC_SERVER",
+        default_value = "http://127.0.0.1:7450"
+    )]
+    pub server: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Connection settings.
+    #[command(flatten)]
+    pub conn: client::Conn,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output formats of listing commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Plain text (the default).
+    Text,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Single-machine daemon: API server, controller and local agent on an embedded store.
+    Run(run::Args),
+    /// Create or update objects from manifests (`service/web created|configured|unchanged`).
+    Apply(apply::ApplyArgs),
+    /// Diff manifests against the live desired state; exit 0 none, 1 some.
+    Diff(Files),
+    /// Show the plan that would run; changes nothing. Exit 0 no change, 1 changes, 2 error.
+    Plan(plan::Args),
+    /// List services, members or the GitOps sync status.
+    Get(get::GetArgs),
+    /// Show a service or member: spec, resource status, recent events.
+    Describe(describe::DescribeArgs),
+    /// Delete a service (stopped first) or a member.
+    Delete(delete::DeleteArgs),
+    /// Move a service to another member (leaves no lasting constraint).
+    Relocate(operate::OpArgs),
+    /// Enable a service (and clear a failure).
+    Enable(operate::OpArgs),
+    /// Disable a service: stop it and keep it stopped.
+    Disable(operate::OpArgs),
+    /// Stop and start a service in place.
+    Restart(operate::OpArgs),
+    /// Neither check nor change a service.
+    Freeze(operate::OpArgs),
+    /// Undo freeze.
+    Unfreeze(operate::OpArgs),
+    /// Forget a failure (failed or blocked) and retry.
+    Clear(operate::OpArgs),
+    /// Create a service from a seed-style script (the seed's --add_service).
+    Create(create::CreateArgs),
+    /// Show events; --follow keeps streaming.
+    Events(events::EventsArgs),
+    /// Check manifests offline; exit 0 valid, 2 invalid.
+    Validate(validate::Args),
+    /// Print JSON Schemas of the manifest kinds, or write them with CRD-style YAML.
+    Schema(schema::Args),
+}
+
+/// Manifest paths given with `-f` (files, directories, `-` for stdin).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Files {
+    /// A manifest file, a directory (recursive) or - for stdin; repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// A failure at the command line's edge, with its exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code.
+    pub code: u8,
+    /// What to print on stderr.
+    pub message: String,
+}
+
+impl CliError {
+    /// Bad input (exit 2).
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_BAD_INPUT,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if !matches!(cli.command, Command::Run(_)) {
+        // A client piped into `head` ends quietly, as Unix tools do.
+        // SAFETY: resetting a signal disposition at startup, before any threads.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let client = || client::Client::new(&cli.server, &cli.conn);
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Apply(args) => client().and_then(|c| apply::apply(&c, args)),
+        Command::Diff(files) => client().and_then(|c| diff::diff(&c, files)),
+        Command::Plan(args) => plan::run(args, client),
+        Command::Get(args) => client().and_then(|c| get::get(&c, args)),
+        Command::Describe(args) => client().and_then(|c| describe::describe(&c, args)),
+        Command::Delete(args) => client().and_then(|c| delete::delete(&c, args)),
+        Command::Relocate(a) => client().and_then(|c| operate::operate(&c, Operation::Relocate, a)),
+        Command::Enable(a) => client().and_then(|c| operate::operate(&c, Operation::Enable, a)),
+        Command::Disable(a) => client().and_then(|c| operate::operate(&c, Operation::Disable, a)),
+        Command::Restart(a) => client().and_then(|c| operate::operate(&c, Operation::Restart, a)),
+        Command::Freeze(a) => client().and_then(|c| operate::operate(&c, Operation::Freeze, a)),
+        Command::Unfreeze(a) => client().and_then(|c| operate::operate(&c, Operation::Unfreeze, a)),
+        Command::Clear(a) => client().and_then(|c| operate::operate(&c, Operation::Clear, a)),
+        Command::Create(args) => {
+            if args.dry_run {
+                create::create(None, args)
+            } else {
+                client().and_then(|c| create::create(Some(&c), args))
+            }
+        }
+        Command::Events(args) => client().and_then(|c| events::events(&c, args)),
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => schema::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLUSVC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

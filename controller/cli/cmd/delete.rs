@@ -1,0 +1,58 @@
+//! `clusvc delete service|member NAME` or `delete -f ...`.
+
+use std::path::PathBuf;
+
+use clusvc_core::api::Deleted;
+
+use super::{Kind, load};
+use crate::app::{CliError, Files};
+use crate::client::Client;
+
+/// Arguments of `delete`.
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// service or member (or use -f).
+    kind: Option<Kind>,
+    /// The name.
+    name: Option<String>,
+    /// Delete the objects these manifests declare.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    files: Vec<PathBuf>,
+}
+
+/// `delete`.
+pub fn delete(client: &Client, args: DeleteArgs) -> Result<u8, CliError> {
+    let mut targets: Vec<(String, String)> = Vec::new();
+    if !args.files.is_empty() {
+        let loaded = load(&Files { files: args.files })?;
+        targets.extend(
+            loaded
+                .desired
+                .services()
+                .keys()
+                .map(|n| ("services".to_string(), n.clone())),
+        );
+        targets.extend(
+            loaded
+                .desired
+                .members()
+                .keys()
+                .map(|n| ("members".to_string(), n.clone())),
+        );
+    }
+    match (args.kind, args.name) {
+        (Some(Kind::Services), Some(n)) => targets.push(("services".into(), n)),
+        (Some(Kind::Members), Some(n)) => targets.push(("members".into(), n)),
+        (None, None) => {}
+        _ => {
+            return Err(CliError::bad_input(
+                "error: use `delete service|member NAME` or `delete -f PATH`",
+            ));
+        }
+    }
+    for (kind, name) in targets {
+        let _: Deleted = client.delete(&format!("/v1/objects/{kind}/{name}"))?;
+        println!("{}/{name} deleted", kind.trim_end_matches('s'));
+    }
+    Ok(0)
+}

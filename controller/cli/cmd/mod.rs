@@ -1,0 +1,43 @@
+//! One file per command. Client commands talk to the server through
+//! [`crate::client`] with the wire types of `clusvc_core::api`; offline
+//! commands (`validate`, `schema`, `plan --offline`, `create --dry-run`)
+//! read manifests with `clusvc_manifest`.
+
+pub mod apply;
+pub mod create;
+pub mod delete;
+pub mod describe;
+pub mod diff;
+pub mod events;
+pub mod get;
+pub mod operate;
+pub mod plan;
+pub mod run;
+pub mod schema;
+pub mod validate;
+
+use clusvc_manifest::{self as manifest, Options};
+
+use crate::app::{CliError, Files};
+
+/// Reads `-f` inputs; invalid input is bad input (exit 2), nothing applied.
+pub fn load(files: &Files) -> Result<manifest::Loaded, CliError> {
+    manifest::load_paths(&files.files, Options::default()).map_err(|e| {
+        CliError::bad_input(format!(
+            "{e}\nerror: the input is invalid; nothing was applied"
+        ))
+    })
+}
+
+/// What `get` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Services.
+    #[value(alias = "service", alias = "svc")]
+    Services,
+    /// Members.
+    #[value(alias = "member")]
+    Members,
+    /// The GitOps sync status.
+    Sync,
+}

@@ -1,0 +1,39 @@
+//! The wire types of the HTTP API (`/v1/...`), shared by the server and the
+//! command line: what is sent is what is read, with no second copy of a
+//! type on either side.
+//!
+//! | route | request | answer |
+//! |---|---|---|
+//! | `GET /v1/services[/NAME]` | | [`ServiceView`] (list or one) |
+//! | `GET /v1/members[/NAME]` | | [`MemberView`] (list or one) |
+//! | `POST /v1/apply` | [`ApplyRequest`] | [`ApplyResult`] |
+//! | `DELETE /v1/objects/KIND/NAME` | | [`Deleted`] |
+//! | `POST /v1/plan` | [`PlanRequest`] | [`PlanResponse`] |
+//! | `POST /v1/services/NAME/ops/OP` | [`OperationRequest`] | [`OperationResult`] |
+//! | `GET /v1/events[?service=&follow=&limit=]` | | NDJSON of [`crate::model::event::Event`] |
+//! | `GET /v1/sync` | | [`SyncStatus`] |
+//!
+//! Every error answer is an [`ApiError`].
+
+mod apply;
+mod error;
+mod ops;
+mod plan;
+mod sync;
+mod views;
+
+pub use apply::{Applied, ApplyRequest, ApplyResult, Deleted, ObjectKind, ObjectResult};
+pub use error::{ApiError, ErrorCode};
+pub use ops::{Operation, OperationRequest, OperationResult, UnknownOperation};
+pub use plan::{PlanRequest, PlanResponse};
+pub use sync::SyncStatus;
+pub use views::{DisplayState, MemberState, MemberView, ServiceView};
+
+/// Annotation naming who applied an object (`apply`, `gitops:DIR`, `local`).
+pub const SOURCE_ANNOTATION: &str = "clusvc.io/source";
+
+/// The source of objects written by `clusvc apply` and `clusvc create`.
+pub const APPLY_SOURCE: &str = "apply";
+
+/// The prefix of the sources of manifests directories (`gitops:DIR`).
+pub const GITOPS_SOURCE_PREFIX: &str = "gitops:";

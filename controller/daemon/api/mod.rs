@@ -1,0 +1,148 @@
+//! The HTTP/JSON API (`/v1/...`), `/healthz` and `/metrics` (SPEC §7), one
+//! file per resource. Request and answer bodies are the wire types of
+//! [`clusvc_core::api`]; every failure answers an [`ApiError`] with the
+//! status of its code.
+//!
+//! It binds 127.0.0.1 by default; listening elsewhere requires a bearer
+//! token, and every request without it gets 401. Request bodies are
+//! size-limited.
+
+mod events;
+mod health;
+mod members;
+mod objects;
+mod ops;
+mod plan;
+mod services;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use clusvc_core::api::{ApiError, ErrorCode, SyncStatus};
+use clusvc_store::Store;
+
+use crate::reconcile::{Controller, Reader};
+
+/// Largest request body.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// State shared by the handlers.
+pub struct App<S: Store> {
+    /// The store.
+    pub store: Arc<S>,
+    /// The controller (operator requests, events, metrics).
+    pub controller: Arc<Controller<S>>,
+    /// What the controller knows, read-only.
+    pub cache: Reader,
+    /// Required bearer token, if any.
+    pub token: Option<String>,
+    /// GitOps sync status.
+    pub sync: Arc<Mutex<SyncStatus>>,
+}
+
+/// An [`ApiError`] as a response.
+pub(crate) struct Failure(pub ApiError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0)).into_response()
+    }
+}
+
+impl From<clusvc_store::Error> for Failure {
+    fn from(e: clusvc_store::Error) -> Self {
+        let code = match e {
+            clusvc_store::Error::Unavailable(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        };
+        Failure(ApiError::new(code, e.to_string()))
+    }
+}
+
+/// A handler's result.
+pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
+
+pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
+    Failure(ApiError::new(code, message))
+}
+
+async fn auth<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &app.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return fail(ErrorCode::Unauthorized, "missing or wrong bearer token").into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The API router.
+pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz::<S>))
+        .route("/metrics", get(health::metrics::<S>))
+        .route("/v1/services", get(services::list::<S>))
+        .route("/v1/services/{name}", get(services::get::<S>))
+        .route("/v1/services/{name}/ops/{op}", post(ops::post::<S>))
+        .route("/v1/members", get(members::list::<S>))
+        .route("/v1/members/{name}", get(members::get::<S>))
+        .route(
+            "/v1/objects/{kind}/{name}",
+            axum::routing::delete(objects::delete::<S>),
+        )
+        .route("/v1/apply", post(objects::apply::<S>))
+        .route("/v1/plan", post(plan::post::<S>))
+        .route("/v1/events", get(events::get::<S>))
+        .route("/v1/sync", get(health::sync::<S>))
+        .layer(middleware::from_fn_with_state(app.clone(), auth::<S>))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A non-loopback listen address without a token.
+    #[error(
+        "refusing to listen on {0} without --token-file: only loopback addresses may be used without a token"
+    )]
+    NeedsToken(SocketAddr),
+    /// Binding failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Checks the listen policy and binds.
+pub async fn bind(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> std::result::Result<tokio::net::TcpListener, ServeError> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(ServeError::NeedsToken(addr));
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}

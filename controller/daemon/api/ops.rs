@@ -1,0 +1,88 @@
+//! `POST /v1/services/NAME/ops/OP`: operator requests. `enable` and
+//! `disable` patch the service's spec (with a compare-and-swap); the others
+//! are requests the controller records on the observed service.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use clusvc_core::api::{ApiError, ErrorCode, Operation, OperationRequest, OperationResult};
+use clusvc_core::model::Service;
+use clusvc_store::{Compare, Op, Store, Txn, keys};
+
+use super::{App, Failure, Result, fail};
+use crate::reconcile::{OperateError, Request};
+
+pub(crate) async fn post<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((name, op)): Path<(String, String)>,
+    body: Option<Json<OperationRequest>>,
+) -> Result<Json<OperationResult>> {
+    let operation: Operation = op
+        .parse()
+        .map_err(|e: clusvc_core::api::UnknownOperation| {
+            fail(ErrorCode::NotFound, e.to_string())
+        })?;
+    let to = body.and_then(|b| b.0.to);
+    let request = match operation {
+        Operation::Relocate => Request::Relocate(to),
+        Operation::Restart => Request::Restart,
+        Operation::Freeze => Request::Freeze,
+        Operation::Unfreeze => Request::Unfreeze,
+        Operation::Clear => Request::Clear,
+        Operation::Enable | Operation::Disable => {
+            set_enabled(&app, &name, operation == Operation::Enable).await?;
+            return Ok(Json(OperationResult {
+                service: name,
+                operation,
+            }));
+        }
+    };
+    app.controller
+        .operate(&name, request)
+        .await
+        .map_err(|e| match e {
+            OperateError::NotFound(_) | OperateError::NotRunning(_) => {
+                fail(ErrorCode::Conflict, e.to_string())
+            }
+            OperateError::Controller(_) => fail(ErrorCode::Internal, e.to_string()),
+        })?;
+    Ok(Json(OperationResult {
+        service: name,
+        operation,
+    }))
+}
+
+async fn set_enabled<S: Store>(app: &App<S>, name: &str, enabled: bool) -> Result<()> {
+    let key = format!("{}{name}", keys::SERVICES);
+    let kv = app
+        .store
+        .get(&key)
+        .await?
+        .ok_or_else(|| Failure(ApiError::not_found("services", name)))?;
+    let mut svc = keys::decode::<Service>(&key, &kv.value)
+        .ok_or_else(|| fail(ErrorCode::Internal, "undecodable service"))?;
+    if enabled {
+        let _ = app.controller.operate(name, Request::Clear).await;
+    }
+    if svc.spec.enabled != enabled {
+        svc.spec.enabled = enabled;
+        let txn = Txn {
+            compare: vec![Compare::ModRevision(key.clone(), kv.mod_revision)],
+            success: vec![Op::Put {
+                key,
+                value: keys::encode(&svc),
+                lease: None,
+            }],
+            failure: vec![],
+        };
+        if !app.store.txn(txn).await?.succeeded {
+            return Err(fail(
+                ErrorCode::Conflict,
+                "the service changed meanwhile; retry",
+            ));
+        }
+    }
+    Ok(())
+}

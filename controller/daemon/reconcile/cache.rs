@@ -1,0 +1,217 @@
+//! What the controller knows: desired objects, observed records and member
+//! liveness, fed by a store watch (and by its own writes, at once, so a
+//! reconcile never plans on a state older than what it wrote).
+//!
+//! Desired objects are held once, in a [`DesiredState`] updated per object:
+//! they were validated, with the whole state they joined, before they were
+//! stored (see `crate::sync::apply`), so they are not validated again here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use clusvc_core::model::{
+    DesiredState, Member, Object, ObservedMember, ObservedService, ObservedState, Service,
+    Timestamp,
+};
+use clusvc_store::keys::{self, decode};
+use clusvc_store::{KeyValue, Revision, WatchEvent};
+
+/// What a change touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// One service.
+    Service(String),
+    /// Members changed: every service may be affected.
+    All,
+    /// Nothing that matters.
+    Nothing,
+}
+
+/// The controller's view.
+#[derive(Default)]
+pub struct Cache {
+    desired: DesiredState,
+    /// Observed state with member liveness filled in.
+    pub observed: ObservedState,
+    stored_members: BTreeMap<String, ObservedMember>,
+    alive: BTreeSet<String>,
+    lost_at: HashMap<String, Timestamp>,
+    revs: HashMap<String, Revision>,
+    seen: Revision,
+}
+
+impl Cache {
+    /// Applies a stored key (from the initial list, a watch, or our own write).
+    pub fn put(&mut self, kv: &KeyValue) -> Touched {
+        self.seen = self.seen.max(kv.mod_revision);
+        if self
+            .revs
+            .get(&kv.key)
+            .is_some_and(|r| *r >= kv.mod_revision)
+        {
+            return Touched::Nothing;
+        }
+        self.revs.insert(kv.key.clone(), kv.mod_revision);
+        self.set(&kv.key, Some(&kv.value))
+    }
+
+    /// Applies a deletion at `rev`.
+    pub fn delete(&mut self, key: &str, rev: Revision) -> Touched {
+        self.seen = self.seen.max(rev);
+        if self.revs.get(key).is_some_and(|r| *r > rev) {
+            return Touched::Nothing;
+        }
+        self.revs.insert(key.to_string(), rev);
+        self.set(key, None)
+    }
+
+    /// Applies a watch event.
+    pub fn event(&mut self, rev: Revision, e: &WatchEvent) -> Touched {
+        self.seen = self.seen.max(rev);
+        match e {
+            WatchEvent::Put(kv) => self.put(kv),
+            WatchEvent::Delete(kv) => self.delete(&kv.key, rev),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
+        if let Some(name) = key.strip_prefix(keys::SERVICES) {
+            match value.and_then(|v| decode::<Service>(key, v)) {
+                Some(s) => self.desired.insert_validated(Object::Service(s)),
+                None => {
+                    self.desired.remove_service(name);
+                }
+            }
+            Touched::Service(name.to_string())
+        } else if let Some(name) = key.strip_prefix(keys::MEMBERS) {
+            match value.and_then(|v| decode::<Member>(key, v)) {
+                Some(m) => self.desired.insert_validated(Object::Member(m)),
+                None => {
+                    self.desired.remove_member(name);
+                }
+            }
+            self.refresh_members();
+            Touched::All
+        } else if let Some(name) = key.strip_prefix(keys::OBSERVED_SERVICES) {
+            match value.and_then(|v| decode::<ObservedService>(key, v)) {
+                Some(o) => self.observed.services.insert(name.to_string(), o),
+                None => self.observed.services.remove(name),
+            };
+            Touched::Service(name.to_string())
+        } else if let Some(name) = key.strip_prefix(keys::OBSERVED_MEMBERS) {
+            match value.and_then(|v| decode::<ObservedMember>(key, v)) {
+                Some(m) => self.stored_members.insert(name.to_string(), m),
+                None => self.stored_members.remove(name),
+            };
+            self.refresh_members();
+            Touched::All
+        } else if let Some(name) = key.strip_prefix(keys::LEASES) {
+            if value.is_some() {
+                self.alive.insert(name.to_string());
+                self.lost_at.remove(name);
+            } else if self.alive.remove(name) {
+                self.lost_at.insert(
+                    name.to_string(),
+                    Timestamp::from_system(std::time::SystemTime::now()),
+                );
+            }
+            self.refresh_members();
+            Touched::All
+        } else {
+            Touched::Nothing
+        }
+    }
+
+    /// Recomputes observed members: declared ones are alive when their lease key exists.
+    fn refresh_members(&mut self) {
+        let mut out = BTreeMap::new();
+        for name in self
+            .desired
+            .members()
+            .keys()
+            .chain(self.stored_members.keys())
+        {
+            let mut m = self.stored_members.get(name).cloned().unwrap_or_default();
+            m.alive = self.alive.contains(name);
+            if !m.alive {
+                m.lease_expired_at = m.lease_expired_at.or(self.lost_at.get(name).copied());
+            } else {
+                m.lease_expired_at = None;
+            }
+            out.insert(name.clone(), m);
+        }
+        self.observed.members = out;
+    }
+
+    /// The desired state.
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    /// Desired services.
+    pub fn services(&self) -> &BTreeMap<String, Service> {
+        self.desired.services()
+    }
+
+    /// Desired members.
+    pub fn members(&self) -> &BTreeMap<String, Member> {
+        self.desired.members()
+    }
+
+    /// Names of every service known, desired or observed.
+    pub fn service_names(&self) -> BTreeSet<String> {
+        self.services()
+            .keys()
+            .chain(self.observed.services.keys())
+            .cloned()
+            .collect()
+    }
+
+    /// Records that the store was seen at `rev`.
+    pub fn note_revision(&mut self, rev: Revision) {
+        self.seen = self.seen.max(rev);
+    }
+
+    /// The highest store revision seen.
+    pub fn seen(&self) -> Revision {
+        self.seen
+    }
+
+    /// The store revision of a key as cached.
+    pub fn revision_of(&self, key: &str) -> Revision {
+        self.revs.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// The cache, shared: the controller writes it, everyone else reads it
+/// through a [`Reader`] (kube's reflector `Store`).
+#[derive(Default, Clone)]
+pub struct Shared(Arc<RwLock<Cache>>);
+
+impl Shared {
+    /// Reads.
+    pub fn read(&self) -> RwLockReadGuard<'_, Cache> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes (the controller only).
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Cache> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read-only handle.
+    pub fn reader(&self) -> Reader {
+        Reader(self.0.clone())
+    }
+}
+
+/// A read-only handle on the controller's cache, for the API.
+#[derive(Clone)]
+pub struct Reader(Arc<RwLock<Cache>>);
+
+impl Reader {
+    /// Reads. Hold the guard briefly: the controller waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Cache> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}

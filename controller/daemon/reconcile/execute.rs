@@ -1,0 +1,216 @@
+//! Executing a service's plan: progress is recorded before the steps, so a
+//! crash leaves a state the next pass can finish from; resource steps go to
+//! the member's agent in batches, fencing to the [`Fencer`], lease waits are
+//! waited here; the first failure is recorded and ends the run.
+//!
+//! [`Fencer`]: clusvc_agent::fence::Fencer
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use clusvc_agent::exec::RunReport;
+use clusvc_agent::resources::Verb;
+use clusvc_core::model::event::Level;
+use clusvc_core::model::{
+    Failure, ObservedMember, ObservedService, Phase, PlacementReason, ResourceStatus, Service,
+    ServiceSpec, ServiceState,
+};
+use clusvc_core::plan::{self, Change, Op, ServicePlan, Step};
+use clusvc_store::{Store, keys};
+
+use super::{Controller, Error, lock, now};
+
+impl<S: Store> Controller<S> {
+    /// Executes a plan that changes something.
+    pub(super) async fn execute(
+        &self,
+        name: &str,
+        sp: &ServicePlan,
+        service: Option<&Service>,
+        prev: Option<&ObservedService>,
+    ) -> Result<(), Error> {
+        let level = match sp.change {
+            Change::Relocate { .. } | Change::Restart { .. } => Level::Warning,
+            _ => Level::Notice,
+        };
+        self.emit(
+            name,
+            level,
+            sp.to_string().lines().next().unwrap_or("").to_string(),
+        );
+        let spec = service.map(|s| &s.spec);
+        let mut during = prev.cloned().unwrap_or_else(|| ObservedService {
+            id: sp.id,
+            ..ObservedService::default()
+        });
+        match &sp.change {
+            Change::Start { to } => {
+                during.state = ServiceState::Starting;
+                during.member = Some(to.clone());
+                during.started_with = spec.cloned();
+            }
+            Change::Stop { from } => {
+                during.state = ServiceState::Stopping;
+                during.member = Some(from.clone());
+            }
+            Change::Relocate { from, .. } => {
+                during.state = ServiceState::Relocating;
+                during.member = Some(from.clone());
+            }
+            Change::Restart { on } | Change::Reconfigure { on } => {
+                during.state = ServiceState::Stopping;
+                during.member = Some(on.clone());
+            }
+            Change::Forget | Change::Hold { .. } => {}
+        }
+        if !matches!(sp.change, Change::Forget) {
+            self.record(name, Some(&during)).await?;
+        }
+        let svc_spec = spec.or(prev.and_then(|p| p.started_with.as_ref()));
+        let sref = Self::service_ref(name, sp.id, svc_spec.unwrap_or(&ServiceSpec::default()));
+        let mut i = 0;
+        while i < sp.steps.len() {
+            match &sp.steps[i] {
+                Step::AwaitLease { until, .. } => {
+                    let wait = until.as_millis().saturating_sub(now().as_millis());
+                    if wait > 0 {
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    i += 1;
+                }
+                Step::Fence { member } => {
+                    self.fence(member).await?;
+                    i += 1;
+                }
+                Step::Resource { member, .. } => {
+                    // One batch per member: the agent runs them in order and
+                    // rolls back a failed start itself.
+                    let end = sp.steps[i..]
+                        .iter()
+                        .position(|s| !matches!(s, Step::Resource { member: m, .. } if m == member))
+                        .map_or(sp.steps.len(), |n| i + n);
+                    let agent = self
+                        .agents
+                        .get(member)
+                        .ok_or_else(|| Error::NoAgent(member.clone()))?;
+                    let report = agent.execute(&sref, &sp.steps[i..end]).await?;
+                    for s in &report.steps {
+                        self.metrics
+                            .action(s.verb.as_str(), s.ok, s.elapsed.as_secs_f64());
+                    }
+                    if let Some(failed) = report.failed {
+                        return self
+                            .record_failure(name, &during, &sp.steps[i + failed], &report, spec)
+                            .await;
+                    }
+                    i = end;
+                }
+            }
+        }
+        let done = plan::simulate::apply_service(service, prev, sp, now());
+        if let Change::Relocate { .. } = sp.change
+            && sp.outcome.placement_reason != Some(PlacementReason::Manual)
+        {
+            self.metrics.failovers.fetch_add(1, Ordering::Relaxed);
+        }
+        self.record(name, done.as_ref()).await?;
+        if let Some(interval) = spec.map(|s| s.check_interval.get())
+            && !interval.is_zero()
+        {
+            lock(&self.next_check).insert(name.to_string(), Instant::now() + interval);
+        }
+        self.emit(name, Level::Info, format!("now {}", sp.outcome.state));
+        Ok(())
+    }
+
+    /// Records the first failed step: a failed start leaves the service
+    /// `failed` (recovery follows), a failed stop `blocked`.
+    async fn record_failure(
+        &self,
+        name: &str,
+        during: &ObservedService,
+        step: &Step,
+        report: &RunReport,
+        spec: Option<&ServiceSpec>,
+    ) -> Result<(), Error> {
+        let mut o = during.clone();
+        for s in &report.steps {
+            let st = match (s.verb, s.ok) {
+                (Verb::Start, true) => ResourceStatus::Ok,
+                (Verb::Stop, true) => ResourceStatus::Stopped,
+                _ => ResourceStatus::Failed,
+            };
+            o.resources.insert(s.resource.clone(), st);
+        }
+        let reason = report.reason().unwrap_or("failed").to_string();
+        let phase = match step.op() {
+            Some(Op::Start) => Phase::Start,
+            _ => Phase::Stop,
+        };
+        o.member = Some(step.member().to_string());
+        o.state = match phase {
+            Phase::Stop => ServiceState::Blocked,
+            _ => ServiceState::Failed,
+        };
+        if phase == Phase::Start {
+            o.started_with = spec.cloned();
+        }
+        let label = step.label().unwrap_or_default();
+        o.failure = Some(Failure {
+            phase,
+            resource: label.clone(),
+            reason: reason.clone(),
+            at: Some(now()),
+        });
+        self.emit(
+            name,
+            Level::Err,
+            format!(
+                "{} of {label} failed on {}: {reason}",
+                phase.word(),
+                step.member()
+            ),
+        );
+        self.record(name, Some(&o)).await
+    }
+
+    /// Fences a member through the fencer and records the outcome on its
+    /// observed record.
+    async fn fence(&self, member: &str) -> Result<(), Error> {
+        let fencing = self
+            .cache
+            .read()
+            .members()
+            .get(member)
+            .and_then(|m| m.spec.fencing.clone());
+        let key = format!("{}{member}", keys::OBSERVED_MEMBERS);
+        let mut om: ObservedMember = self
+            .store
+            .get(&key)
+            .await?
+            .and_then(|kv| keys::decode(&key, &kv.value))
+            .unwrap_or_default();
+        let result = match &fencing {
+            None => Err(clusvc_agent::fence::Error::NotConfigured),
+            Some(f) => self.fencer.fence(member, f).await,
+        };
+        match result {
+            Ok(()) => {
+                om.fenced_at = Some(now());
+                om.fencing_failed = false;
+                self.store.put(&key, keys::encode(&om)).await?;
+                Ok(())
+            }
+            Err(source) => {
+                om.fencing_failed = true;
+                self.store.put(&key, keys::encode(&om)).await?;
+                Err(Error::Fence {
+                    member: member.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+}

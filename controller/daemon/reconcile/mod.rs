@@ -1,0 +1,310 @@
+//! The controller: a level-triggered reconciler in the kube-runtime style.
+//!
+//! The [`crate::runtime`] decides when a service is reconciled;
+//! [`Controller::reconcile`] reads desired and observed state from the
+//! [`cache`], runs a due status check ([`check`]), asks the pure planner for
+//! the service's plan, executes it through the member's agent and the
+//! [`Fencer`] ([`execute`]), and records the result; it is not told why it
+//! runs. An error becomes a requeue with exponential backoff
+//! ([`Reconciler::error_policy`]). Operator requests ([`operate`]) and the
+//! re-probe after a restart ([`reprobe`]) write observed records the next
+//! reconcile acts on.
+
+pub mod cache;
+mod check;
+pub mod events;
+mod execute;
+pub mod metrics;
+pub mod operate;
+mod reprobe;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use clusvc_agent::Agent;
+use clusvc_agent::exec::ServiceRef;
+use clusvc_agent::fence::Fencer;
+use clusvc_core::model::event::{Event, Level};
+use clusvc_core::model::{ObservedService, ServiceSpec, Timestamp};
+use clusvc_core::plan;
+use clusvc_store::{KeyValue, Store, keys};
+
+use crate::runtime::{Action, Reconciler, Runner, Scheduler, runner::backoff};
+
+pub use cache::{Cache, Reader, Touched};
+pub use events::EventLog;
+pub use metrics::Metrics;
+pub use operate::{OperateError, Request};
+
+/// Controller errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] clusvc_store::Error),
+    /// No agent runs on a member a step needs.
+    #[error("no agent for member {0}")]
+    NoAgent(String),
+    /// An agent failed.
+    #[error(transparent)]
+    Agent(#[from] clusvc_agent::Error),
+    /// Fencing failed.
+    #[error("fencing {member} failed: {source}")]
+    Fence {
+        /// The member.
+        member: String,
+        /// Why.
+        source: clusvc_agent::fence::Error,
+    },
+}
+
+/// Controller settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Services reconciled in parallel.
+    pub concurrency: usize,
+    /// Longest backoff after errors.
+    pub max_backoff: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The controller.
+pub struct Controller<S: Store> {
+    store: Arc<S>,
+    agents: HashMap<String, Arc<dyn Agent>>,
+    fencer: Arc<dyn Fencer>,
+    cache: cache::Shared,
+    sched: Arc<Scheduler>,
+    /// Event log (shared with the agents' executors).
+    pub events: Arc<EventLog>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    settings: Settings,
+    /// Serialises reconciles and operator requests of one service.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each service's next status check is due.
+    next_check: Mutex<HashMap<String, Instant>>,
+    /// The last reason a service was held for, so it is reported once.
+    last_hold: Mutex<HashMap<String, String>>,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system(SystemTime::now())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<S: Store> Controller<S> {
+    /// A controller over `store` driving `agents`, fencing through `fencer`.
+    pub fn new(
+        store: Arc<S>,
+        agents: Vec<Arc<dyn Agent>>,
+        fencer: Arc<dyn Fencer>,
+        events: Arc<EventLog>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            agents: agents
+                .into_iter()
+                .map(|a| (a.member().to_string(), a))
+                .collect(),
+            fencer,
+            cache: cache::Shared::default(),
+            sched: Arc::new(Scheduler::default()),
+            events,
+            metrics,
+            settings,
+            locks: Mutex::new(HashMap::new()),
+            next_check: Mutex::new(HashMap::new()),
+            last_hold: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A read-only handle on what the controller knows.
+    pub fn reader(&self) -> Reader {
+        self.cache.reader()
+    }
+
+    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn emit(&self, service: &str, level: Level, message: String) {
+        let id = self
+            .cache
+            .read()
+            .observed
+            .services
+            .get(service)
+            .map_or(0, |o| o.id);
+        clusvc_agent::events::Events::emit(
+            self.events.as_ref(),
+            Event {
+                at: None,
+                service: service.to_string(),
+                service_id: id,
+                member: String::new(),
+                resource: String::new(),
+                level,
+                message,
+            },
+        );
+    }
+
+    /// Loads the state, re-probes what runs on local members (a resource
+    /// still up is not started twice), then runs the watch and the
+    /// reconcile loop until the process ends.
+    pub async fn start(self: &Arc<Self>) -> Result<(), Error> {
+        let mut watch = self.store.watch(keys::ROOT).await?;
+        {
+            let mut c = self.cache.write();
+            for kv in &watch.initial {
+                c.put(kv);
+            }
+            c.note_revision(watch.revision);
+        }
+        self.reprobe().await?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some((rev, e)) = watch.events.recv().await {
+                let touched = this.cache.write().event(rev, &e);
+                this.wake(touched);
+            }
+        });
+        self.wake(Touched::All);
+        let runner = Runner::new(self.sched.clone(), self.settings.concurrency);
+        tokio::spawn(runner.run(self.clone()));
+        Ok(())
+    }
+
+    fn wake(&self, touched: Touched) {
+        match touched {
+            Touched::Service(s) => self.sched.now(&s),
+            Touched::All => {
+                let names = self.cache.read().service_names();
+                for n in names {
+                    self.sched.now(&n);
+                }
+            }
+            Touched::Nothing => {}
+        }
+    }
+
+    /// Asks for a reconcile of a service now.
+    pub fn trigger(&self, service: &str) {
+        self.sched.now(service);
+    }
+
+    /// Writes an observed record (or deletes it) and applies it to the cache at once.
+    async fn record(&self, name: &str, o: Option<&ObservedService>) -> Result<(), Error> {
+        let key = format!("{}{name}", keys::OBSERVED_SERVICES);
+        match o {
+            Some(o) => {
+                let value = keys::encode(o);
+                let rev = self.store.put(&key, value.clone()).await?;
+                self.cache.write().put(&KeyValue {
+                    key,
+                    value,
+                    create_revision: rev,
+                    mod_revision: rev,
+                    version: 1,
+                    lease: None,
+                });
+            }
+            None => {
+                let rev = self.store.delete(&key).await?;
+                self.cache.write().delete(&key, rev);
+            }
+        }
+        Ok(())
+    }
+
+    fn service_ref(name: &str, id: u64, spec: &ServiceSpec) -> ServiceRef {
+        ServiceRef {
+            name: name.to_string(),
+            id,
+            timeout: spec.timeout.get(),
+        }
+    }
+
+    /// One pass for one service: check if due, plan, execute, record.
+    pub async fn reconcile_service(&self, name: &str) -> Result<Action, Error> {
+        let service_lock = self.lock_for(name);
+        let _guard = service_lock.lock().await;
+        self.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+        self.check_if_due(name).await?;
+        let (sp, service, prev) = {
+            let c = self.cache.read();
+            let sp = plan::plan_one(c.desired(), &c.observed, now(), name);
+            (
+                sp,
+                c.services().get(name).cloned(),
+                c.observed.services.get(name).cloned(),
+            )
+        };
+        self.metrics.plans.fetch_add(1, Ordering::Relaxed);
+        let Some(sp) = sp else {
+            lock(&self.last_hold).remove(name);
+            return Ok(self.after_steady(name));
+        };
+        if !sp.is_change() {
+            let fresh = lock(&self.last_hold).insert(name.to_string(), sp.reason.clone())
+                != Some(sp.reason.clone());
+            if fresh {
+                self.emit(name, Level::Warning, sp.to_string().trim_end().to_string());
+            }
+            if prev.is_none() {
+                let o = plan::simulate::apply_service(service.as_ref(), None, &sp, now());
+                self.record(name, o.as_ref()).await?;
+            }
+            return Ok(self.after_steady(name));
+        }
+        self.execute(name, &sp, service.as_ref(), prev.as_ref())
+            .await?;
+        Ok(Action::Requeue(Duration::ZERO))
+    }
+
+    /// Agents' members.
+    pub fn local_members(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+}
+
+impl<S: Store> Reconciler for Controller<S> {
+    type Error = Error;
+
+    async fn reconcile(self: Arc<Self>, key: String) -> Result<Action, Error> {
+        self.reconcile_service(&key).await
+    }
+
+    /// An error becomes a requeue with exponential backoff (1 s, 2 s, ...,
+    /// capped at `max_backoff`).
+    fn error_policy(&self, service: &str, error: &Error, failures: u32) -> Action {
+        let next = backoff(failures, self.settings.max_backoff);
+        self.emit(
+            service,
+            Level::Err,
+            format!("reconcile failed: {error}; retrying in {}s", next.as_secs()),
+        );
+        Action::Requeue(next)
+    }
+}

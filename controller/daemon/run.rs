@@ -1,0 +1,297 @@
+//! `clusvc run`: the single-machine daemon (API server + controller + local
+//! agent, embedded store).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clusvc_agent::events::Events;
+use clusvc_agent::exec::Executor;
+use clusvc_agent::fence::CommandFencer;
+use clusvc_agent::resources::Host;
+use clusvc_agent::{Agent, LocalAgent};
+use clusvc_core::model::{Member, Object};
+use clusvc_store::embedded::Embedded;
+use clusvc_store::{Op, Store, Txn, keys};
+
+use crate::api::{self, App};
+use crate::heartbeat;
+use crate::reconcile::{Controller, EventLog, Metrics, Settings};
+use crate::sync::gitops;
+use clusvc_core::api::{SOURCE_ANNOTATION, SyncStatus};
+
+/// What `clusvc run` is asked to do.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A manifests directory to keep in sync (GitOps).
+    pub manifests: Option<PathBuf>,
+    /// Where the embedded store and agent state live.
+    pub state_dir: Option<PathBuf>,
+    /// This machine's member name (declared automatically when the
+    /// manifests do not declare it).
+    pub member: Option<String>,
+    /// API address.
+    pub listen: SocketAddr,
+    /// Bearer token file; required to listen on a non-loopback address.
+    pub token_file: Option<PathBuf>,
+    /// Services reconciled in parallel.
+    pub concurrency: usize,
+    /// Lease time-to-live of the local agent.
+    pub lease_ttl: clusvc_core::model::Duration,
+    /// Full resync interval of the manifests directory.
+    pub resync: clusvc_core::model::Duration,
+    /// Run this member's resource commands in this network namespace
+    /// (`/run/netns/NAME`): for containers and tests.
+    pub member_netns: Option<PathBuf>,
+    /// Run this member's resource commands in the mount namespace of this
+    /// process, reading mounts from its mountinfo.
+    pub member_mount_ns_of: Option<u32>,
+    /// smb.conf used to reload smbd.
+    pub smb_conf: Option<PathBuf>,
+    /// The Samba include file clusvc manages (smb.conf must include it).
+    pub samba_shares: Option<PathBuf>,
+    /// The nfs-ganesha include file clusvc manages.
+    pub ganesha_exports: Option<PathBuf>,
+    /// nfs-ganesha's pid file.
+    pub ganesha_pid: Option<PathBuf>,
+}
+
+fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/clusvc");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("clusvc")
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.split('.').next().unwrap_or("").to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node1".to_string())
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The async runtime could not be created.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The token file could not be read.
+    #[error("cannot read {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listen address was refused or could not be bound.
+    #[error(transparent)]
+    Listen(#[from] api::ServeError),
+    /// The member name is not a DNS label.
+    #[error("member name {0:?} is not a DNS label; pass --member NAME")]
+    MemberName(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] clusvc_store::Error),
+    /// The manifests directory cannot be watched.
+    #[error(transparent)]
+    Sync(#[from] gitops::WatchError),
+    /// The controller could not start.
+    #[error(transparent)]
+    Controller(#[from] crate::reconcile::Error),
+    /// Serving the API failed.
+    #[error("serving the API failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The process exit code: 2 for bad input (flags, token, address,
+    /// member name), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Runtime(_) | Error::TokenFile { .. } | Error::Listen(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs until interrupted.
+pub fn run(config: Config) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    rt.block_on(serve(config))
+}
+
+fn host_for(config: &Config, member: &str, state_dir: &std::path::Path) -> Host {
+    let mut host = Host::new(member);
+    if let Some(ns) = &config.member_netns {
+        host = host.with_network_namespace(ns);
+    }
+    if let Some(pid) = config.member_mount_ns_of {
+        host = host.with_mount_namespace_of(pid);
+    }
+    if let Some(p) = &config.smb_conf {
+        host.smb_conf = p.clone();
+    }
+    if let Some(p) = &config.samba_shares {
+        host.samba_shares = p.clone();
+    }
+    if let Some(p) = &config.ganesha_exports {
+        host.ganesha_exports = p.clone();
+    }
+    if let Some(p) = &config.ganesha_pid {
+        host.ganesha_pid = p.clone();
+    }
+    host.state_dir = state_dir.join("agent");
+    if !nix::unistd::geteuid().is_root() {
+        host.ha_rsctmp = state_dir.join("rsctmp");
+    }
+    host
+}
+
+async fn serve(config: Config) -> Result<(), Error> {
+    let token = match &config.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|source| Error::TokenFile {
+                    path: f.clone(),
+                    source,
+                })?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let listener = api::bind(config.listen, token.as_deref()).await?;
+    let state_dir = config.state_dir.clone().unwrap_or_else(default_state_dir);
+    let store = Arc::new(Embedded::open(state_dir.join("store"))?);
+    let member = config.member.clone().unwrap_or_else(hostname);
+    let events = Arc::new(EventLog::default());
+    let metrics = Arc::new(Metrics::default());
+    let host = host_for(&config, &member, &state_dir);
+    let exec = Arc::new(Executor::new(
+        Arc::new(host),
+        events.clone() as Arc<dyn Events>,
+    ));
+    let agent: Arc<dyn Agent> = Arc::new(LocalAgent::new(exec));
+    declare_member(store.as_ref(), &member).await?;
+    heartbeat::spawn(
+        store.clone(),
+        member.clone(),
+        config.lease_ttl.get(),
+        metrics.clone(),
+    )
+    .await?;
+    return_freed_memory();
+    let sync = Arc::new(Mutex::new(SyncStatus::default()));
+    if let Some(dir) = &config.manifests {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        // The first sync happens before the controller starts, so what the
+        // tree declares is in place before anything is planned.
+        gitops::sync_once(store.as_ref(), &dir, &sync, events.as_ref()).await;
+        gitops::spawn(
+            store.clone(),
+            dir,
+            sync.clone(),
+            events.clone() as Arc<dyn Events>,
+            config.resync.get(),
+        )?;
+    }
+    let controller = Controller::new(
+        store.clone(),
+        vec![agent],
+        Arc::new(CommandFencer::default()),
+        events.clone(),
+        metrics.clone(),
+        Settings {
+            concurrency: config.concurrency,
+            ..Settings::default()
+        },
+    );
+    controller.start().await?;
+    let app = Arc::new(App {
+        store: store.clone(),
+        cache: controller.reader(),
+        controller,
+        token,
+        sync,
+    });
+    tracing::info!(
+        "clusvc run: member {member}, state in {}, API on http://{}",
+        state_dir.display(),
+        config.listen
+    );
+    eprintln!(
+        "clusvc: member {member}; API on http://{}; state in {}",
+        config.listen,
+        state_dir.display()
+    );
+    axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        })
+        .await
+        .map_err(Error::Serve)?;
+    Ok(())
+}
+
+/// Periodically hands memory freed after bursts (a large apply, a mass
+/// start) back to the system: glibc keeps freed heap pages otherwise, and a
+/// long-running daemon's RSS should reflect what it holds.
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            // SAFETY: malloc_trim only releases free memory of the allocator.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
+}
+
+/// Declares this machine as a member when nothing declares it yet.
+async fn declare_member<S: Store>(store: &S, member: &str) -> Result<(), Error> {
+    let key = format!("{}{member}", keys::MEMBERS);
+    if store.get(&key).await?.is_some() {
+        return Ok(());
+    }
+    let mut m = Member::new(member);
+    if clusvc_core::model::desired::check(&[Object::Member(m.clone())])
+        .iter()
+        .any(|i| i.path == "metadata.name")
+    {
+        return Err(Error::MemberName(member.to_string()));
+    }
+    m.metadata
+        .annotations
+        .insert(SOURCE_ANNOTATION.to_string(), "local".to_string());
+    store
+        .txn(Txn {
+            compare: vec![clusvc_store::Compare::Missing(key.clone())],
+            success: vec![Op::Put {
+                key,
+                value: keys::encode(&m),
+                lease: None,
+            }],
+            failure: vec![],
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,572 @@
+//! Server-side apply, as a pure function plus a transaction:
+//! [`plan_changes`] decides (conflicts with other sources, prune, new IDs,
+//! validation of the whole resulting desired state) on what was read, and
+//! [`Changes::into_txn`] turns the decision into one compare-and-swap
+//! transaction, so the apply is all or nothing and a concurrent writer makes
+//! it fail instead of being overwritten.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clusvc_core::api::{
+    Applied, ApplyRequest, ApplyResult, ErrorCode, GITOPS_SOURCE_PREFIX, ObjectKind, ObjectResult,
+    SOURCE_ANNOTATION,
+};
+use clusvc_core::model::{Object, ObservedService, Service, ServiceState, Timestamp, desired};
+use clusvc_manifest::scripts;
+use clusvc_store::{Compare, Op, Revision, Store, Txn, keys};
+
+/// Why an apply was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The resulting state is invalid.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// Objects belong to another source.
+    #[error("{}", .0.join("\n"))]
+    Conflict(Vec<String>),
+    /// Another writer changed the objects meanwhile; retry.
+    #[error("the objects changed during the apply; retry")]
+    Raced,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] clusvc_store::Error),
+}
+
+impl Error {
+    /// The API error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Invalid(_) => ErrorCode::Invalid,
+            Error::Conflict(_) | Error::Raced => ErrorCode::Conflict,
+            Error::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The stored desired objects an apply starts from.
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    /// Objects with their store revisions.
+    pub objects: BTreeMap<(ObjectKind, String), (Object, Revision)>,
+    /// The next free service ID and the revision of its key (0: absent).
+    pub next_id: (u64, Revision),
+    /// Services (among those the request creates) that still have an
+    /// observed record, e.g. deleted and still stopping: they keep their ID.
+    pub recorded: BTreeSet<String>,
+}
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Who applies; recorded on the objects.
+    pub source: String,
+    /// Remove this source's objects that the request does not name.
+    pub prune: bool,
+    /// Take over objects a manifests directory owns.
+    pub force: bool,
+    /// The time new services are created at.
+    pub now: Timestamp,
+}
+
+/// The decided changes.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// What happens to each object, in request order, then pruned ones.
+    pub results: Vec<ObjectResult>,
+    /// Conditions: every object read is unchanged, every created key absent.
+    pub compare: Vec<Compare>,
+    /// The writes.
+    pub writes: Vec<Op>,
+}
+
+impl Changes {
+    /// Whether anything is written.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// One transaction: all the writes if nothing changed since the read.
+    pub fn into_txn(self) -> Txn {
+        Txn {
+            compare: self.compare,
+            success: self.writes,
+            failure: Vec::new(),
+        }
+    }
+}
+
+fn key_of(kind: ObjectKind, name: &str) -> String {
+    match kind {
+        ObjectKind::Member => format!("{}{name}", keys::MEMBERS),
+        ObjectKind::Service => format!("{}{name}", keys::SERVICES),
+    }
+}
+
+fn kind_of(o: &Object) -> ObjectKind {
+    match o {
+        Object::Member(_) => ObjectKind::Member,
+        Object::Service(_) => ObjectKind::Service,
+    }
+}
+
+fn annotations_mut(o: &mut Object) -> &mut BTreeMap<String, String> {
+    match o {
+        Object::Member(m) => &mut m.metadata.annotations,
+        Object::Service(s) => &mut s.metadata.annotations,
+    }
+}
+
+fn source_of(o: &Object) -> Option<&str> {
+    let annotations = match o {
+        Object::Member(m) => &m.metadata.annotations,
+        Object::Service(s) => &s.metadata.annotations,
+    };
+    annotations.get(SOURCE_ANNOTATION).map(String::as_str)
+}
+
+/// Decides an apply of `incoming` onto `current`: pure, no store.
+pub fn plan_changes(
+    current: &Current,
+    mut incoming: Vec<Object>,
+    opts: &Options,
+) -> Result<Changes, Error> {
+    for o in &mut incoming {
+        annotations_mut(o).insert(SOURCE_ANNOTATION.to_string(), opts.source.clone());
+    }
+    // Conflicts with objects a manifests directory owns.
+    let conflicts: Vec<String> = incoming
+        .iter()
+        .filter_map(|o| {
+            let (cur, _) = current.objects.get(&(kind_of(o), o.name().to_string()))?;
+            let owner = source_of(cur)?;
+            (owner != opts.source && owner.starts_with(GITOPS_SOURCE_PREFIX) && !opts.force).then(
+                || {
+                    format!(
+                        "{}/{} is managed by {owner}; change it there, or use --force",
+                        kind_of(o),
+                        o.name()
+                    )
+                },
+            )
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(Error::Conflict(conflicts));
+    }
+    // The resulting desired state, validated whole.
+    let mut result: BTreeMap<(ObjectKind, String), &Object> = current
+        .objects
+        .iter()
+        .map(|(k, (o, _))| (k.clone(), o))
+        .collect();
+    let keep: BTreeSet<(ObjectKind, String)> = incoming
+        .iter()
+        .map(|o| (kind_of(o), o.name().to_string()))
+        .collect();
+    let pruned: Vec<(ObjectKind, String)> = if opts.prune {
+        current
+            .objects
+            .iter()
+            .filter(|(k, (o, _))| source_of(o) == Some(opts.source.as_str()) && !keep.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for k in &pruned {
+        result.remove(k);
+    }
+    for o in &incoming {
+        result.insert((kind_of(o), o.name().to_string()), o);
+    }
+    let all: Vec<Object> = result.values().map(|o| (*o).clone()).collect();
+    let issues = desired::check(&all);
+    if !issues.is_empty() {
+        return Err(Error::Invalid(
+            issues
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}/{}: {}: {}",
+                        all[i.object].kind_lower(),
+                        all[i.object].name(),
+                        i.path,
+                        i.message
+                    )
+                })
+                .collect(),
+        ));
+    }
+    // The writes.
+    let mut changes = Changes::default();
+    let (first_id, ids_rev) = current.next_id;
+    let mut next_id = first_id;
+    for o in &incoming {
+        let kind = kind_of(o);
+        let name = o.name().to_string();
+        let key = key_of(kind, &name);
+        let applied = match current.objects.get(&(kind, name.clone())) {
+            Some((cur, rev)) => {
+                changes
+                    .compare
+                    .push(Compare::ModRevision(key.clone(), *rev));
+                if cur == o {
+                    Applied::Unchanged
+                } else {
+                    Applied::Configured
+                }
+            }
+            None => {
+                changes.compare.push(Compare::Missing(key.clone()));
+                Applied::Created
+            }
+        };
+        if applied != Applied::Unchanged {
+            let value = match o {
+                Object::Member(m) => keys::encode(m),
+                Object::Service(s) => keys::encode(s),
+            };
+            changes.writes.push(Op::Put {
+                key,
+                value,
+                lease: None,
+            });
+        }
+        if applied == Applied::Created
+            && kind == ObjectKind::Service
+            && !current.recorded.contains(&name)
+        {
+            let okey = format!("{}{name}", keys::OBSERVED_SERVICES);
+            let record = ObservedService {
+                id: next_id,
+                state: ServiceState::Stopped,
+                created_at: Some(opts.now),
+                ..ObservedService::default()
+            };
+            next_id += 1;
+            changes.compare.push(Compare::Missing(okey.clone()));
+            changes.writes.push(Op::Put {
+                key: okey,
+                value: keys::encode(&record),
+                lease: None,
+            });
+        }
+        changes.results.push(ObjectResult {
+            kind,
+            name,
+            result: applied,
+        });
+    }
+    for (kind, name) in pruned {
+        let key = key_of(kind, &name);
+        let rev = current.objects[&(kind, name.clone())].1;
+        changes.compare.push(Compare::ModRevision(key.clone(), rev));
+        changes.writes.push(Op::Delete { key });
+        changes.results.push(ObjectResult {
+            kind,
+            name,
+            result: Applied::Pruned,
+        });
+    }
+    if next_id != first_id {
+        changes
+            .compare
+            .push(Compare::ModRevision(keys::NEXT_ID.to_string(), ids_rev));
+        changes.writes.push(Op::Put {
+            key: keys::NEXT_ID.to_string(),
+            value: next_id.to_string().into_bytes(),
+            lease: None,
+        });
+    }
+    Ok(changes)
+}
+
+/// Reads what an apply of `incoming` starts from.
+async fn read_current<S: Store>(store: &S, incoming: &[Object]) -> Result<Current, Error> {
+    let (members, _) = store.list(keys::MEMBERS).await?;
+    let (services, _) = store.list(keys::SERVICES).await?;
+    let next_id = match store.get(keys::NEXT_ID).await? {
+        Some(kv) => (
+            String::from_utf8_lossy(&kv.value)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0),
+            kv.mod_revision,
+        ),
+        None => (0, 0),
+    };
+    let mut current = Current {
+        next_id,
+        ..Current::default()
+    };
+    for kv in &members {
+        if let Some(m) = keys::decode::<clusvc_core::model::Member>(&kv.key, &kv.value) {
+            current.objects.insert(
+                (ObjectKind::Member, m.metadata.name.clone()),
+                (Object::Member(m), kv.mod_revision),
+            );
+        }
+    }
+    for kv in &services {
+        if let Some(s) = keys::decode::<Service>(&kv.key, &kv.value) {
+            current.objects.insert(
+                (ObjectKind::Service, s.metadata.name.clone()),
+                (Object::Service(s), kv.mod_revision),
+            );
+        }
+    }
+    for o in incoming {
+        if let Object::Service(s) = o
+            && !current
+                .objects
+                .contains_key(&(ObjectKind::Service, s.metadata.name.clone()))
+        {
+            let okey = format!("{}{}", keys::OBSERVED_SERVICES, s.metadata.name);
+            if store.get(&okey).await?.is_some() {
+                current.recorded.insert(s.metadata.name.clone());
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// Whether the server checks the scripts the request's services name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptChecks {
+    /// Check them (requests from clients).
+    Check,
+    /// They were checked by the loader in this process (GitOps).
+    AlreadyChecked,
+}
+
+/// Applies a request: read, decide, check scripts, write in one transaction.
+pub async fn apply<S: Store>(
+    store: &S,
+    req: ApplyRequest,
+    scripts_checked: ScriptChecks,
+) -> Result<ApplyResult, Error> {
+    let incoming: Vec<Object> = req
+        .members
+        .into_iter()
+        .map(Object::Member)
+        .chain(req.services.into_iter().map(Object::Service))
+        .collect();
+    let current = read_current(store, &incoming).await?;
+    let opts = Options {
+        source: req.source,
+        prune: req.prune,
+        force: req.force,
+        now: Timestamp::from_system(std::time::SystemTime::now()),
+    };
+    let services: Vec<Service> = incoming
+        .iter()
+        .filter_map(|o| match o {
+            Object::Service(s) => Some(s.clone()),
+            Object::Member(_) => None,
+        })
+        .collect();
+    let changes = plan_changes(&current, incoming, &opts)?;
+    if scripts_checked == ScriptChecks::Check {
+        let script_errors: Vec<String> = services
+            .iter()
+            .flat_map(|s| {
+                scripts::check_service(&s.spec)
+                    .into_iter()
+                    .map(move |(path, msg)| format!("service/{}: {path}: {msg}", s.metadata.name))
+            })
+            .collect();
+        if !script_errors.is_empty() {
+            return Err(Error::Invalid(script_errors));
+        }
+    }
+    if req.dry_run || changes.is_empty() {
+        let (_, revision) = store.list(keys::NEXT_ID).await?;
+        return Ok(ApplyResult {
+            objects: changes.results,
+            revision,
+        });
+    }
+    let results = changes.results.clone();
+    let r = store.txn(changes.into_txn()).await?;
+    if !r.succeeded {
+        return Err(Error::Raced);
+    }
+    Ok(ApplyResult {
+        objects: results,
+        revision: r.revision,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clusvc_core::model::{Member, Placement};
+
+    use super::*;
+
+    fn opts(source: &str) -> Options {
+        Options {
+            source: source.into(),
+            prune: false,
+            force: false,
+            now: Timestamp::from_millis(1_000),
+        }
+    }
+
+    fn owned(mut o: Object, source: &str) -> Object {
+        annotations_mut(&mut o).insert(SOURCE_ANNOTATION.into(), source.into());
+        o
+    }
+
+    fn current(objects: Vec<Object>, next_id: u64) -> Current {
+        Current {
+            objects: objects
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| ((kind_of(&o), o.name().to_string()), (o, i as u64 + 1)))
+                .collect(),
+            next_id: (next_id, 7),
+            recorded: BTreeSet::new(),
+        }
+    }
+
+    fn results(c: &Changes) -> Vec<String> {
+        c.results
+            .iter()
+            .map(|r| format!("{}/{} {}", r.kind, r.name, r.result))
+            .collect()
+    }
+
+    #[test]
+    fn new_services_get_the_next_ids_in_request_order() {
+        let cur = current(vec![], 5);
+        let c = plan_changes(
+            &cur,
+            vec![
+                Object::Service(Service::new("b")),
+                Object::Service(Service::new("a")),
+            ],
+            &opts("apply"),
+        )
+        .unwrap();
+        assert_eq!(results(&c), ["service/b created", "service/a created"]);
+        let ids: Vec<(String, u64)> = c
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                Op::Put { key, value, .. } if key.starts_with(keys::OBSERVED_SERVICES) => {
+                    let o: ObservedService = serde_json::from_slice(value).unwrap();
+                    Some((key.clone(), o.id))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids[0].1, 5);
+        assert_eq!(ids[1].1, 6);
+        assert!(c.writes.iter().any(
+            |w| matches!(w, Op::Put { key, value, .. } if key == keys::NEXT_ID && value == b"7")
+        ));
+        assert!(
+            c.compare
+                .contains(&Compare::ModRevision(keys::NEXT_ID.into(), 7))
+        );
+    }
+
+    #[test]
+    fn an_unchanged_object_writes_nothing_but_is_compared() {
+        let web = owned(Object::Service(Service::new("web")), "apply");
+        let cur = current(vec![web.clone()], 1);
+        let c = plan_changes(&cur, vec![web], &opts("apply")).unwrap();
+        assert_eq!(results(&c), ["service/web unchanged"]);
+        assert!(c.is_empty());
+        assert_eq!(c.compare.len(), 1);
+    }
+
+    #[test]
+    fn objects_of_a_manifests_directory_conflict_unless_forced() {
+        let web = owned(Object::Service(Service::new("web")), "gitops:/srv/m");
+        let cur = current(vec![web], 1);
+        let err = plan_changes(
+            &cur,
+            vec![Object::Service(Service::new("web"))],
+            &opts("apply"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service/web is managed by gitops:/srv/m; change it there, or use --force"
+        );
+        let forced = Options {
+            force: true,
+            ..opts("apply")
+        };
+        let c = plan_changes(&cur, vec![Object::Service(Service::new("web"))], &forced).unwrap();
+        assert_eq!(results(&c), ["service/web configured"]);
+    }
+
+    #[test]
+    fn prune_removes_only_this_sources_missing_objects() {
+        let cur = current(
+            vec![
+                owned(Object::Service(Service::new("a")), "apply"),
+                owned(Object::Service(Service::new("b")), "apply"),
+                owned(Object::Service(Service::new("c")), "gitops:/m"),
+            ],
+            3,
+        );
+        let prune = Options {
+            prune: true,
+            ..opts("apply")
+        };
+        let c = plan_changes(&cur, vec![Object::Service(Service::new("a"))], &prune).unwrap();
+        assert_eq!(results(&c), ["service/a configured", "service/b pruned"]);
+        assert!(c.writes.iter().any(|w| matches!(
+            w,
+            Op::Delete { key } if key == &format!("{}b", keys::SERVICES)
+        )));
+    }
+
+    #[test]
+    fn the_whole_resulting_state_is_validated() {
+        let mut svc = Service::new("web");
+        svc.spec.placement = Placement {
+            members: vec!["node9".into()],
+            ..Placement::default()
+        };
+        let cur = current(vec![Object::Member(Member::new("node1"))], 0);
+        let err = plan_changes(&cur, vec![Object::Service(svc)], &opts("apply")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"service/web: spec.placement.members[0]: undeclared member "node9""#
+        );
+        assert_eq!(err.code(), ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn a_recreated_service_that_is_still_recorded_keeps_its_record() {
+        let mut cur = current(vec![], 4);
+        cur.recorded.insert("web".into());
+        let c = plan_changes(
+            &cur,
+            vec![Object::Service(Service::new("web"))],
+            &opts("apply"),
+        )
+        .unwrap();
+        assert_eq!(c.writes.len(), 1, "only the desired object: {:?}", c.writes);
+    }
+
+    #[test]
+    fn the_transaction_carries_every_compare_and_write() {
+        let cur = current(vec![], 0);
+        let c = plan_changes(
+            &cur,
+            vec![Object::Member(Member::new("n1"))],
+            &opts("apply"),
+        )
+        .unwrap();
+        let (compare, writes) = (c.compare.clone(), c.writes.clone());
+        let txn = c.into_txn();
+        assert_eq!(txn.compare, compare);
+        assert_eq!(txn.success, writes);
+        assert!(txn.failure.is_empty());
+    }
+}

@@ -1,0 +1,35 @@
+//! Where things live in the store, and their encoding (JSON).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Prefix of everything clusvc stores.
+pub const ROOT: &str = "/clusvc/";
+/// Desired members: `PREFIX + name`.
+pub const MEMBERS: &str = "/clusvc/desired/member/";
+/// Desired services.
+pub const SERVICES: &str = "/clusvc/desired/service/";
+/// Observed services.
+pub const OBSERVED_SERVICES: &str = "/clusvc/observed/service/";
+/// Observed members (operator drains, fencing records).
+pub const OBSERVED_MEMBERS: &str = "/clusvc/observed/member/";
+/// Member liveness: a key per member attached to its agent's lease.
+pub const LEASES: &str = "/clusvc/lease/member/";
+/// The next service ID.
+pub const NEXT_ID: &str = "/clusvc/meta/next-service-id";
+
+/// Encodes a value (JSON).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("model types serialize")
+}
+
+/// Decodes a value; a bad record is logged and skipped by callers.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Option<T> {
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!("undecodable store record {key}: {e}");
+            None
+        }
+    }
+}
