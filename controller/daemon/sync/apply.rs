@@ -518,7 +518,7 @@ mod tests {
             ..opts("apply")
         };
         let c = plan_changes(&cur, vec![Object::Service(Service::new("a"))], &prune).unwrap();
-        assert_eq!(results(&c), ["service/a configured", "service/b pruned"]);
+        assert_eq!(results(&c), ["service/a unchanged", "service/b pruned"]);
         assert!(c.writes.iter().any(|w| matches!(
             w,
             Op::Delete { key } if key == &format!("{}b", keys::SERVICES)

@@ -1,0 +1,104 @@
+//! Fencing: a service on a dead member (or one about to be fenced after a
+//! failed stop) may start elsewhere only after the member is fenced or its
+//! lease has expired plus the grace; a failed stop on a member that cannot be
+//! fenced blocks the service.
+
+use crate::model::{ObservedService, PlacementReason, ServiceSpec, ServiceState};
+use crate::plan::{Change, LEASE_GRACE, ServicePlan, Step};
+
+use super::{Context, Draft, failure_text, outcome};
+
+impl<'a> Context<'a> {
+    /// Its member is dead (or being fenced): fence it or wait for its
+    /// lease, then start elsewhere (or stop, when disabled).
+    pub(super) fn dead_member(
+        &mut self,
+        mut draft: Draft<'a>,
+        spec: &ServiceSpec,
+        o: &'a ObservedService,
+        m: &'a str,
+    ) -> ServicePlan {
+        let why = if !self.members.is_being_fenced(m) {
+            format!("member {m} is dead")
+        } else if o.state == ServiceState::Blocked {
+            format!("{} on {m}; fencing {m}", failure_text(o))
+        } else {
+            format!("member {m} is being fenced")
+        };
+        let fenced = self.vacate_dead(m, &mut draft.steps);
+        self.members.moved(Some(m), None);
+        let mut plan = if !spec.enabled {
+            draft.finish(
+                Change::Stop { from: m.into() },
+                format!("{why}; service is disabled"),
+                outcome(ServiceState::Disabled, None, None),
+            )
+        } else {
+            self.move_away(
+                draft,
+                spec,
+                m,
+                why,
+                ServiceState::Stopped,
+                PlacementReason::Failover,
+            )
+        };
+        plan.outcome.fenced = fenced;
+        plan
+    }
+
+    /// Replaces the stop on a dead member: fence it where configured, else
+    /// wait for its lease (plus grace). Returns the members fenced.
+    pub(super) fn vacate_dead(&self, m: &str, steps: &mut Vec<Step>) -> Vec<String> {
+        let observed = self.observed.members.get(m);
+        let expired = observed.and_then(|o| o.lease_expired_at);
+        let already_fenced = observed
+            .and_then(|o| o.fenced_at)
+            .is_some_and(|f| expired.is_none_or(|e| f >= e));
+        if already_fenced {
+            return Vec::new();
+        }
+        let fencing = self
+            .desired
+            .members()
+            .get(m)
+            .and_then(|d| d.spec.fencing.as_ref());
+        if fencing.is_some() && !observed.is_some_and(|o| o.fencing_failed) {
+            steps.push(Step::Fence { member: m.into() });
+            return vec![m.to_string()];
+        }
+        steps.push(Step::AwaitLease {
+            member: m.into(),
+            until: expired.unwrap_or(self.now).plus(LEASE_GRACE),
+        });
+        Vec::new()
+    }
+
+    /// A stop failed on a live member that cannot be fenced (members that
+    /// can are treated as dead for the pass, see [`Members::new`]): hold.
+    pub(super) fn blocked(
+        &mut self,
+        draft: Draft<'a>,
+        o: &'a ObservedService,
+        m: &'a str,
+    ) -> ServicePlan {
+        let what = failure_text(o);
+        let fence_failed = self
+            .observed
+            .members
+            .get(m)
+            .is_some_and(|mo| mo.fencing_failed);
+        let hint = if fence_failed {
+            "fencing failed"
+        } else {
+            "no fencing configured"
+        };
+        draft.finish(
+            Change::Hold {
+                state: ServiceState::Blocked,
+            },
+            format!("{what} on {m}; {hint}; fix it, then run clusvc clear"),
+            outcome(ServiceState::Blocked, Some(m), o.placement_reason),
+        )
+    }
+}
