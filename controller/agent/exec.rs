@@ -23,7 +23,7 @@ use clusvc_core::plan::{Op, Step};
 /// The service a run belongs to.
 #[derive(Debug, Clone)]
 pub struct ServiceRef {
-    /// Name.
+    /// The service name (`CLUSVC_SERVICE`).
     pub name: String,
     /// ID.
     pub id: u64,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusvc_store::{Op, Store, Txn, keys};
+use clusvc_store::{Store, Txn, Write, keys};
 
 use crate::reconcile::Metrics;
 
@@ -27,7 +27,7 @@ pub async fn spawn<S: Store>(
                 let lease = store.grant(ttl).await?;
                 store
                     .txn(Txn {
-                        success: vec![Op::Put {
+                        success: vec![Write::Put {
                             key,
                             value: b"alive".to_vec(),
                             lease: Some(lease),

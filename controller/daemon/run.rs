@@ -13,7 +13,7 @@ use clusvc_agent::resources::Host;
 use clusvc_agent::{Agent, LocalAgent};
 use clusvc_core::model::{Member, Object};
 use clusvc_store::embedded::Embedded;
-use clusvc_store::{Op, Store, Txn, keys};
+use clusvc_store::{Store, Txn, Write, keys};
 
 use crate::api::{self, App};
 use crate::heartbeat;
@@ -88,7 +88,7 @@ pub enum Error {
     TokenFile {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// The I/O error.
         source: std::io::Error,
     },
     /// The listen address was refused or could not be bound.
@@ -285,7 +285,7 @@ async fn declare_member<S: Store>(store: &S, member: &str) -> Result<(), Error> 
     store
         .txn(Txn {
             compare: vec![clusvc_store::Compare::Missing(key.clone())],
-            success: vec![Op::Put {
+            success: vec![Write::Put {
                 key,
                 value: keys::encode(&m),
                 lease: None,

@@ -24,7 +24,7 @@ pub enum Error {
     Write {
         /// The file.
         path: String,
-        /// Why.
+        /// The I/O error.
         source: std::io::Error,
     },
     /// An unknown kind was asked for.

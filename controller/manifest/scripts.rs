@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clusvc_core::model::ServiceSpec;
-use clusvc_core::model::script::{defined_functions, resolve_function};
+use clusvc_core::model::script::{ResolveError, defined_functions, resolve_function};
 
 /// Largest script read for function detection.
 const MAX_SCRIPT_BYTES: u64 = 1 << 20;
@@ -25,33 +25,102 @@ pub fn list_directory(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Why a script cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// No such file.
+    #[error("script {} does not exist", .0.display())]
+    NotFound(PathBuf),
+    /// It cannot be read.
+    #[error("cannot read script {}: {source}", path.display())]
+    Unreadable {
+        /// The script.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A directory, device or FIFO where a script should be.
+    #[error("script {} is not a regular file", .0.display())]
+    NotRegular(PathBuf),
+    /// No usable function.
+    #[error("script {}: {source}", path.display())]
+    Function {
+        /// The script.
+        path: PathBuf,
+        /// What it defines instead.
+        source: ResolveError,
+    },
+    /// A path component cannot be resolved or examined.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Stat {
+        /// `resolve` or `stat`.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Running as root, a component is owned by another user.
+    #[error("refusing to run {} as root: {what} {} is owned by uid {uid}", script.display(), path.display())]
+    NotRootOwned {
+        /// The script.
+        script: PathBuf,
+        /// `script` or `directory`.
+        what: &'static str,
+        /// The component.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+    },
+    /// Running as root, a component is writable by others.
+    #[error("refusing to run {} as root: {what} {} is writable by {by} (mode {mode:o})", script.display(), path.display())]
+    Writable {
+        /// The script.
+        script: PathBuf,
+        /// `script` or `directory`.
+        what: &'static str,
+        /// The component.
+        path: PathBuf,
+        /// `everyone` or `its group`.
+        by: &'static str,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
 /// The function a script's action calls: explicit, or resolved from its
 /// name. Errors say what the script defines.
-pub fn resolve(script: &Path, explicit: Option<&str>) -> Result<String, String> {
+pub fn resolve(script: &Path, explicit: Option<&str>) -> Result<String, ScriptError> {
     let text = read_script(script)?;
     let name = script
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    resolve_function(name, explicit, &defined_functions(&text))
-        .map_err(|e| format!("script {}: {e}", script.display()))
+    resolve_function(name, explicit, &defined_functions(&text)).map_err(|source| {
+        ScriptError::Function {
+            path: script.to_path_buf(),
+            source,
+        }
+    })
 }
 
-fn read_script(script: &Path) -> Result<String, String> {
+fn read_script(script: &Path) -> Result<String, ScriptError> {
+    let unreadable = |source| ScriptError::Unreadable {
+        path: script.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::open(script).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("script {} does not exist", script.display()),
-        _ => format!("cannot read script {}: {e}", script.display()),
+        std::io::ErrorKind::NotFound => ScriptError::NotFound(script.to_path_buf()),
+        _ => unreadable(e),
     })?;
-    let md = file
-        .metadata()
-        .map_err(|e| format!("cannot read script {}: {e}", script.display()))?;
+    let md = file.metadata().map_err(unreadable)?;
     if !md.is_file() {
-        return Err(format!("script {} is not a regular file", script.display()));
+        return Err(ScriptError::NotRegular(script.to_path_buf()));
     }
     let mut text = String::new();
     file.take(MAX_SCRIPT_BYTES)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read script {}: {e}", script.display()))?;
+        .map_err(unreadable)?;
     Ok(text)
 }
 
@@ -71,7 +140,7 @@ pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
                 continue;
             }
             if let Err(e) = resolve(path, app.function.as_deref()) {
-                out.push((format!("spec.applications[{i}].script"), e));
+                out.push((format!("spec.applications[{i}].script"), e.to_string()));
             }
         }
         if let Some(dir) = &app.directory {
@@ -93,7 +162,7 @@ pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
                     Ok(scripts) => {
                         for s in scripts {
                             if let Err(e) = resolve(&s, None) {
-                                out.push((field.clone(), e));
+                                out.push((field.clone(), e.to_string()));
                             }
                         }
                     }
@@ -113,36 +182,43 @@ fn is_permission_denied(path: &Path) -> bool {
 
 /// Why a script may not run as root: it, or a directory above it, can be
 /// written by someone other than root.
-pub fn check_root_owned(script: &Path) -> Result<(), String> {
+pub fn check_root_owned(script: &Path) -> Result<(), ScriptError> {
     use std::os::unix::fs::MetadataExt;
-    let canonical = std::fs::canonicalize(script)
-        .map_err(|e| format!("cannot resolve {}: {e}", script.display()))?;
+    let canonical = std::fs::canonicalize(script).map_err(|source| ScriptError::Stat {
+        what: "resolve",
+        path: script.to_path_buf(),
+        source,
+    })?;
     let mut path = Some(canonical.as_path());
     let mut first = true;
     while let Some(p) = path {
-        let md = std::fs::metadata(p).map_err(|e| format!("cannot stat {}: {e}", p.display()))?;
+        let md = std::fs::metadata(p).map_err(|source| ScriptError::Stat {
+            what: "stat",
+            path: p.to_path_buf(),
+            source,
+        })?;
         let mode = md.mode();
         let what = if first { "script" } else { "directory" };
         let sticky = mode & 0o1000 != 0;
         if md.uid() != 0 {
-            return Err(format!(
-                "refusing to run {} as root: {what} {} is owned by uid {}",
-                script.display(),
-                p.display(),
-                md.uid()
-            ));
+            return Err(ScriptError::NotRootOwned {
+                script: script.to_path_buf(),
+                what,
+                path: p.to_path_buf(),
+                uid: md.uid(),
+            });
         }
         let group_w = mode & 0o020 != 0 && md.gid() != 0;
         let world_w = mode & 0o002 != 0;
         let protected_dir = sticky && !first;
         if (group_w || world_w) && !protected_dir {
-            return Err(format!(
-                "refusing to run {} as root: {what} {} is writable by {} (mode {:o})",
-                script.display(),
-                p.display(),
-                if world_w { "everyone" } else { "its group" },
-                mode & 0o7777
-            ));
+            return Err(ScriptError::Writable {
+                script: script.to_path_buf(),
+                what,
+                path: p.to_path_buf(),
+                by: if world_w { "everyone" } else { "its group" },
+                mode: mode & 0o7777,
+            });
         }
         first = false;
         path = p.parent();

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{
-    Compare, Error, KeyValue, LeaseId, Op, Result, Revision, Store, Txn, TxnResult, Watch,
-    WatchEvent,
+    Compare, Error, KeyValue, LeaseId, Result, Revision, Store, Txn, TxnResult, Watch, WatchEvent,
+    Write,
 };
 
 /// Log size that triggers a snapshot.
@@ -127,22 +127,22 @@ impl Reader<'_> {
     }
 }
 
-fn encode_ops(rev: Revision, ops: &[Op]) -> Vec<u8> {
+fn encode_ops(rev: Revision, ops: &[Write]) -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(&rev.to_le_bytes());
     for op in ops {
         match op {
-            Op::Put { key, value, lease } => {
+            Write::Put { key, value, lease } => {
                 p.push(1);
                 put_bytes(&mut p, key.as_bytes());
                 put_bytes(&mut p, value);
                 p.extend_from_slice(&lease.unwrap_or(0).to_le_bytes());
             }
-            Op::Delete { key } => {
+            Write::Delete { key } => {
                 p.push(2);
                 put_bytes(&mut p, key.as_bytes());
             }
-            Op::DeletePrefix { prefix } => {
+            Write::DeletePrefix { prefix } => {
                 p.push(3);
                 put_bytes(&mut p, prefix.as_bytes());
             }
@@ -151,7 +151,7 @@ fn encode_ops(rev: Revision, ops: &[Op]) -> Vec<u8> {
     p
 }
 
-fn decode_ops(p: &[u8]) -> Option<(Revision, Vec<Op>)> {
+fn decode_ops(p: &[u8]) -> Option<(Revision, Vec<Write>)> {
     let mut r = Reader(p);
     let rev = r.u64()?;
     let mut ops = Vec::new();
@@ -161,14 +161,14 @@ fn decode_ops(p: &[u8]) -> Option<(Revision, Vec<Op>)> {
                 let key = r.string()?;
                 let value = r.bytes()?;
                 let lease = r.u64()?;
-                Op::Put {
+                Write::Put {
                     key,
                     value,
                     lease: (lease != 0).then_some(lease),
                 }
             }
-            2 => Op::Delete { key: r.string()? },
-            3 => Op::DeletePrefix {
+            2 => Write::Delete { key: r.string()? },
+            3 => Write::DeletePrefix {
                 prefix: r.string()?,
             },
             _ => return None,
@@ -302,11 +302,11 @@ impl Embedded {
             watchers: Vec::new(),
         };
         // Leases do not survive a restart: drop what was attached to one.
-        let leased: Vec<Op> = inner
+        let leased: Vec<Write> = inner
             .data
             .values()
             .filter(|kv| kv.lease.is_some())
-            .map(|kv| Op::Delete {
+            .map(|kv| Write::Delete {
                 key: kv.key.clone(),
             })
             .collect();
@@ -336,12 +336,12 @@ impl Embedded {
 fn apply_ops(
     data: &mut BTreeMap<String, KeyValue>,
     rev: Revision,
-    ops: &[Op],
+    ops: &[Write],
     events: &mut Vec<WatchEvent>,
 ) {
     for op in ops {
         match op {
-            Op::Put { key, value, lease } => {
+            Write::Put { key, value, lease } => {
                 let kv = match data.get(key) {
                     Some(old) => KeyValue {
                         key: key.clone(),
@@ -363,12 +363,12 @@ fn apply_ops(
                 data.insert(key.clone(), kv.clone());
                 events.push(WatchEvent::Put(kv));
             }
-            Op::Delete { key } => {
+            Write::Delete { key } => {
                 if let Some(old) = data.remove(key) {
                     events.push(WatchEvent::Delete(old));
                 }
             }
-            Op::DeletePrefix { prefix } => {
+            Write::DeletePrefix { prefix } => {
                 let keys: Vec<String> = data
                     .range(prefix.clone()..)
                     .take_while(|(k, _)| k.starts_with(prefix.as_str()))
@@ -386,7 +386,7 @@ fn apply_ops(
 
 impl Inner {
     /// Logs, syncs and applies writes as one new revision; notifies watchers.
-    fn commit(&mut self, ops: &[Op]) -> Result<Revision> {
+    fn commit(&mut self, ops: &[Write]) -> Result<Revision> {
         if ops.is_empty() {
             return Ok(self.rev);
         }
@@ -480,10 +480,10 @@ async fn expire_leases(inner: Weak<Mutex<Inner>>) {
             .collect();
         for id in expired {
             if let Some(lease) = g.leases.remove(&id) {
-                let ops: Vec<Op> = lease
+                let ops: Vec<Write> = lease
                     .keys
                     .into_iter()
-                    .map(|key| Op::Delete { key })
+                    .map(|key| Write::Delete { key })
                     .collect();
                 if let Err(e) = g.commit(&ops) {
                     tracing::error!("expiring lease {id}: {e}");
@@ -512,7 +512,7 @@ impl Store for Embedded {
             &txn.failure
         };
         for op in ops {
-            if let Op::Put { lease: Some(l), .. } = op
+            if let Write::Put { lease: Some(l), .. } = op
                 && !g.leases.contains_key(l)
             {
                 return Err(Error::LeaseNotFound(*l));
@@ -564,7 +564,11 @@ impl Store for Embedded {
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
         let mut g = self.lock();
         let l = g.leases.remove(&lease).ok_or(Error::LeaseNotFound(lease))?;
-        let ops: Vec<Op> = l.keys.into_iter().map(|key| Op::Delete { key }).collect();
+        let ops: Vec<Write> = l
+            .keys
+            .into_iter()
+            .map(|key| Write::Delete { key })
+            .collect();
         g.commit(&ops)?;
         Ok(())
     }
@@ -574,8 +578,8 @@ impl Store for Embedded {
 mod tests {
     use super::*;
 
-    fn put(k: &str, v: &str) -> Op {
-        Op::Put {
+    fn put(k: &str, v: &str) -> Write {
+        Write::Put {
             key: k.into(),
             value: v.as_bytes().to_vec(),
             lease: None,
@@ -704,7 +708,7 @@ mod tests {
         let s = Embedded::open(dir.path()).unwrap();
         let lease = s.grant(Duration::from_secs(2)).await.unwrap();
         s.txn(Txn {
-            success: vec![Op::Put {
+            success: vec![Write::Put {
                 key: "/members/n1".into(),
                 value: b"alive".to_vec(),
                 lease: Some(lease),

@@ -62,24 +62,24 @@ pub enum Compare {
 
 /// One write of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
+pub enum Write {
     /// Set a key.
     Put {
-        /// Key.
+        /// The key to set.
         key: String,
-        /// Value.
+        /// Its new value.
         value: Vec<u8>,
         /// Attach to a lease.
         lease: Option<LeaseId>,
     },
     /// Remove a key.
     Delete {
-        /// Key.
+        /// The key to remove.
         key: String,
     },
     /// Remove every key under a prefix.
     DeletePrefix {
-        /// Prefix.
+        /// Every key starting with this is removed.
         prefix: String,
     },
 }
@@ -88,12 +88,12 @@ pub enum Op {
 /// else `failure`; atomically, as one revision.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Txn {
-    /// Conditions.
+    /// Conditions that must all hold for `success` to be applied.
     pub compare: Vec<Compare>,
     /// Writes when they all hold.
-    pub success: Vec<Op>,
+    pub success: Vec<Write>,
     /// Writes otherwise.
-    pub failure: Vec<Op>,
+    pub failure: Vec<Write>,
 }
 
 /// What a transaction did.
@@ -141,7 +141,7 @@ pub enum Error {
     Io {
         /// The file.
         path: String,
-        /// Why.
+        /// The I/O error.
         source: std::io::Error,
     },
     /// The log or snapshot is damaged beyond its torn tail.
@@ -178,7 +178,7 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a key (unconditionally).
     fn put(&self, key: &str, value: Vec<u8>) -> impl Future<Output = Result<Revision>> + Send {
         let txn = Txn {
-            success: vec![Op::Put {
+            success: vec![Write::Put {
                 key: key.to_string(),
                 value,
                 lease: None,
@@ -191,7 +191,7 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a key (unconditionally).
     fn delete(&self, key: &str) -> impl Future<Output = Result<Revision>> + Send {
         let txn = Txn {
-            success: vec![Op::Delete {
+            success: vec![Write::Delete {
                 key: key.to_string(),
             }],
             ..Txn::default()

@@ -32,10 +32,10 @@ pub fn load(files: &Files) -> Result<manifest::Loaded, CliError> {
 /// What `get` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
-    /// Services.
+    /// Services (`service`, `svc`).
     #[value(alias = "service", alias = "svc")]
     Services,
-    /// Members.
+    /// Members (`member`).
     #[value(alias = "member")]
     Members,
     /// The GitOps sync status.

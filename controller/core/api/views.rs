@@ -53,7 +53,7 @@ impl fmt::Display for DisplayState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceView {
-    /// Name.
+    /// The service's name.
     pub name: String,
     /// ID (none before the controller recorded it).
     pub id: Option<u64>,
@@ -108,7 +108,7 @@ impl fmt::Display for MemberState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberView {
-    /// Name.
+    /// The member's name.
     pub name: String,
     /// Alive, dead or standby.
     pub state: MemberState,

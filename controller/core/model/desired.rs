@@ -305,7 +305,7 @@ fn check_service(i: usize, s: &Service, members: &BTreeMap<&str, usize>, issues:
         }
         for (k, c) in e.clients.iter().enumerate() {
             if let Err(m) = check_nfs_client(c) {
-                push(format!("spec.nfsExports[{j}].clients[{k}]"), m);
+                push(format!("spec.nfsExports[{j}].clients[{k}]"), m.to_string());
             }
         }
         check_options(
@@ -316,7 +316,7 @@ fn check_service(i: usize, s: &Service, members: &BTreeMap<&str, usize>, issues:
     }
     for (j, ip) in spec.ip_addresses.iter().enumerate() {
         if let Err(m) = parse_cidr(&ip.address) {
-            push(format!("spec.ipAddresses[{j}].address"), m);
+            push(format!("spec.ipAddresses[{j}].address"), m.to_string());
         }
         if let Some(ifname) = &ip.interface
             && !valid_interface(ifname)

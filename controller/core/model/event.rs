@@ -61,7 +61,7 @@ pub struct Event {
     /// The resource label, if any.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub resource: String,
-    /// Severity.
+    /// Severity, as syslog levels.
     pub level: Level,
     /// What happened.
     pub message: String,

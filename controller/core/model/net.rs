@@ -11,43 +11,89 @@ pub struct Cidr {
     pub prefix: u8,
 }
 
+/// Why an address or NFS client specification is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// A floating address without its prefix length.
+    #[error("invalid CIDR {0:?}: expected ADDRESS/PREFIX, e.g. 192.0.2.100/24")]
+    NoPrefix(String),
+    /// The address part does not parse.
+    #[error("invalid {what} {input:?}: {addr:?} is not an IP address")]
+    NotAnAddress {
+        /// `CIDR` or `NFS client`.
+        what: &'static str,
+        /// The whole input.
+        input: String,
+        /// The address part.
+        addr: String,
+    },
+    /// The prefix length is out of range for the address family.
+    #[error("invalid {what} {input:?}: prefix must be 0 to {max}")]
+    Prefix {
+        /// `CIDR` or `NFS client`.
+        what: &'static str,
+        /// The whole input.
+        input: String,
+        /// 32 or 128.
+        max: u8,
+    },
+    /// An address no member may own (unspecified, multicast, loopback).
+    #[error("invalid CIDR {0:?}: not a unicast host address")]
+    NotUnicast(String),
+    /// Not a host, network, netgroup or `*`.
+    #[error("invalid NFS client {0:?}")]
+    NfsClient(String),
+}
+
 /// Parses `ADDR/PREFIX`; the prefix is required since the address is added to
 /// an interface.
-pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
-    let (addr, prefix) = s.split_once('/').ok_or_else(|| {
-        format!("invalid CIDR {s:?}: expected ADDRESS/PREFIX, e.g. 192.0.2.100/24")
-    })?;
-    let addr: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("invalid CIDR {s:?}: {addr:?} is not an IP address"))?;
+pub fn parse_cidr(s: &str) -> Result<Cidr, AddressError> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| AddressError::NoPrefix(s.to_string()))?;
+    let not_an_address = || AddressError::NotAnAddress {
+        what: "CIDR",
+        input: s.to_string(),
+        addr: addr.to_string(),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| not_an_address())?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= max)
-        .ok_or_else(|| format!("invalid CIDR {s:?}: prefix must be 0 to {max}"))?;
+    let prefix: u8 =
+        prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| AddressError::Prefix {
+                what: "CIDR",
+                input: s.to_string(),
+                max,
+            })?;
     if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-        return Err(format!("invalid CIDR {s:?}: not a unicast host address"));
+        return Err(AddressError::NotUnicast(s.to_string()));
     }
     Ok(Cidr { addr, prefix })
 }
 
 /// Checks an NFS client specification: `*`, a host name, an address or a
 /// network in CIDR form, or a netgroup `@name`.
-pub fn check_nfs_client(s: &str) -> Result<(), String> {
+pub fn check_nfs_client(s: &str) -> Result<(), AddressError> {
     if s == "*" || s.starts_with('@') && s.len() > 1 {
         return Ok(());
     }
     if let Some((addr, prefix)) = s.split_once('/') {
-        let a: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("invalid NFS client {s:?}: {addr:?} is not an IP address"))?;
+        let a: IpAddr = addr.parse().map_err(|_| AddressError::NotAnAddress {
+            what: "NFS client",
+            input: s.to_string(),
+            addr: addr.to_string(),
+        })?;
         let max = if a.is_ipv4() { 32 } else { 128 };
         return match prefix.parse::<u8>() {
             Ok(p) if p <= max => Ok(()),
-            _ => Err(format!(
-                "invalid NFS client {s:?}: prefix must be 0 to {max}"
-            )),
+            _ => Err(AddressError::Prefix {
+                what: "NFS client",
+                input: s.to_string(),
+                max,
+            }),
         };
     }
     if s.parse::<IpAddr>().is_ok() {
@@ -60,7 +106,7 @@ pub fn check_nfs_client(s: &str) -> Result<(), String> {
     if host_ok {
         Ok(())
     } else {
-        Err(format!("invalid NFS client {s:?}"))
+        Err(AddressError::NfsClient(s.to_string()))
     }
 }
 
@@ -73,7 +119,7 @@ mod tests {
         assert!(parse_cidr("192.0.2.100/24").is_ok());
         assert!(parse_cidr("2001:db8::5/64").is_ok());
         assert_eq!(
-            parse_cidr("192.0.2.100/33").unwrap_err(),
+            parse_cidr("192.0.2.100/33").unwrap_err().to_string(),
             r#"invalid CIDR "192.0.2.100/33": prefix must be 0 to 32"#
         );
         assert!(parse_cidr("192.0.2.300/24").is_err());

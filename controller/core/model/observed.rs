@@ -130,7 +130,7 @@ pub enum ResourceStatus {
     Ok,
     /// Its start or check failed.
     Failed,
-    /// Stopped.
+    /// Stopped by a successful stop.
     Stopped,
     /// Not known (never started or not probed yet).
     #[default]
@@ -171,7 +171,7 @@ pub struct Failure {
     /// Why, in words.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    /// When.
+    /// When it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Timestamp>,
 }

@@ -18,7 +18,7 @@ use super::manifest::{
 pub enum Kind {
     /// Block devices and volumes.
     Device,
-    /// Filesystems.
+    /// Filesystems mounted for the service.
     Filesystem,
     /// NFS exports.
     NfsExport,

@@ -35,9 +35,11 @@ impl Timestamp {
     }
 
     /// Parses RFC 3339 (`2026-11-25T10:00:00Z`).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let t = humantime::parse_rfc3339_weak(s.trim())
-            .map_err(|e| format!("invalid timestamp {s:?}: {e}"))?;
+    pub fn parse(s: &str) -> Result<Self, TimestampError> {
+        let t = humantime::parse_rfc3339_weak(s.trim()).map_err(|source| TimestampError {
+            text: s.to_string(),
+            source,
+        })?;
         Ok(Self::from_system(t))
     }
 
@@ -49,6 +51,16 @@ impl Timestamp {
             .unwrap_or(0);
         Self(ms)
     }
+}
+
+/// A timestamp that is not RFC 3339.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid timestamp {text:?}: {source}")]
+pub struct TimestampError {
+    /// The text given.
+    pub text: String,
+    /// Why it does not parse.
+    pub source: humantime::TimestampError,
 }
 
 impl fmt::Display for Timestamp {

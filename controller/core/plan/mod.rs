@@ -74,7 +74,7 @@ pub struct Summary {
 pub enum Change {
     /// Start on a member.
     Start {
-        /// Where.
+        /// The member it starts on.
         to: String,
     },
     /// Stop (or, for a dead member, wait for or fence it).

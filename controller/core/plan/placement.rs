@@ -29,6 +29,20 @@ impl fmt::Display for Ineligible {
     }
 }
 
+/// No member can take a service; says why each member is out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoEligibleMember(pub Vec<String>);
+
+impl fmt::Display for NoEligibleMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("no eligible member: no members are declared")
+        } else {
+            write!(f, "no eligible member: {}", self.0.join(", "))
+        }
+    }
+}
+
 /// The members of the cluster as the planner sees them, with the number of
 /// services each holds (kept current while a plan is built).
 pub struct Members<'a> {
@@ -114,7 +128,11 @@ impl<'a> Members<'a> {
 
     /// The best eligible member other than `exclude`: lowest rank, then
     /// fewest services, then name. On failure, says why each member is out.
-    pub fn best(&self, placement: &Placement, exclude: Option<&str>) -> Result<&'a str, String> {
+    pub fn best(
+        &self,
+        placement: &Placement,
+        exclude: Option<&str>,
+    ) -> Result<&'a str, NoEligibleMember> {
         let mut best: Option<(usize, usize, &'a str)> = None;
         let mut why: Vec<String> = Vec::new();
         for name in self.desired.members().keys() {
@@ -138,8 +156,7 @@ impl<'a> Members<'a> {
         }
         match best {
             Some((_, _, name)) => Ok(name),
-            None if why.is_empty() => Err("no eligible member: no members are declared".into()),
-            None => Err(format!("no eligible member: {}", why.join(", "))),
+            None => Err(NoEligibleMember(why)),
         }
     }
 

@@ -127,9 +127,9 @@ pub enum ServeError {
     /// Binding failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// Address.
+        /// The address asked for.
         addr: SocketAddr,
-        /// Why.
+        /// The error of bind(2).
         source: std::io::Error,
     },
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 
 use clusvc_core::api::{ApiError, ErrorCode, Operation, OperationRequest, OperationResult};
 use clusvc_core::model::Service;
-use clusvc_store::{Compare, Op, Store, Txn, keys};
+use clusvc_store::{Compare, Store, Txn, Write, keys};
 
 use super::{App, Failure, Result, fail};
 use crate::reconcile::{OperateError, Request};
@@ -70,7 +70,7 @@ async fn set_enabled<S: Store>(app: &App<S>, name: &str, enabled: bool) -> Resul
         svc.spec.enabled = enabled;
         let txn = Txn {
             compare: vec![Compare::ModRevision(key.clone(), kv.mod_revision)],
-            success: vec![Op::Put {
+            success: vec![Write::Put {
                 key,
                 value: keys::encode(&svc),
                 lease: None,

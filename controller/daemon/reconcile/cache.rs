@@ -189,7 +189,7 @@ impl Cache {
 pub struct Shared(Arc<RwLock<Cache>>);
 
 impl Shared {
-    /// Reads.
+    /// Reads the cache (the guard blocks the controller's writes: hold it briefly).
     pub fn read(&self) -> RwLockReadGuard<'_, Cache> {
         self.0.read().unwrap_or_else(|p| p.into_inner())
     }

@@ -57,7 +57,7 @@ pub enum Error {
     Fence {
         /// The member.
         member: String,
-        /// Why.
+        /// What the fencer reported.
         source: clusvc_agent::fence::Error,
     },
 }
@@ -89,7 +89,7 @@ pub struct Controller<S: Store> {
     sched: Arc<Scheduler>,
     /// Event log (shared with the agents' executors).
     pub events: Arc<EventLog>,
-    /// Metrics.
+    /// Counters and gauges for `/metrics`.
     pub metrics: Arc<Metrics>,
     settings: Settings,
     /// Serialises reconciles and operator requests of one service.

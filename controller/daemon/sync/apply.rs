@@ -13,7 +13,7 @@ use clusvc_core::api::{
 };
 use clusvc_core::model::{Object, ObservedService, Service, ServiceState, Timestamp, desired};
 use clusvc_manifest::scripts;
-use clusvc_store::{Compare, Op, Revision, Store, Txn, keys};
+use clusvc_store::{Compare, Revision, Store, Txn, Write, keys};
 
 /// Why an apply was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ pub struct Changes {
     /// Conditions: every object read is unchanged, every created key absent.
     pub compare: Vec<Compare>,
     /// The writes.
-    pub writes: Vec<Op>,
+    pub writes: Vec<Write>,
 }
 
 impl Changes {
@@ -226,7 +226,7 @@ pub fn plan_changes(
                 Object::Member(m) => keys::encode(m),
                 Object::Service(s) => keys::encode(s),
             };
-            changes.writes.push(Op::Put {
+            changes.writes.push(Write::Put {
                 key,
                 value,
                 lease: None,
@@ -245,7 +245,7 @@ pub fn plan_changes(
             };
             next_id += 1;
             changes.compare.push(Compare::Missing(okey.clone()));
-            changes.writes.push(Op::Put {
+            changes.writes.push(Write::Put {
                 key: okey,
                 value: keys::encode(&record),
                 lease: None,
@@ -261,7 +261,7 @@ pub fn plan_changes(
         let key = key_of(kind, &name);
         let rev = current.objects[&(kind, name.clone())].1;
         changes.compare.push(Compare::ModRevision(key.clone(), rev));
-        changes.writes.push(Op::Delete { key });
+        changes.writes.push(Write::Delete { key });
         changes.results.push(ObjectResult {
             kind,
             name,
@@ -272,7 +272,7 @@ pub fn plan_changes(
         changes
             .compare
             .push(Compare::ModRevision(keys::NEXT_ID.to_string(), ids_rev));
-        changes.writes.push(Op::Put {
+        changes.writes.push(Write::Put {
             key: keys::NEXT_ID.to_string(),
             value: next_id.to_string().into_bytes(),
             lease: None,
@@ -453,7 +453,7 @@ mod tests {
             .writes
             .iter()
             .filter_map(|w| match w {
-                Op::Put { key, value, .. } if key.starts_with(keys::OBSERVED_SERVICES) => {
+                Write::Put { key, value, .. } if key.starts_with(keys::OBSERVED_SERVICES) => {
                     let o: ObservedService = serde_json::from_slice(value).unwrap();
                     Some((key.clone(), o.id))
                 }
@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(ids[0].1, 5);
         assert_eq!(ids[1].1, 6);
         assert!(c.writes.iter().any(
-            |w| matches!(w, Op::Put { key, value, .. } if key == keys::NEXT_ID && value == b"7")
+            |w| matches!(w, Write::Put { key, value, .. } if key == keys::NEXT_ID && value == b"7")
         ));
         assert!(
             c.compare
@@ -521,7 +521,7 @@ mod tests {
         assert_eq!(results(&c), ["service/a unchanged", "service/b pruned"]);
         assert!(c.writes.iter().any(|w| matches!(
             w,
-            Op::Delete { key } if key == &format!("{}b", keys::SERVICES)
+            Write::Delete { key } if key == &format!("{}b", keys::SERVICES)
         )));
     }
 

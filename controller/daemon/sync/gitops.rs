@@ -139,7 +139,7 @@ pub async fn sync_once<S: Store>(
 pub struct WatchError {
     /// The directory.
     pub dir: PathBuf,
-    /// Why.
+    /// The watcher's error.
     pub source: notify::Error,
 }
 

@@ -27,7 +27,7 @@ pub async fn act(ctx: &Ctx<'_>, app: &Application, action: Verb) -> Result {
         vec![(PathBuf::from(script), app.function.as_deref())]
     } else if let Some(dir) = &app.directory {
         if ctx.host.require_root_owned_scripts {
-            scripts::check_root_owned(Path::new(dir)).map_err(Error::Refused)?;
+            scripts::check_root_owned(Path::new(dir)).map_err(|e| Error::Refused(e.to_string()))?;
         }
         let mut list: Vec<_> = scripts::list_directory(Path::new(dir))
             .map_err(|e| Error::Failed(format!("cannot list {dir}: {e}")))?
@@ -67,9 +67,9 @@ fn service_db(ctx: &Ctx<'_>) -> Result<PathBuf> {
 
 async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action: Verb) -> Result {
     if ctx.host.require_root_owned_scripts {
-        scripts::check_root_owned(script).map_err(Error::Refused)?;
+        scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
     }
-    let function = scripts::resolve(script, function).map_err(Error::Failed)?;
+    let function = scripts::resolve(script, function).map_err(|e| Error::Failed(e.to_string()))?;
     let db = service_db(ctx)?;
     let cmd = Command::new([
         "bash",

@@ -85,7 +85,7 @@ impl View {
 
 /// Start, stop or check an address.
 pub async fn act(ctx: &Ctx<'_>, ip: &IpAddress, action: Verb) -> Result {
-    let cidr = parse_cidr(&ip.address).map_err(Error::Refused)?;
+    let cidr = parse_cidr(&ip.address).map_err(|e| Error::Refused(e.to_string()))?;
     let want_if = ip.interface.as_deref();
     let view = View::read(ctx)?;
     match action {

@@ -22,9 +22,9 @@ pub struct Addr {
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
-    /// Index.
+    /// The kernel's interface index.
     pub index: u32,
-    /// Name.
+    /// The interface name (`eth0`).
     pub name: String,
     /// Hardware address, for Ethernet-like links.
     pub mac: Option<[u8; 6]>,

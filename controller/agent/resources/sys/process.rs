@@ -37,7 +37,7 @@ pub enum Error {
     Spawn {
         /// The program.
         program: String,
-        /// Why.
+        /// The I/O error.
         source: std::io::Error,
     },
     /// A namespace could not be opened.
@@ -45,7 +45,7 @@ pub enum Error {
     Namespace {
         /// The namespace file.
         path: PathBuf,
-        /// Why.
+        /// The I/O error.
         source: std::io::Error,
     },
 }

@@ -59,7 +59,7 @@ impl<'a> Context<'a> {
                 Change::Hold {
                     state: ServiceState::Stopped,
                 },
-                why,
+                why.to_string(),
                 outcome(ServiceState::Stopped, None, None),
             )),
         }

@@ -28,7 +28,10 @@ impl<'a> Context<'a> {
                     .map_or(t, |(k, _)| k.as_str())),
                 Some(why) => Err(format!("member {t} {why}")),
             },
-            None => self.members.best(&spec.placement, Some(m)),
+            None => self
+                .members
+                .best(&spec.placement, Some(m))
+                .map_err(|e| e.to_string()),
         };
         match target {
             Ok(t) => {
