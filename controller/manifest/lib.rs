@@ -5,7 +5,7 @@
 //!
 //! - [`yaml`]: YAML documents into a tree with positions (`file:line:col`),
 //!   with size and nesting budgets.
-//! - [`load`]: files, directories and stdin -> typed objects -> the pure rules
+//! - [`mod@load`]: files, directories and stdin -> typed objects -> the pure rules
 //!   of `clusvc_core::model::desired` plus the script checks -> a
 //!   `DesiredState`, with every error at once.
 //! - [`scripts`]: user scripts on disk (function resolution, `directory:`

@@ -2,12 +2,12 @@
 //!
 //! The [`crate::runtime`] decides when a service is reconciled;
 //! [`Controller::reconcile`] reads desired and observed state from the
-//! [`cache`], runs a due status check ([`check`]), asks the pure planner for
+//! [`cache`], runs a due status check (`check.rs`), asks the pure planner for
 //! the service's plan, executes it through the member's agent and the
-//! [`Fencer`] ([`execute`]), and records the result; it is not told why it
+//! [`Fencer`] (`execute.rs`), and records the result; it is not told why it
 //! runs. An error becomes a requeue with exponential backoff
 //! ([`Reconciler::error_policy`]). Operator requests ([`operate`]) and the
-//! re-probe after a restart ([`reprobe`]) write observed records the next
+//! re-probe after a restart (`reprobe.rs`) write observed records the next
 //! reconcile acts on.
 
 pub mod cache;

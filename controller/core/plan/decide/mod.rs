@@ -5,12 +5,12 @@
 //!
 //! | file | decision |
 //! |---|---|
-//! | [`placement`] | where a stopped service starts; moving off a member that is no longer eligible |
-//! | [`fencing`] | a dead member (fence it or wait for its lease), a blocked stop |
-//! | [`recovery`] | a failed check or start: restart, relocate or disable; an operator's restart |
-//! | [`relocation`] | a manual `clusvc relocate`; failback to a preferred member |
-//! | [`resume`] | work a crash interrupted: a start, a stop or a relocation |
-//! | [`reconfigure`] | a changed spec: restart the changed resource and everything after it |
+//! | `placement.rs` | where a stopped service starts; moving off a member that is no longer eligible |
+//! | `fencing.rs` | a dead member (fence it or wait for its lease), a blocked stop |
+//! | `recovery.rs` | a failed check or start: restart, relocate or disable; an operator's restart |
+//! | `relocation.rs` | a manual `clusvc relocate`; failback to a preferred member |
+//! | `resume.rs` | work a crash interrupted: a start, a stop or a relocation |
+//! | `reconfigure.rs` | a changed spec: restart the changed resource and everything after it |
 //! | this file | the dispatch, and stopping a disabled or deleted service |
 
 use crate::model::{
