@@ -11,15 +11,13 @@ use clusvc_agent::exec::Executor;
 use clusvc_agent::fence::CommandFencer;
 use clusvc_agent::resources::Host;
 use clusvc_agent::{Agent, LocalAgent};
-use clusvc_core::model::{Member, Object};
 use clusvc_store::embedded::Embedded;
-use clusvc_store::{Store, Txn, Write, keys};
 
 use crate::api::{self, App};
 use crate::heartbeat;
 use crate::reconcile::{Controller, EventLog, Metrics, Settings};
-use crate::sync::gitops;
-use clusvc_core::api::{SOURCE_ANNOTATION, SyncStatus};
+use crate::sync::{gitops, member};
+use clusvc_core::api::SyncStatus;
 
 /// What `clusvc run` is asked to do.
 #[derive(Debug, Clone)]
@@ -94,9 +92,9 @@ pub enum Error {
     /// The listen address was refused or could not be bound.
     #[error(transparent)]
     Listen(#[from] api::ServeError),
-    /// The member name is not a DNS label.
-    #[error("member name {0:?} is not a DNS label; pass --member NAME")]
-    MemberName(String),
+    /// The local member could not be declared.
+    #[error(transparent)]
+    Member(#[from] member::Error),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] clusvc_store::Error),
@@ -183,7 +181,7 @@ async fn serve(config: Config) -> Result<(), Error> {
         events.clone() as Arc<dyn Events>,
     ));
     let agent: Arc<dyn Agent> = Arc::new(LocalAgent::new(exec));
-    declare_member(store.as_ref(), &member).await?;
+    member::declare_local(store.as_ref(), &member).await?;
     heartbeat::spawn(
         store.clone(),
         member.clone(),
@@ -264,34 +262,4 @@ fn return_freed_memory() {
             }
         }
     });
-}
-
-/// Declares this machine as a member when nothing declares it yet.
-async fn declare_member<S: Store>(store: &S, member: &str) -> Result<(), Error> {
-    let key = format!("{}{member}", keys::MEMBERS);
-    if store.get(&key).await?.is_some() {
-        return Ok(());
-    }
-    let mut m = Member::new(member);
-    if clusvc_core::model::desired::check(&[Object::Member(m.clone())])
-        .iter()
-        .any(|i| i.path == "metadata.name")
-    {
-        return Err(Error::MemberName(member.to_string()));
-    }
-    m.metadata
-        .annotations
-        .insert(SOURCE_ANNOTATION.to_string(), "local".to_string());
-    store
-        .txn(Txn {
-            compare: vec![clusvc_store::Compare::Missing(key.clone())],
-            success: vec![Write::Put {
-                key,
-                value: keys::encode(&m),
-                lease: None,
-            }],
-            failure: vec![],
-        })
-        .await?;
-    Ok(())
 }

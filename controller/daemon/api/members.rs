@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use clusvc_core::api::{ApiError, MemberState, MemberView};
 use clusvc_store::Store;
 
-use super::{App, Failure, Result};
+use super::{App, Rejection, Result};
 use crate::reconcile::Cache;
 
 fn views(c: &Cache, only: Option<&str>) -> Vec<MemberView> {
@@ -50,5 +50,5 @@ pub(crate) async fn get<S: Store>(
     views(&app.cache.read(), Some(&name))
         .pop()
         .map(Json)
-        .ok_or_else(|| Failure(ApiError::not_found("members", &name)))
+        .ok_or_else(|| Rejection(ApiError::not_found("members", &name)))
 }

@@ -48,9 +48,9 @@ pub struct App<S: Store> {
 }
 
 /// An [`ApiError`] as a response.
-pub(crate) struct Failure(pub ApiError);
+pub(crate) struct Rejection(pub ApiError);
 
-impl IntoResponse for Failure {
+impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -58,21 +58,21 @@ impl IntoResponse for Failure {
     }
 }
 
-impl From<clusvc_store::Error> for Failure {
+impl From<clusvc_store::Error> for Rejection {
     fn from(e: clusvc_store::Error) -> Self {
         let code = match e {
             clusvc_store::Error::Unavailable(_) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         };
-        Failure(ApiError::new(code, e.to_string()))
+        Rejection(ApiError::new(code, e.to_string()))
     }
 }
 
 /// A handler's result.
-pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Rejection> = std::result::Result<T, E>;
 
-pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
-    Failure(ApiError::new(code, message))
+pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> Rejection {
+    Rejection(ApiError::new(code, message))
 }
 
 async fn auth<S: Store>(

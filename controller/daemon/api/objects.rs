@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use clusvc_core::api::{ApiError, ApplyRequest, ApplyResult, Deleted, ErrorCode, ObjectKind};
 use clusvc_store::{Store, keys};
 
-use super::{App, Failure, Result, fail};
+use super::{App, Rejection, Result, fail};
 use crate::sync::apply::{self, ScriptChecks};
 
 pub(crate) async fn apply<S: Store>(
@@ -33,7 +33,7 @@ pub(crate) async fn delete<S: Store>(
         ObjectKind::Member => format!("{}{name}", keys::MEMBERS),
     };
     if app.store.get(&key).await?.is_none() {
-        return Err(Failure(ApiError::not_found(kind.plural(), &name)));
+        return Err(Rejection(ApiError::not_found(kind.plural(), &name)));
     }
     if kind == ObjectKind::Member {
         let placed: Vec<String> = app

@@ -11,7 +11,7 @@ use clusvc_core::api::{ApiError, ErrorCode, Operation, OperationRequest, Operati
 use clusvc_core::model::Service;
 use clusvc_store::{Compare, Store, Txn, Write, keys};
 
-use super::{App, Failure, Result, fail};
+use super::{App, Rejection, Result, fail};
 use crate::reconcile::{OperateError, Request};
 
 pub(crate) async fn post<S: Store>(
@@ -60,7 +60,7 @@ async fn set_enabled<S: Store>(app: &App<S>, name: &str, enabled: bool) -> Resul
         .store
         .get(&key)
         .await?
-        .ok_or_else(|| Failure(ApiError::not_found("services", name)))?;
+        .ok_or_else(|| Rejection(ApiError::not_found("services", name)))?;
     let mut svc = keys::decode::<Service>(&key, &kv.value)
         .ok_or_else(|| fail(ErrorCode::Internal, "undecodable service"))?;
     if enabled {

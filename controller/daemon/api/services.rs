@@ -10,7 +10,7 @@ use clusvc_core::api::{ApiError, DisplayState, SOURCE_ANNOTATION, ServiceView};
 use clusvc_core::model::Timestamp;
 use clusvc_store::Store;
 
-use super::{App, Failure, Result};
+use super::{App, Rejection, Result};
 use crate::reconcile::Cache;
 
 /// The views of every service, or of one.
@@ -63,5 +63,5 @@ pub(crate) async fn get<S: Store>(
     views(&app.cache.read(), Some(&name))
         .pop()
         .map(Json)
-        .ok_or_else(|| Failure(ApiError::not_found("services", &name)))
+        .ok_or_else(|| Rejection(ApiError::not_found("services", &name)))
 }
