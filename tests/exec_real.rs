@@ -244,12 +244,34 @@ async fn six_kinds_start_in_order_serve_and_stop_leaving_nothing() {
 
     let stop = exec.stop(&s, &spec).await;
     assert!(stop.ok(), "{stop:#?}");
-    let mut expected: Vec<String> = order(&start)
+    // The seed's stop table, not the reverse of the start order: samba
+    // shares stop after NFS exports although they start after IP addresses.
+    let table = [
+        "application",
+        "ip",
+        "nfs export",
+        "samba share",
+        "filesystem",
+        "device",
+    ];
+    let mut expected: Vec<(usize, std::cmp::Reverse<usize>, String)> = order(&start)
         .iter()
-        .map(|l| l.replacen("start", "stop", 1))
+        .enumerate()
+        .map(|(i, l)| {
+            let line = l.replacen("start", "stop", 1);
+            let kind = table
+                .iter()
+                .position(|k| line.starts_with(&format!("stop {k} ")))
+                .unwrap();
+            (kind, std::cmp::Reverse(i), line)
+        })
         .collect();
-    expected.reverse();
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, l)| l).collect();
     assert_eq!(order(&stop), expected);
+    let pos = |prefix: &str| order(&stop).iter().position(|l| l.starts_with(prefix));
+    assert!(pos("stop nfs export") < pos("stop samba share"));
+    assert!(pos("stop ip") < pos("stop nfs export"));
     assert_eq!(
         std::fs::read_to_string(&calls).unwrap(),
         "files start\nhttp start\nfiles status\nhttp status\nhttp stop\nfiles stop\n"

@@ -305,6 +305,26 @@ fn positions(spec: &ServiceSpec) -> BTreeMap<String, (clusvc_core::model::Kind, 
         .collect()
 }
 
+/// Rank of each resource label in the seed's stop table order, computed
+/// from the table itself (not from the planner's helper).
+fn stop_ranks(spec: &ServiceSpec) -> BTreeMap<String, (usize, std::cmp::Reverse<usize>)> {
+    const STOP_TABLE: [clusvc_core::model::Kind; 6] = [
+        clusvc_core::model::Kind::Application,
+        clusvc_core::model::Kind::Ip,
+        clusvc_core::model::Kind::NfsExport,
+        clusvc_core::model::Kind::SambaShare,
+        clusvc_core::model::Kind::Filesystem,
+        clusvc_core::model::Kind::Device,
+    ];
+    spec.resources()
+        .enumerate()
+        .map(|(i, r)| {
+            let kind_rank = STOP_TABLE.iter().position(|k| *k == r.kind()).unwrap();
+            (r.label(), (kind_rank, std::cmp::Reverse(i)))
+        })
+        .collect()
+}
+
 fn check_order(c: &Cluster, p: &Plan) {
     for sp in &p.services {
         let new = c.desired.services().get(&sp.service).map(|s| &s.spec);
@@ -312,7 +332,7 @@ fn check_order(c: &Cluster, p: &Plan) {
         let old = obs.and_then(|o| o.started_with.as_ref()).or(new);
         let mut started = false;
         let mut last_start: Option<usize> = None;
-        let mut last_stop: Option<usize> = None;
+        let mut last_stop: Option<(usize, std::cmp::Reverse<usize>)> = None;
         for step in &sp.steps {
             match step.op() {
                 Some(Op::Start) => {
@@ -328,11 +348,13 @@ fn check_order(c: &Cluster, p: &Plan) {
                 }
                 Some(Op::Stop) => {
                     assert!(!started, "{}: a stop after a start\n{p}", sp.service);
-                    let pos = positions(old.unwrap());
-                    let (_, i) = pos[&step.label().unwrap()];
+                    // The seed's stop table: kinds by stop position, several
+                    // of a kind in reverse manifest order.
+                    let rank = stop_ranks(old.unwrap());
+                    let i = rank[&step.label().unwrap()];
                     assert!(
-                        last_stop.is_none_or(|l| i < l),
-                        "{}: stop out of order\n{p}",
+                        last_stop.is_none_or(|l| i > l),
+                        "{}: stop out of order (not the stop table)\n{p}",
                         sp.service
                     );
                     last_stop = Some(i);

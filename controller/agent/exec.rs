@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::events::Events;
 use crate::resources::{self, Ctx, Host, Verb};
 use clusvc_core::model::event::Level;
+use clusvc_core::model::resource::in_stop_order;
 use clusvc_core::model::{ResourceRef, ServiceSpec};
 use clusvc_core::plan::{Op, Step};
 
@@ -186,8 +187,11 @@ impl Executor {
             report.failed = Some(i);
             if op == Op::Start {
                 // Stop what this run started, and the half-started resource,
-                // in stop order.
-                for r in std::iter::once(r).chain(started.iter().rev().copied()) {
+                // in stop order (the seed's stop table).
+                started.push(r);
+                let rollback: Vec<ResourceRef<'_>> =
+                    in_stop_order(started.iter().copied()).collect();
+                for r in rollback {
                     let mut rep = self.act(svc, r, Verb::Stop).await;
                     rep.rollback = true;
                     report.steps.push(rep);

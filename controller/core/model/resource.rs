@@ -9,8 +9,10 @@ use super::manifest::{
     Application, Device, Filesystem, IpAddress, NfsExport, SambaShare, ServiceSpec,
 };
 
-/// A resource kind. The declaration order is the start order; stop order is
-/// its reverse. Never configurable.
+/// A resource kind. The declaration order is the start order. The stop
+/// order is its own column of the seed's table ([`Kind::STOP_ORDER`]), not
+/// the reverse of the start order: samba shares stop after NFS exports,
+/// although they start after IP addresses. Never configurable.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -40,6 +42,32 @@ impl Kind {
         Kind::SambaShare,
         Kind::Application,
     ];
+
+    /// All kinds in stop order: the seed's (`clusvcmgrd`) stop table.
+    pub const STOP_ORDER: [Kind; 6] = [
+        Kind::Application,
+        Kind::Ip,
+        Kind::NfsExport,
+        Kind::SambaShare,
+        Kind::Filesystem,
+        Kind::Device,
+    ];
+
+    /// Position in the start order (0 first).
+    pub fn start_position(self) -> usize {
+        Self::START_ORDER
+            .iter()
+            .position(|k| *k == self)
+            .expect("every kind is in the start table")
+    }
+
+    /// Position in the stop order (0 first).
+    pub fn stop_position(self) -> usize {
+        Self::STOP_ORDER
+            .iter()
+            .position(|k| *k == self)
+            .expect("every kind is in the stop table")
+    }
 
     /// The word used in plan text (`start ip 192.0.2.100/24`).
     pub fn word(self) -> &'static str {
@@ -175,6 +203,17 @@ impl Resource {
     }
 }
 
+/// Orders resources given in start order (as a service lists them) for
+/// stopping: kinds by the stop table, several of a kind in reverse of the
+/// order given.
+pub fn in_stop_order<'a>(
+    start_order: impl Iterator<Item = ResourceRef<'a>>,
+) -> impl Iterator<Item = ResourceRef<'a>> + Clone {
+    let mut v: Vec<(usize, ResourceRef<'a>)> = start_order.enumerate().collect();
+    v.sort_by_key(|(i, r)| (r.kind().stop_position(), std::cmp::Reverse(*i)));
+    v.into_iter().map(|(_, r)| r)
+}
+
 /// The application's display name: the script's file name, `dir/` for a
 /// directory, `ocf:provider:type` for an agent.
 fn application_ident(a: &Application) -> String {
@@ -206,6 +245,12 @@ impl ServiceSpec {
             .chain(self.ip_addresses.iter().map(ResourceRef::Ip))
             .chain(self.samba_shares.iter().map(ResourceRef::SambaShare))
             .chain(self.applications.iter().map(ResourceRef::Application))
+    }
+
+    /// Every resource in stop order: kinds in the stop table's order,
+    /// several of a kind in reverse manifest order.
+    pub fn resources_in_stop_order(&self) -> impl Iterator<Item = ResourceRef<'_>> + Clone {
+        in_stop_order(self.resources())
     }
 
     /// How many resources the service has.
@@ -271,5 +316,51 @@ mod tests {
             ]
         );
         assert_eq!(spec.resource_path(1), "spec.ipAddresses[0]");
+    }
+
+    #[test]
+    fn resources_stop_by_the_seeds_stop_table() {
+        let share = |n: &str| SambaShare {
+            name: n.into(),
+            path: "/srv".into(),
+            parameters: Default::default(),
+        };
+        let spec = ServiceSpec {
+            devices: vec![Device {
+                path: "/dev/loop7".into(),
+                activate: vec![],
+                deactivate: vec![],
+            }],
+            nfs_exports: vec![NfsExport {
+                path: "/srv".into(),
+                clients: vec!["*".into()],
+                options: vec![],
+                server: Default::default(),
+            }],
+            ip_addresses: vec![IpAddress {
+                address: "192.0.2.100/24".into(),
+                interface: None,
+            }],
+            samba_shares: vec![share("a"), share("b")],
+            applications: vec![Application {
+                script: Some("/x/app".into()),
+                ..Application::default()
+            }],
+            ..ServiceSpec::default()
+        };
+        let labels: Vec<_> = spec.resources_in_stop_order().map(|r| r.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "application app",
+                "ip 192.0.2.100/24",
+                "nfs export /srv",
+                "samba share b",
+                "samba share a",
+                "device /dev/loop7"
+            ]
+        );
+        assert_eq!(Kind::SambaShare.start_position(), 4);
+        assert_eq!(Kind::SambaShare.stop_position(), 3);
     }
 }

@@ -1,6 +1,9 @@
 //! Resource steps in the fixed order of SPEC §1: start in start order
-//! (several of a kind in manifest order), stop in exact reverse.
+//! (several of a kind in manifest order), stop by the stop table (several of
+//! a kind in reverse manifest order). Every stop sequence the planner emits
+//! comes from here.
 
+use crate::model::resource::in_stop_order;
 use crate::model::{ResourceRef, ServiceSpec};
 
 use super::{Op, Step};
@@ -27,8 +30,7 @@ pub fn stop_some(
     out: &mut Vec<Step>,
 ) {
     out.extend(
-        spec.resources()
-            .rev()
+        spec.resources_in_stop_order()
             .filter(keep)
             .map(|r| step(member, Op::Stop, r)),
     );
@@ -64,8 +66,9 @@ pub fn first_change(old: &ServiceSpec, new: &ServiceSpec) -> Option<usize> {
     }
 }
 
-/// Reconfigure from position `from`: stop the old resources from there in
-/// stop order, then start the new ones from there in start order. Earlier
+/// Reconfigure from start position `from`: stop the old resources from
+/// there (the changed one and every one after it in start order) in stop
+/// order, then start the new ones from there in start order. Earlier
 /// resources keep running.
 pub fn reconfigure(
     member: &str,
@@ -74,13 +77,7 @@ pub fn reconfigure(
     from: usize,
     out: &mut Vec<Step>,
 ) {
-    let old_tail: Vec<_> = old.resources().skip(from).collect();
-    out.extend(
-        old_tail
-            .into_iter()
-            .rev()
-            .map(|r| step(member, Op::Stop, r)),
-    );
+    out.extend(in_stop_order(old.resources().skip(from)).map(|r| step(member, Op::Stop, r)));
     out.extend(
         new.resources()
             .skip(from)
