@@ -36,9 +36,29 @@ fn the_corpus_has_at_least_forty_scenarios() {
     assert!(scenario_dirs().len() >= 40, "{}", scenario_dirs().len());
 }
 
+/// Every scenario is checked; all failures are reported together, so one
+/// failing scenario does not hide the others.
 #[test]
 fn golden_scenarios_plan_as_recorded_and_converge() {
-    for dir in scenario_dirs() {
+    let failed: Vec<String> = scenario_dirs()
+        .into_iter()
+        .filter_map(|dir| {
+            let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+            std::panic::catch_unwind(|| check_scenario(&dir))
+                .is_err()
+                .then_some(name)
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} scenario(s) failed (see above):\n  {}",
+        failed.len(),
+        failed.join("\n  ")
+    );
+}
+
+fn check_scenario(dir: &Path) {
+    {
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();
         let scenario: Scenario =
             serde_saphyr::from_str(&std::fs::read_to_string(dir.join("scenario.yaml")).unwrap())

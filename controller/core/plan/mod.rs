@@ -23,6 +23,27 @@ use crate::model::{DesiredState, ObservedState, PlacementReason, ServiceState, T
 
 pub use step::{Op, Step};
 
+/// The first retry of a failed service waits this long; each further one
+/// twice as long, up to [`RETRY_BACKOFF_CAP`].
+pub const RETRY_BACKOFF_BASE: crate::model::Duration = crate::model::Duration::from_secs(1);
+
+/// The longest wait between two recovery attempts of one service.
+pub const RETRY_BACKOFF_CAP: crate::model::Duration = crate::model::Duration::from_secs(60);
+
+/// The wait before recovery attempt `n + 1` when `n` attempts were made
+/// (none before the first).
+pub fn retry_backoff(attempts: usize) -> crate::model::Duration {
+    if attempts == 0 {
+        return crate::model::Duration::from_secs(0);
+    }
+    let exp = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(20);
+    let ms = RETRY_BACKOFF_BASE
+        .as_millis()
+        .saturating_mul(1u64 << exp)
+        .min(RETRY_BACKOFF_CAP.as_millis());
+    crate::model::Duration::from_millis(ms)
+}
+
 /// How long after a dead member's lease expired its services may start
 /// elsewhere when it has no fencing (the agent self-fences at expiry; the
 /// grace covers clock skew and a slow stop).
@@ -125,6 +146,10 @@ pub struct ServicePlan {
     pub steps: Vec<Step>,
     /// The state once the steps succeed.
     pub outcome: Outcome,
+    /// For a service held back by a recovery backoff: when to plan it
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
 }
 
 impl ServicePlan {

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::model::{DesiredState, ObservedState, Placement, ServiceState};
+use crate::model::{DesiredState, ObservedState, Placement, ServiceState, Timestamp};
 
 /// Why a member cannot take a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct Members<'a> {
     observed: &'a ObservedState,
     load: HashMap<&'a str, usize>,
     fenced: HashSet<&'a str>,
+    /// When the latest failed stop on a live member happened.
+    blocked_at: HashMap<&'a str, Timestamp>,
 }
 
 impl<'a> Members<'a> {
@@ -58,32 +60,58 @@ impl<'a> Members<'a> {
     /// failed (a blocked service) and fencing is configured and has not
     /// failed. A member about to be fenced counts as dead for the whole pass,
     /// so nothing is placed on it and everything on it fails over.
+    ///
+    /// A fence counts for one incident only: a member fenced before its
+    /// latest failed stop is fenced again (see [`Members::incident_at`]).
     pub fn new(desired: &'a DesiredState, observed: &'a ObservedState) -> Self {
         let mut load: HashMap<&'a str, usize> = HashMap::new();
-        let mut fenced = HashSet::new();
+        let mut blocked_at: HashMap<&'a str, Timestamp> = HashMap::new();
+        let mut blocked_members = HashSet::new();
         for svc in observed.services.values() {
             if let Some(m) = &svc.member {
                 *load.entry(m.as_str()).or_default() += 1;
-                let blocked = svc.state == ServiceState::Blocked && !svc.frozen;
-                let can_fence = desired
-                    .members()
-                    .get(m)
-                    .is_some_and(|d| d.spec.fencing.is_some())
-                    && observed
-                        .members
-                        .get(m)
-                        .is_none_or(|o| o.alive && !o.fencing_failed);
-                if blocked && can_fence {
-                    fenced.insert(m.as_str());
+                if svc.state == ServiceState::Blocked && !svc.frozen {
+                    blocked_members.insert(m.as_str());
+                    if let Some(at) = svc.failure.as_ref().and_then(|f| f.at) {
+                        let e = blocked_at.entry(m.as_str()).or_insert(at);
+                        *e = (*e).max(at);
+                    }
                 }
             }
         }
+        let fenced = blocked_members
+            .into_iter()
+            .filter(|m| {
+                desired
+                    .members()
+                    .get(*m)
+                    .is_some_and(|d| d.spec.fencing.is_some())
+                    && observed
+                        .members
+                        .get(*m)
+                        .is_none_or(|o| o.alive && !o.fencing_failed)
+            })
+            .collect();
         Self {
             desired,
             observed,
             load,
             fenced,
+            blocked_at,
         }
+    }
+
+    /// When the incident a fence of `member` must answer began: the later
+    /// of its lease expiry and its latest failed stop; `None` when neither
+    /// time is known (then any recorded fence counts).
+    pub fn incident_at(&self, member: &str) -> Option<Timestamp> {
+        let expired = self
+            .observed
+            .members
+            .get(member)
+            .and_then(|o| o.lease_expired_at);
+        let blocked = self.blocked_at.get(member).copied();
+        expired.max(blocked)
     }
 
     /// Whether this pass fences the (live) member because a stop failed there.

@@ -3,6 +3,8 @@
 //! a kind in reverse manifest order). Every stop sequence the planner emits
 //! comes from here.
 
+use std::borrow::Cow;
+
 use crate::model::resource::in_stop_order;
 use crate::model::{ResourceRef, ServiceSpec};
 
@@ -83,4 +85,59 @@ pub fn reconfigure(
             .skip(from)
             .map(|r| step(member, Op::Start, r)),
     );
+}
+
+/// Whether two definitions are the same resource in the same place, so that
+/// stopping one with the other's definition does the same thing: same kind
+/// and identity (label), same interface for an address, same device for a
+/// filesystem, same server for an export.
+pub fn same_resource(a: ResourceRef<'_>, b: ResourceRef<'_>) -> bool {
+    use ResourceRef as R;
+    match (a, b) {
+        (R::Ip(x), R::Ip(y)) => x.address == y.address && x.interface == y.interface,
+        (R::Filesystem(x), R::Filesystem(y)) => {
+            x.mount_point == y.mount_point && x.device == y.device
+        }
+        (R::NfsExport(x), R::NfsExport(y)) => x.path == y.path && x.server == y.server,
+        (x, y) => x.kind() == y.kind() && x.label() == y.label(),
+    }
+}
+
+/// The spec to stop `started` with: each of its resources as `current`
+/// defines it where that is the same resource (see [`same_resource`]), so
+/// a retried stop uses today's `forceUnmount` or `deactivate`; otherwise as
+/// it was started. Borrowed when nothing differs.
+pub fn for_stop<'s>(started: &'s ServiceSpec, current: &ServiceSpec) -> Cow<'s, ServiceSpec> {
+    if started == current {
+        return Cow::Borrowed(started);
+    }
+    let pick = |r: ResourceRef<'_>| -> Option<crate::model::Resource> {
+        current
+            .resources()
+            .find(|c| *c != r && same_resource(*c, r))
+            .map(|c| c.to_owned())
+    };
+    let mut out = started.clone();
+    let mut changed = false;
+    macro_rules! merge {
+        ($field:ident, $variant:ident) => {
+            for x in out.$field.iter_mut() {
+                if let Some(crate::model::Resource::$variant(c)) = pick(ResourceRef::$variant(x)) {
+                    *x = c;
+                    changed = true;
+                }
+            }
+        };
+    }
+    merge!(devices, Device);
+    merge!(filesystems, Filesystem);
+    merge!(nfs_exports, NfsExport);
+    merge!(ip_addresses, Ip);
+    merge!(samba_shares, SambaShare);
+    merge!(applications, Application);
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(started)
+    }
 }

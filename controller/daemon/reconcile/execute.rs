@@ -35,8 +35,9 @@ impl<S: Store> Controller<S> {
             Change::Relocate { .. } | Change::Restart { .. } => Level::Warning,
             _ => Level::Notice,
         };
-        self.emit(
+        self.emit_with_id(
             name,
+            sp.id,
             level,
             sp.to_string().lines().next().unwrap_or("").to_string(),
         );
@@ -64,6 +65,11 @@ impl<S: Store> Controller<S> {
                 during.member = Some(on.clone());
             }
             Change::Forget | Change::Hold { .. } => {}
+        }
+        if sp.outcome.counts_restart {
+            // The attempt counts toward `maxRestarts` whether or not it
+            // succeeds, so a start that always fails reaches the limit.
+            during.restarts.push(now());
         }
         if !matches!(sp.change, Change::Forget) {
             self.record(name, Some(&during)).await?;
@@ -121,7 +127,12 @@ impl<S: Store> Controller<S> {
         {
             lock(&self.next_check).insert(name.to_string(), Instant::now() + interval);
         }
-        self.emit(name, Level::Info, format!("now {}", sp.outcome.state));
+        self.emit_with_id(
+            name,
+            sp.id,
+            Level::Info,
+            format!("now {}", sp.outcome.state),
+        );
         Ok(())
     }
 

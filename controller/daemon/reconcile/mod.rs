@@ -156,6 +156,12 @@ impl<S: Store> Controller<S> {
             .services
             .get(service)
             .map_or(0, |o| o.id);
+        self.emit_with_id(service, id, level, message);
+    }
+
+    /// Emits an event of a service whose ID is known to the caller (a
+    /// service being forgotten is no longer in the cache).
+    fn emit_with_id(&self, service: &str, id: u64, level: Level, message: String) {
         clusvc_agent::events::Events::emit(
             self.events.as_ref(),
             Event {
@@ -275,6 +281,11 @@ impl<S: Store> Controller<S> {
             if prev.is_none() {
                 let o = plan::simulate::apply_service(service.as_ref(), None, &sp, now());
                 self.record(name, o.as_ref()).await?;
+            }
+            if let Some(at) = sp.retry_at {
+                // A recovery backoff: plan again when it ends.
+                let wait = at.as_millis().saturating_sub(now().as_millis());
+                return Ok(Action::Requeue(Duration::from_millis(wait)));
             }
             return Ok(self.after_steady(name));
         }

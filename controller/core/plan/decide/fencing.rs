@@ -52,9 +52,12 @@ impl<'a> Context<'a> {
     pub(super) fn vacate_dead(&self, m: &str, steps: &mut Vec<Step>) -> Vec<String> {
         let observed = self.observed.members.get(m);
         let expired = observed.and_then(|o| o.lease_expired_at);
+        // A fence counts only for the incident it was run for: after the
+        // lease expired and after the latest failed stop there.
+        let incident = self.members.incident_at(m);
         let already_fenced = observed
             .and_then(|o| o.fenced_at)
-            .is_some_and(|f| expired.is_none_or(|e| f >= e));
+            .is_some_and(|f| incident.is_none_or(|i| f >= i));
         if already_fenced {
             return Vec::new();
         }

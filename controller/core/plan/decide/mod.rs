@@ -26,7 +26,7 @@ mod relocation;
 mod resume;
 
 use super::placement::Members;
-use super::steps::{stop_all, stop_some};
+use super::steps::{self, stop_all, stop_some};
 use super::{Change, Outcome, ServicePlan, Step};
 
 /// State shared by the decisions of one planning pass.
@@ -63,6 +63,7 @@ impl Draft<'_> {
             reason: reason.into(),
             steps: self.steps,
             outcome,
+            retry_at: None,
         }
     }
 }
@@ -111,6 +112,10 @@ impl<'a> Context<'a> {
         if obs.is_some_and(|o| o.frozen) {
             return None;
         }
+        if desired.is_none() && obs.is_none() {
+            // Deleted and already forgotten: nothing to do or say.
+            return None;
+        }
         let id = match obs {
             Some(o) => o.id,
             None => {
@@ -129,7 +134,7 @@ impl<'a> Context<'a> {
         let (desired, obs, at) = match (desired, obs, at) {
             (_, Some(o), Some(m)) => (desired, o, m),
             (Some(svc), _, None) => return self.place_stopped(draft, svc, obs),
-            (None, _, None) => {
+            (None, Some(_), None) => {
                 return Some(draft.finish(
                     Change::Forget,
                     "deleted; not running",
@@ -137,6 +142,7 @@ impl<'a> Context<'a> {
                 ));
             }
             (_, None, Some(_)) => unreachable!("a member comes from an observed record"),
+            (None, None, None) => unreachable!("returned above"),
         };
         match desired {
             None => {
@@ -157,7 +163,12 @@ impl<'a> Context<'a> {
         m: &'a str,
     ) -> Option<ServicePlan> {
         let spec = &svc.spec;
-        let running = o.started_with.as_ref().unwrap_or(spec);
+        // What runs (for deciding what changed), and the same resources as
+        // the spec now defines them where they are the same resource (for
+        // stopping: a stop uses today's `forceUnmount`, `deactivate`, ...).
+        let started = o.started_with.as_ref().unwrap_or(spec);
+        let stopping = steps::for_stop(started, spec);
+        let running: &ServiceSpec = &stopping;
         if !self.members.is_alive(m) {
             return Some(self.dead_member(draft, spec, o, m));
         }
@@ -186,9 +197,9 @@ impl<'a> Context<'a> {
             return Some(self.requested_restart(draft, spec, o, running, m));
         }
         if o.state == ServiceState::Starting {
-            return Some(self.resume_start(draft, spec, o, running, m));
+            return Some(self.resume_start(draft, spec, o, started, running, m));
         }
-        self.reconfigure(draft, spec, o, running, m)
+        self.reconfigure(draft, spec, o, started, m)
     }
 
     /// Stop where it runs (alive member), for a disabled or deleted service.

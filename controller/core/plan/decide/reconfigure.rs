@@ -19,6 +19,8 @@ impl<'a> Context<'a> {
         running: &ServiceSpec,
         m: &'a str,
     ) -> Option<ServicePlan> {
+        // `running` is what was started: the changed resources stop as
+        // they were started.
         let from = first_change(running, spec)?;
         let old = running.resources().nth(from).map(|r| r.label());
         let new = spec.resources().nth(from).map(|r| r.label());

@@ -5,7 +5,7 @@ use crate::model::{
     ObservedService, PlacementReason, RecoveryPolicy, Service, ServiceSpec, ServiceState,
 };
 use crate::plan::steps::{start_all, stop_all};
-use crate::plan::{Change, ServicePlan};
+use crate::plan::{Change, ServicePlan, retry_backoff};
 
 use super::{Context, Draft, failure_text, outcome};
 
@@ -57,6 +57,33 @@ impl<'a> Context<'a> {
                             Some(PlacementReason::Failback),
                         ),
                     );
+                }
+                // Attempts back off exponentially (capped): a start that fails
+                // at once is not retried in a tight loop.
+                let last = o.restarts.iter().filter(|t| **t > since).max().copied();
+                if recent < max
+                    && eligible
+                    && let Some(last) = last
+                    && self.now < last.plus(retry_backoff(recent))
+                {
+                    let at = last.plus(retry_backoff(recent));
+                    let mut plan = Draft {
+                        steps: Vec::new(),
+                        ..draft
+                    }
+                    .finish(
+                        Change::Hold {
+                            state: ServiceState::Failed,
+                        },
+                        format!(
+                            "{what}; restart {} of {max} at {at} (backing off {})",
+                            recent + 1,
+                            retry_backoff(recent)
+                        ),
+                        outcome(ServiceState::Failed, Some(m), o.placement_reason),
+                    );
+                    plan.retry_at = Some(at);
+                    return plan;
                 }
                 if recent < max && eligible {
                     start_all(m, spec, &mut draft.steps);

@@ -75,11 +75,12 @@ impl<'a> Context<'a> {
         mut draft: Draft<'a>,
         spec: &ServiceSpec,
         o: &'a ObservedService,
+        started: &ServiceSpec,
         running: &ServiceSpec,
         m: &'a str,
     ) -> ServicePlan {
         let up = |label: &str| o.resources.get(label) == Some(&ResourceStatus::Ok);
-        if first_change(running, spec).is_some() {
+        if first_change(started, spec).is_some() {
             stop_some(
                 m,
                 running,
