@@ -481,7 +481,7 @@ async fn a_failed_start_in_the_middle_is_rolled_back_in_stop_order() {
             format!("start filesystem {mnt}"),
             format!("start nfs export {mnt}"),
             "start ip 192.0.2.77/24".to_string(),
-            "rollback stop ip 192.0.2.77/24".to_string(),
+            // The address was refused before it was added: nothing to undo.
             format!("rollback stop nfs export {mnt}"),
             format!("rollback stop filesystem {mnt}"),
             format!("rollback stop device {}", disk.dev),

@@ -50,6 +50,10 @@ pub struct StepReport {
     /// Part of the rollback of a failed start.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
+    /// Refused before anything was done (an unsafe script, an address in
+    /// use): there is nothing to undo.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 /// What a run of steps did.
@@ -135,6 +139,7 @@ impl Executor {
             reason: result.as_ref().err().map(ToString::to_string),
             elapsed: started.elapsed(),
             rollback: false,
+            refused: matches!(result, Err(resources::Error::Refused(_))),
         };
         match &result {
             Ok(()) if verb != Verb::Status => ctx.emit(
@@ -186,9 +191,12 @@ impl Executor {
             }
             report.failed = Some(i);
             if op == Op::Start {
-                // Stop what this run started, and the half-started resource,
-                // in stop order (the seed's stop table).
-                started.push(r);
+                // Stop what this run started, and the half-started resource
+                // unless its start was refused before it did anything, in
+                // stop order (the seed's stop table).
+                if !report.steps.last().is_some_and(|s| s.refused) {
+                    started.push(r);
+                }
                 let rollback: Vec<ResourceRef<'_>> =
                     in_stop_order(started.iter().copied()).collect();
                 for r in rollback {

@@ -69,6 +69,9 @@ pub enum Command {
     /// Single-machine daemon: API server, controller and local agent on an embedded store.
     Run(run::Args),
     /// Create or update objects from manifests (`service/web created|configured|unchanged`).
+    ///
+    /// With --wait: exit 0 once everything converged, 1 if an applied service
+    /// ended failed or blocked (its reason is printed) or the wait timed out.
     Apply(apply::ApplyArgs),
     /// Diff manifests against the live desired state; exit 0 none, 1 some.
     Diff(Files),
@@ -81,7 +84,7 @@ pub enum Command {
     /// Delete a service (stopped first) or a member.
     Delete(delete::DeleteArgs),
     /// Move a service to another member (leaves no lasting constraint).
-    Relocate(operate::OpArgs),
+    Relocate(operate::RelocateArgs),
     /// Enable a service (and clear a failure).
     Enable(operate::OpArgs),
     /// Disable a service: stop it and keep it stopped.
@@ -151,7 +154,7 @@ pub fn main() -> ExitCode {
         Command::Get(args) => client().and_then(|c| get::get(&c, args)),
         Command::Describe(args) => client().and_then(|c| describe::describe(&c, args)),
         Command::Delete(args) => client().and_then(|c| delete::delete(&c, args)),
-        Command::Relocate(a) => client().and_then(|c| operate::operate(&c, Operation::Relocate, a)),
+        Command::Relocate(a) => client().and_then(|c| operate::relocate(&c, a)),
         Command::Enable(a) => client().and_then(|c| operate::operate(&c, Operation::Enable, a)),
         Command::Disable(a) => client().and_then(|c| operate::operate(&c, Operation::Disable, a)),
         Command::Restart(a) => client().and_then(|c| operate::operate(&c, Operation::Restart, a)),

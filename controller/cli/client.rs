@@ -81,7 +81,11 @@ impl Client {
                 ApiError::new(ErrorCode::from_status(status.as_u16()), text.trim())
             });
             let code = match err.code {
-                ErrorCode::BadRequest | ErrorCode::Conflict | ErrorCode::Invalid => EXIT_BAD_INPUT,
+                // Bad input, including not-found and conflicts (SPEC §6).
+                ErrorCode::BadRequest
+                | ErrorCode::NotFound
+                | ErrorCode::Conflict
+                | ErrorCode::Invalid => EXIT_BAD_INPUT,
                 _ => 1,
             };
             Err(CliError {

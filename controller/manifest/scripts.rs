@@ -139,8 +139,11 @@ pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
             if !path.is_absolute() || is_permission_denied(path) {
                 continue;
             }
+            let field = format!("spec.applications[{i}].script");
             if let Err(e) = resolve(path, app.function.as_deref()) {
-                out.push((format!("spec.applications[{i}].script"), e.to_string()));
+                out.push((field.clone(), e.to_string()));
+            } else if let Err(e) = check_trusted(path) {
+                out.push((field, e.to_string()));
             }
         }
         if let Some(dir) = &app.directory {
@@ -160,8 +163,11 @@ pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
                         out.push((field, format!("directory {dir} holds no scripts")));
                     }
                     Ok(scripts) => {
+                        if let Err(e) = check_trusted(path) {
+                            out.push((field.clone(), e.to_string()));
+                        }
                         for s in scripts {
-                            if let Err(e) = resolve(&s, None) {
+                            if let Err(e) = resolve(&s, None).and_then(|_| check_trusted(&s)) {
                                 out.push((field.clone(), e.to_string()));
                             }
                         }
@@ -172,6 +178,17 @@ pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Running as root, the same ownership rule the agent applies before it
+/// runs a script ([`check_root_owned`]), so an unsafe script is an invalid
+/// manifest instead of a service that blocks at its first start.
+fn check_trusted(path: &Path) -> Result<(), ScriptError> {
+    if nix::unistd::geteuid().is_root() {
+        check_root_owned(path)
+    } else {
+        Ok(())
+    }
 }
 
 fn is_permission_denied(path: &Path) -> bool {

@@ -14,15 +14,39 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Returns early from a test that needs root.
+/// Returns early from a test that needs root, saying so; under `CI=true`
+/// the test fails instead, so CI never passes a test it did not run.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !common::is_root() {
-            eprintln!("skipped: needs root (namespaces, loop devices, mounts)");
+            common::skip("needs root (namespaces, loop devices, mounts)");
             return;
         }
     };
+}
+
+/// Reports a skipped test: fails under `CI=true`; elsewhere prints
+/// `skipped: REASON` and records the test in `target/tmp/skipped-tests`
+/// (`.ci/run` and the README say how to read the count).
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unknown test")
+        .to_string();
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: cannot run here ({reason}), and CI=true allows no skipped test");
+    }
+    eprintln!("skipped: {reason}");
+    let list = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(list)
+    {
+        use std::io::Write as _;
+        let _ = writeln!(f, "{test}: {reason}");
+    }
 }
 
 /// Runs a command that must succeed; returns its stdout.

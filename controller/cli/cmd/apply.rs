@@ -26,7 +26,8 @@ pub struct ApplyArgs {
     /// Take over objects managed by a manifests directory.
     #[arg(long)]
     force: bool,
-    /// Wait until the cluster has reconciled the change.
+    /// Wait until the cluster has reconciled the change; exit 1 if a service
+    /// ended failed or blocked, or the wait timed out.
     #[arg(long)]
     wait: bool,
     /// Longest wait.
@@ -44,6 +45,7 @@ pub fn apply(client: &Client, args: ApplyArgs) -> Result<u8, CliError> {
         prune: args.prune,
         dry_run: args.dry_run,
         force: args.force,
+        create_only: false,
     };
     let resp: ApplyResult = client.post("/v1/apply", &req)?;
     let suffix = if args.dry_run {
@@ -55,13 +57,50 @@ pub fn apply(client: &Client, args: ApplyArgs) -> Result<u8, CliError> {
         println!("{}/{} {}{suffix}", o.kind, o.name, o.result);
     }
     if args.wait && !args.dry_run {
-        wait_reconciled(client, resp.revision, args.timeout.get())?;
+        let names: Vec<String> = loaded.desired.services().keys().cloned().collect();
+        return wait_reconciled(client, resp.revision, &names, args.timeout.get());
     }
     Ok(0)
 }
 
+/// Why a service of the apply did not converge: it is failed or blocked,
+/// and no retry is pending.
+fn not_converged(s: &ServiceView, plan: &PlanResponse) -> Option<String> {
+    let DisplayState::State(state @ (ServiceState::Failed | ServiceState::Blocked)) = s.state
+    else {
+        return None;
+    };
+    let planned = plan.plan.service(&s.name);
+    if planned.is_some_and(|p| p.retry_at.is_some() || p.is_change()) {
+        return None; // a recovery is still coming
+    }
+    let why = s
+        .observed
+        .as_ref()
+        .and_then(|o| o.failure.as_ref())
+        .map(|f| {
+            let mut t = format!("{} of {} failed", f.phase.word(), f.resource);
+            if !f.reason.is_empty() {
+                t.push_str(": ");
+                t.push_str(&f.reason);
+            }
+            t
+        })
+        .or_else(|| planned.map(|p| p.reason.clone()))
+        .unwrap_or_default();
+    Some(format!("service/{} {state}: {why}", s.name))
+}
+
 /// Polls the live plan until it has no changes and nothing is in transition.
-fn wait_reconciled(client: &Client, revision: u64, limit: Duration) -> Result<(), CliError> {
+/// Exit 0 when every applied service converged, 1 when one ended failed or
+/// blocked (as `kubectl wait` does when a condition is not met) or the wait
+/// timed out.
+fn wait_reconciled(
+    client: &Client,
+    revision: u64,
+    names: &[String],
+    limit: Duration,
+) -> Result<u8, CliError> {
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut last = String::new();
@@ -80,17 +119,32 @@ fn wait_reconciled(client: &Client, revision: u64, limit: Duration) -> Result<()
             })
             .collect();
         let caught_up = plan.revision >= revision;
-        if caught_up && !plan.changes && busy.is_empty() {
+        let retrying = plan
+            .plan
+            .services
+            .iter()
+            .any(|p| p.retry_at.is_some() && names.contains(&p.service));
+        if caught_up && !plan.changes && busy.is_empty() && !retrying {
+            let failed: Vec<String> = services
+                .iter()
+                .filter(|s| names.contains(&s.name))
+                .filter_map(|s| not_converged(s, &plan))
+                .collect();
             if tty {
-                eprintln!(
-                    "\rreconciled in {:.1}s{:30}",
-                    started.elapsed().as_secs_f64(),
-                    ""
-                );
-            } else {
-                eprintln!("reconciled in {:.1}s", started.elapsed().as_secs_f64());
+                eprint!("\r{:60}\r", "");
             }
-            return Ok(());
+            if !failed.is_empty() {
+                return Err(CliError {
+                    code: 1,
+                    message: format!(
+                        "{}\nerror: {} service(s) did not converge",
+                        failed.join("\n"),
+                        failed.len()
+                    ),
+                });
+            }
+            eprintln!("reconciled in {:.1}s", started.elapsed().as_secs_f64());
+            return Ok(0);
         }
         let pending = plan.plan.services.iter().filter(|s| s.is_change()).count();
         let line = format!("waiting: {pending} planned, {} in progress", busy.len());

@@ -69,6 +69,7 @@ pub fn create(client: Option<&Client>, args: CreateArgs) -> Result<u8, CliError>
         &ApplyRequest {
             services: vec![svc],
             source: APPLY_SOURCE.into(),
+            create_only: true,
             ..ApplyRequest::default()
         },
     )?;

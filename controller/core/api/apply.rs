@@ -28,6 +28,9 @@ pub struct ApplyRequest {
     /// Take over objects owned by another source.
     #[serde(default)]
     pub force: bool,
+    /// Fail with a conflict if any of the objects exists (`clusvc create`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_only: bool,
 }
 
 fn default_source() -> String {

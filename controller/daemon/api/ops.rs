@@ -25,6 +25,12 @@ pub(crate) async fn post<S: Store>(
             fail(ErrorCode::NotFound, e.to_string())
         })?;
     let to = body.and_then(|b| b.0.to);
+    if to.is_some() && operation != Operation::Relocate {
+        return Err(fail(
+            ErrorCode::BadRequest,
+            format!("{operation} takes no target member"),
+        ));
+    }
     let request = match operation {
         Operation::Relocate => Request::Relocate(to),
         Operation::Restart => Request::Restart,
@@ -43,9 +49,10 @@ pub(crate) async fn post<S: Store>(
         .operate(&name, request)
         .await
         .map_err(|e| match e {
-            OperateError::NotFound(_) | OperateError::NotRunning(_) => {
-                fail(ErrorCode::Conflict, e.to_string())
+            OperateError::NotFound(_) | OperateError::UnknownMember(_) => {
+                fail(ErrorCode::NotFound, e.to_string())
             }
+            OperateError::Impossible(_) => fail(ErrorCode::Conflict, e.to_string()),
             OperateError::Controller(_) => fail(ErrorCode::Internal, e.to_string()),
         })?;
     Ok(Json(OperationResult {

@@ -151,6 +151,8 @@ impl<S: Store> Controller<S> {
             let st = match (s.verb, s.ok) {
                 (Verb::Start, true) => ResourceStatus::Ok,
                 (Verb::Stop, true) => ResourceStatus::Stopped,
+                // Refused before it did anything: nothing to stop.
+                (Verb::Start, false) if s.refused => ResourceStatus::Stopped,
                 _ => ResourceStatus::Failed,
             };
             o.resources.insert(s.resource.clone(), st);

@@ -273,6 +273,27 @@ impl<S: Store> Controller<S> {
             return Ok(self.after_steady(name));
         };
         if !sp.is_change() {
+            if let Some(req) = prev.as_ref().and_then(|p| p.relocate.as_ref())
+                && sp.retry_at.is_none()
+            {
+                // An accepted relocation that can no longer be carried out
+                // expires: it must not linger as a lasting constraint.
+                let mut o = prev.clone().expect("checked above");
+                o.relocate = None;
+                self.record(name, Some(&o)).await?;
+                let to = req
+                    .to
+                    .as_deref()
+                    .map(|t| format!(" to {t}"))
+                    .unwrap_or_default();
+                self.emit_with_id(
+                    name,
+                    sp.id,
+                    Level::Warning,
+                    format!("relocation request{to} expired: {}", sp.reason),
+                );
+                return Ok(self.after_steady(name));
+            }
             let fresh = lock(&self.last_hold).insert(name.to_string(), sp.reason.clone())
                 != Some(sp.reason.clone());
             if fresh {

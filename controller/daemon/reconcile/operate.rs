@@ -5,7 +5,8 @@
 use std::fmt;
 
 use clusvc_core::model::event::Level;
-use clusvc_core::model::{RelocateRequest, ServiceState};
+use clusvc_core::model::{ObservedService, RelocateRequest, ServiceState};
+use clusvc_core::plan::placement::Members;
 use clusvc_store::Store;
 
 use super::{Controller, Error};
@@ -43,17 +44,75 @@ impl fmt::Display for Request {
 #[derive(Debug, thiserror::Error)]
 pub enum OperateError {
     /// No such service (nothing recorded for it yet).
-    #[error("service {0:?} not found")]
+    #[error("services \"{0}\" not found")]
     NotFound(String),
-    /// A relocation of a service that runs nowhere.
-    #[error("service {0:?} is not running")]
-    NotRunning(String),
+    /// A relocation to a member that is not declared.
+    #[error("members \"{0}\" not found")]
+    UnknownMember(String),
+    /// The request cannot be carried out in the current state, and why.
+    #[error("{0}")]
+    Impossible(String),
     /// Recording it failed.
     #[error(transparent)]
     Controller(#[from] Error),
 }
 
 impl<S: Store> Controller<S> {
+    /// Checks a request against the current state, as `clusvcadm` does:
+    /// what cannot be done is refused at once with the reason, never kept
+    /// as a lasting constraint.
+    fn check_request(
+        &self,
+        name: &str,
+        o: &ObservedService,
+        request: &Request,
+    ) -> Result<(), OperateError> {
+        let impossible = |why: String| Err(OperateError::Impossible(why));
+        let running = o.member.as_deref().filter(|_| {
+            matches!(
+                o.state,
+                ServiceState::Running | ServiceState::Starting | ServiceState::Failed
+            )
+        });
+        match request {
+            Request::Relocate(_) | Request::Restart if o.frozen => {
+                impossible(format!("service {name} is frozen; unfreeze it first"))
+            }
+            Request::Relocate(to) => {
+                let Some(current) = running else {
+                    return impossible(format!("service {name} is not running"));
+                };
+                let c = self.cache.read();
+                let Some(svc) = c.services().get(name) else {
+                    return impossible(format!("service {name} is being deleted"));
+                };
+                let members = Members::new(c.desired(), &c.observed);
+                match to.as_deref() {
+                    Some(t) if !c.members().contains_key(t) => {
+                        Err(OperateError::UnknownMember(t.to_string()))
+                    }
+                    Some(t) if t == current => {
+                        impossible(format!("service {name} already runs on {t}"))
+                    }
+                    Some(t) => match members.ineligible(&svc.spec.placement, t) {
+                        Some(why) => {
+                            impossible(format!("cannot relocate {name}: member {t} {why}"))
+                        }
+                        None => Ok(()),
+                    },
+                    None => match members.best(&svc.spec.placement, Some(current)) {
+                        Ok(_) => Ok(()),
+                        Err(none) => impossible(format!("cannot relocate {name}: {none}")),
+                    },
+                }
+            }
+            Request::Restart if running.is_none() => {
+                impossible(format!("service {name} is not running"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records an operator request on a service and wakes it.
     pub async fn operate(&self, name: &str, request: Request) -> Result<(), OperateError> {
         let service_lock = self.lock_for(name);
@@ -66,11 +125,9 @@ impl<S: Store> Controller<S> {
             .get(name)
             .cloned()
             .ok_or_else(|| OperateError::NotFound(name.to_string()))?;
+        self.check_request(name, &o, &request)?;
         match &request {
             Request::Relocate(to) => {
-                if o.member.is_none() {
-                    return Err(OperateError::NotRunning(name.to_string()));
-                }
                 o.relocate = Some(RelocateRequest { to: to.clone() });
             }
             Request::Restart => o.restart_requested = true,

@@ -24,6 +24,9 @@ pub enum Error {
     /// Objects belong to another source.
     #[error("{}", .0.join("\n"))]
     Conflict(Vec<String>),
+    /// `create` of objects that exist.
+    #[error("{}", .0.join("\n"))]
+    AlreadyExists(Vec<String>),
     /// Another writer changed the objects meanwhile; retry.
     #[error("the objects changed during the apply; retry")]
     Raced,
@@ -37,7 +40,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Invalid(_) => ErrorCode::Invalid,
-            Error::Conflict(_) | Error::Raced => ErrorCode::Conflict,
+            Error::Conflict(_) | Error::AlreadyExists(_) | Error::Raced => ErrorCode::Conflict,
             Error::Store(_) => ErrorCode::Internal,
         }
     }
@@ -64,6 +67,8 @@ pub struct Options {
     pub prune: bool,
     /// Take over objects a manifests directory owns.
     pub force: bool,
+    /// Refuse objects that exist.
+    pub create_only: bool,
     /// The time new services are created at.
     pub now: Timestamp,
 }
@@ -132,6 +137,20 @@ pub fn plan_changes(
 ) -> Result<Changes, Error> {
     for o in &mut incoming {
         annotations_mut(o).insert(SOURCE_ANNOTATION.to_string(), opts.source.clone());
+    }
+    if opts.create_only {
+        let existing: Vec<String> = incoming
+            .iter()
+            .filter(|o| {
+                current
+                    .objects
+                    .contains_key(&(kind_of(o), o.name().to_string()))
+            })
+            .map(|o| format!("{} \"{}\" already exists", kind_of(o).plural(), o.name()))
+            .collect();
+        if !existing.is_empty() {
+            return Err(Error::AlreadyExists(existing));
+        }
     }
     // Conflicts with objects a manifests directory owns.
     let conflicts: Vec<String> = incoming
@@ -356,6 +375,7 @@ pub async fn apply<S: Store>(
         source: req.source,
         prune: req.prune,
         force: req.force,
+        create_only: req.create_only,
         now: Timestamp::from_system(std::time::SystemTime::now()),
     };
     let services: Vec<Service> = incoming
@@ -408,6 +428,7 @@ mod tests {
             source: source.into(),
             prune: false,
             force: false,
+            create_only: false,
             now: Timestamp::from_millis(1_000),
         }
     }
@@ -539,6 +560,22 @@ mod tests {
             r#"service/web: spec.placement.members[0]: undeclared member "node9""#
         );
         assert_eq!(err.code(), ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_object() {
+        let cur = current(
+            vec![owned(Object::Service(Service::new("web")), "apply")],
+            1,
+        );
+        let create = Options {
+            create_only: true,
+            ..opts("apply")
+        };
+        let err =
+            plan_changes(&cur, vec![Object::Service(Service::new("web"))], &create).unwrap_err();
+        assert_eq!(err.to_string(), r#"services "web" already exists"#);
+        assert_eq!(err.code(), ErrorCode::Conflict);
     }
 
     #[test]

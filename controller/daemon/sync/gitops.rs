@@ -85,6 +85,7 @@ pub async fn sync_once<S: Store>(
         prune: true,
         dry_run: false,
         force: true,
+        create_only: false,
     };
     let objects = req.members.len() + req.services.len();
     match apply::apply(store, req, ScriptChecks::AlreadyChecked).await {

@@ -43,6 +43,13 @@ pub async fn act(ctx: &Ctx<'_>, app: &Application, action: Verb) -> Result {
             "application has no script, directory or ocf".into(),
         ));
     };
+    // Every script of a directory is checked before the first runs, so a
+    // refusal means nothing was started.
+    if ctx.host.require_root_owned_scripts {
+        for (script, _) in &scripts {
+            scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
+        }
+    }
     for (script, function) in scripts {
         run_script(ctx, &script, function, action).await?;
     }

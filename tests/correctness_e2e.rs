@@ -1,0 +1,342 @@
+//! Correctness of the running daemon, each test a defect an operator hit:
+//! deleting a service must not make the controller loop; a fence counts for
+//! one incident only; a start that always fails is retried a bounded number
+//! of times with backoff; a retried stop uses today's definition.
+
+#[macro_use]
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, script, wait_until};
+
+const T: Duration = Duration::from_secs(30);
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn metric(d: &Daemon, name: &str) -> u64 {
+    let mut r = ureq::get(&format!("{}/metrics", d.url)).call().unwrap();
+    r.body_mut()
+        .read_to_string()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+fn apply(d: &Daemon, dir: &Path, yaml: &str) {
+    let f = dir.join(format!("m{}.yaml", yaml.len()));
+    write(&f, yaml);
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn a_deleted_service_is_forgotten_once_and_its_events_keep_its_id() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // Two services first, so the deleted one's ID (1) differs from the next
+    // free ID (2) that the defect showed in its events.
+    let app = script(dir.path(), "app", "app() { return 0; }\n");
+    for name in ["first", "doomed"] {
+        apply(
+            &d,
+            dir.path(),
+            &format!(
+                "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+                app.display()
+            ),
+        );
+        assert!(d.wait_state(name, "running", T));
+    }
+    let id = d.service("doomed").unwrap()["id"].as_u64().unwrap();
+    assert_eq!(id, 1);
+    let (code, _, err) = d.run(&["delete", "service", "doomed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_until(T, || d.service("doomed").is_none()));
+    // Quiescence is measured over a window: with nothing to do, the
+    // controller must not keep planning (the defect: hundreds per second).
+    let before = metric(&d, "clusvc_plans_total");
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = metric(&d, "clusvc_plans_total");
+    assert!(
+        after - before <= 2,
+        "the controller kept planning after the delete: {before} -> {after}"
+    );
+    let events = d.events_json("doomed");
+    assert!(
+        events.iter().any(|e| e["message"] == "now stopped"),
+        "{events:#?}"
+    );
+    for e in &events {
+        assert_eq!(e["serviceId"], id, "an event with another ID: {e}");
+    }
+    let forgets = events
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap_or("").contains("delete"))
+        .count();
+    assert!(forgets <= 2, "forgotten more than once: {events:#?}");
+}
+
+#[test]
+fn a_start_that_always_fails_is_tried_a_bounded_number_of_times_with_backoff() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = dir.path().join("attempts");
+    let app = script(
+        dir.path(),
+        "broken_app",
+        &format!(
+            "app() {{ case $1 in start) date +%s.%N >> {a}; return 1;; *) return 0;; esac; }}\n",
+            a = attempts.display()
+        ),
+    );
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  recovery:\n    maxRestarts: 3\n    restartWindow: 10m\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    // One member: after the limit it cannot relocate, so it ends failed.
+    assert!(
+        wait_until(T, || d
+            .service("broken")
+            .is_some_and(|s| s["state"] == "failed" && s["member"].is_null())),
+        "{:?}",
+        d.service("broken")
+    );
+    let times: Vec<f64> = std::fs::read_to_string(&attempts)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 4, "the first start and 3 restarts: {times:?}");
+    // Restart 1 at once, then 1 s and 2 s of backoff.
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[1] >= 0.9 && gaps[2] >= 1.9, "no backoff: {gaps:?}");
+    let events = d.events("broken");
+    for n in 1..=3 {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains(&format!("restart {n} of 3"))),
+            "restart {n} of 3 missing: {events:#?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("restart limit reached (3 of 3 within 10m)")),
+        "{events:#?}"
+    );
+    // And it stays failed: no further attempt.
+    let settled = Instant::now();
+    while settled.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lines(&attempts), 4);
+}
+
+#[test]
+fn a_second_failed_stop_on_a_fenced_member_is_fenced_again() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fences = dir.path().join("fences");
+    let stop_fails = dir.path().join("stop-fails");
+    let fence = script(
+        dir.path(),
+        "fence_node",
+        &format!("echo \"$1\" >> {}\n", fences.display()),
+    );
+    let app = script(
+        dir.path(),
+        "sticky_app",
+        &format!(
+            "app() {{ case $1 in stop) [ ! -e {f} ];; *) return 0;; esac; }}\n",
+            f = stop_fails.display()
+        ),
+    );
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\nspec:\n  fencing:\n    command: [{}, node1]\n    timeout: 10s\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: sticky\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            fence.display(),
+            app.display()
+        ),
+    );
+    assert!(d.wait_state("sticky", "running", T));
+    // Incident 1: the stop of a restart fails; the member is fenced.
+    write(&stop_fails, "");
+    let (code, _, err) = d.run(&["restart", "sticky"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || lines(&fences) == 1),
+        "first fence: {:#?}",
+        d.events("sticky")
+    );
+    // The service comes back on node1 (the only member, alive again).
+    std::fs::remove_file(&stop_fails).unwrap();
+    assert!(
+        d.wait_state("sticky", "running", T),
+        "{:?}",
+        d.service("sticky")
+    );
+    // Incident 2: another failed stop needs its own fence.
+    write(&stop_fails, "");
+    let (code, _, err) = d.run(&["restart", "sticky"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || lines(&fences) == 2),
+        "no second fence ({} fence(s)): {:#?}",
+        lines(&fences),
+        d.events("sticky")
+    );
+}
+
+#[test]
+fn clear_retries_a_blocked_stop_with_the_definition_as_it_is_now() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // `bad` cannot stop, `good` can; the fix is to point the service at
+    // `good` (same script, same resource) and clear.
+    let app = script(
+        dir.path(),
+        "two_ways",
+        "bad() { case $1 in stop) return 1;; *) return 0;; esac; }\ngood() { return 0; }\n",
+    );
+    let svc = |function: &str, enabled: bool| {
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  enabled: {enabled}\n  checkInterval: 0s\n  applications:\n    - script: {}\n      function: {function}\n",
+            app.display()
+        )
+    };
+    apply(&d, dir.path(), &svc("bad", true));
+    assert!(d.wait_state("web", "running", T));
+    apply(&d, dir.path(), &svc("bad", false));
+    assert!(d.wait_state("web", "blocked", T), "{:?}", d.service("web"));
+    apply(&d, dir.path(), &svc("good", false));
+    let (code, _, err) = d.run(&["clear", "web"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        d.wait_state("web", "disabled", T),
+        "{:?}\n{:#?}",
+        d.service("web"),
+        d.events("web")
+    );
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn an_unsafe_script_is_an_invalid_manifest_for_validate_and_apply() {
+    require_root!();
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "open_app", "app() { return 0; }\n");
+    chmod(&app, 0o777);
+    let manifest = dir.path().join("svc.yaml");
+    write(
+        &manifest,
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: open\nspec:\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    let expected = format!(
+        "spec.applications[0].script: refusing to run {} as root: script {} is writable by everyone (mode 777)",
+        app.display(),
+        app.display()
+    );
+    for cmd in ["validate", "apply"] {
+        let (code, _, err) = d.run(&[cmd, "-f", manifest.to_str().unwrap()]);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(err.contains(&expected), "{cmd}: {err}");
+    }
+    // The server checks too, whoever sends the object.
+    let body = serde_json::json!({"services": [{
+        "apiVersion": "clusvc/v1", "kind": "Service",
+        "metadata": {"name": "open"},
+        "spec": {"applications": [{"script": app.display().to_string()}]}
+    }]});
+    let mut r = ureq::post(&format!("{}/v1/apply", d.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(&body)
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let answer: serde_json::Value =
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(answer["code"], "invalid");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("writable by everyone"),
+        "{answer}"
+    );
+    assert!(d.service("open").is_none());
+}
+
+#[test]
+fn a_start_refused_for_an_unsafe_script_needs_no_stop() {
+    require_root!();
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let app = script(
+        dir.path(),
+        "later_app",
+        &format!(
+            "app() {{ echo \"$1\" >> {}; return 0; }}\n",
+            calls.display()
+        ),
+    );
+    let yaml = |enabled: bool| {
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: later\nspec:\n  enabled: {enabled}\n  recovery:\n    maxRestarts: 0\n  applications:\n    - script: {}\n",
+            app.display()
+        )
+    };
+    apply(&d, dir.path(), &yaml(false));
+    assert!(d.wait_state("later", "disabled", T));
+    // Made unsafe after it was accepted: the agent refuses to run it.
+    chmod(&app, 0o777);
+    let (code, _, err) = d.run(&["enable", "later"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || d
+            .service("later")
+            .is_some_and(|s| s["state"] == "failed" && s["member"].is_null())),
+        "{:?}\n{:#?}",
+        d.service("later"),
+        d.events("later")
+    );
+    let events = d.events("later");
+    assert!(
+        events.iter().any(|e| e.contains("writable by everyone")),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("stop failed")),
+        "a refused start was stopped: {events:#?}"
+    );
+    assert_eq!(lines(&calls), 0, "the script ran");
+}
