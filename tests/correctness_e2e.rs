@@ -340,3 +340,126 @@ fn a_start_refused_for_an_unsafe_script_needs_no_stop() {
     );
     assert_eq!(lines(&calls), 0, "the script ran");
 }
+
+#[test]
+fn disable_of_a_service_the_manifests_directory_owns_is_refused_unless_forced() {
+    let tree = tempfile::tempdir().unwrap();
+    let starts = tree.path().join("starts");
+    let app = script(
+        tree.path(),
+        "tree_app",
+        &format!(
+            "app() {{ case $1 in start) echo x >> {};; esac; return 0; }}\n",
+            starts.display()
+        ),
+    );
+    std::fs::create_dir_all(tree.path().join("services")).unwrap();
+    write(
+        &tree.path().join("services/web.yaml"),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    let d = Daemon::start(&["--manifests", tree.path().to_str().unwrap(), "--resync", "1s"]);
+    assert!(d.wait_state("web", "running", T));
+    assert_eq!(lines(&starts), 1);
+    // Refused, with the file to edit; nothing is stopped.
+    let (code, _, err) = d.run(&["disable", "web"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("services/web.yaml"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(d.service("web").unwrap()["state"], "running");
+    // Forced: it stops and stays stopped across syncs (resync every 1 s).
+    let (code, _, err) = d.run(&["disable", "web", "--force", "--wait", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{err}");
+    let sync_before = d.get_json("/v1/sync")["syncedAt"].clone();
+    assert!(wait_until(T, || d.get_json("/v1/sync")["syncedAt"] != sync_before));
+    assert!(wait_until(T, || d.get_json("/v1/sync")["syncedAt"] != sync_before));
+    assert_eq!(d.service("web").unwrap()["state"], "disabled");
+    assert_eq!(lines(&starts), 1, "a sync re-enabled it");
+    let (_, wide, _) = d.run(&["get", "services", "-o", "wide"]);
+    assert!(wide.contains("enabled=false"), "{wide}");
+    let (_, describe, _) = d.run(&["describe", "service", "web"]);
+    assert!(describe.contains("Override:    enabled=false"), "{describe}");
+    // enable returns to the directory's value without --force.
+    let (code, _, err) = d.run(&["enable", "web", "--wait", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, wide, _) = d.run(&["get", "services", "-o", "wide"]);
+    assert!(!wide.contains("enabled=false"), "{wide}");
+    // Runtime operations work on any service.
+    let (code, _, err) = d.run(&["restart", "web", "--wait", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn operations_that_cannot_be_done_are_refused_at_once() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "op_app", "app() { return 0; }\n");
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    assert!(d.wait_state("web", "running", T));
+    let cases: [(&[&str], &str); 6] = [
+        (&["relocate", "web", "--to", "node9"], "members \"node9\" not found"),
+        (&["relocate", "web", "--to", "node1"], "already runs on node1"),
+        (&["relocate", "web"], "no eligible member"),
+        (&["restart", "nosuch"], "services \"nosuch\" not found"),
+        (&["describe", "service", "nosuch"], "not found"),
+        (&["delete", "service", "nosuch"], "not found"),
+    ];
+    for (args, want) in cases {
+        let (code, _, err) = d.run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // A refused relocation leaves nothing behind.
+    let svc = d.service("web").unwrap();
+    assert!(svc["observed"]["relocate"].is_null(), "{svc}");
+    let (code, _, _) = d.run(&["freeze", "web"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = d.run(&["restart", "web"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("frozen"), "{err}");
+    let (code, _, _) = d.run(&["unfreeze", "web"]);
+    assert_eq!(code, 0);
+    // `create` of an existing name is refused (as kubectl create).
+    let (code, _, err) = d.run(&["create", "service", "web", "--userscript", app.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("services \"web\" already exists"), "{err}");
+    // --to belongs to relocate only.
+    let (code, _, err) = d.run(&["enable", "web", "--to", "node1"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn apply_wait_exits_1_naming_a_service_that_ended_failed() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(
+        dir.path(),
+        "never_app",
+        "app() { case $1 in start) echo cannot start >&2; return 1;; *) return 0;; esac; }\n",
+    );
+    let f = dir.path().join("bad.yaml");
+    write(
+        &f,
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: never\nspec:\n  recovery:\n    maxRestarts: 1\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap(), "--wait", "--timeout", "60s"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("service/never failed: start of application never_app failed"),
+        "{err}"
+    );
+    assert!(err.contains("did not converge"), "{err}");
+}

@@ -66,7 +66,7 @@ fn apply_the_seed_sample_then_disable_and_delete_it() {
     assert_eq!((code, out.as_str()), (0, "service/userapp deleted\n"));
     assert!(wait_until(T, || d.service("userapp").is_none()));
     let (code, _, err) = d.run(&["describe", "service", "userapp"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "not found is bad input");
     assert!(err.contains("not found"), "{err}");
 }
 

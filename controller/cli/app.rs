@@ -86,9 +86,9 @@ pub enum Command {
     /// Move a service to another member (leaves no lasting constraint).
     Relocate(operate::RelocateArgs),
     /// Enable a service (and clear a failure).
-    Enable(operate::OpArgs),
+    Enable(operate::ToggleArgs),
     /// Disable a service: stop it and keep it stopped.
-    Disable(operate::OpArgs),
+    Disable(operate::ToggleArgs),
     /// Stop and start a service in place.
     Restart(operate::OpArgs),
     /// Neither check nor change a service.
@@ -155,8 +155,8 @@ pub fn main() -> ExitCode {
         Command::Describe(args) => client().and_then(|c| describe::describe(&c, args)),
         Command::Delete(args) => client().and_then(|c| delete::delete(&c, args)),
         Command::Relocate(a) => client().and_then(|c| operate::relocate(&c, a)),
-        Command::Enable(a) => client().and_then(|c| operate::operate(&c, Operation::Enable, a)),
-        Command::Disable(a) => client().and_then(|c| operate::operate(&c, Operation::Disable, a)),
+        Command::Enable(a) => client().and_then(|c| operate::toggle(&c, Operation::Enable, a)),
+        Command::Disable(a) => client().and_then(|c| operate::toggle(&c, Operation::Disable, a)),
         Command::Restart(a) => client().and_then(|c| operate::operate(&c, Operation::Restart, a)),
         Command::Freeze(a) => client().and_then(|c| operate::operate(&c, Operation::Freeze, a)),
         Command::Unfreeze(a) => client().and_then(|c| operate::operate(&c, Operation::Unfreeze, a)),

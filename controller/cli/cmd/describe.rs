@@ -33,6 +33,11 @@ pub fn describe(client: &Client, args: DescribeArgs) -> Result<u8, CliError> {
                 s.member.clone().unwrap_or_else(|| "<none>".into())
             );
             println!("Source:      {}", s.source.clone().unwrap_or_default());
+            if let Some(o) = super::get::override_of(&s) {
+                println!(
+                    "Override:    {o} (forced; the manifests directory's value returns with `clusvc enable`/`disable` or when it changes spec.enabled)"
+                );
+            }
             if let Some(o) = &s.observed {
                 if let Some(f) = &o.failure {
                     println!(

@@ -1,6 +1,6 @@
 //! `clusvc diff -f ...`: live desired objects against the input.
 
-use clusvc_core::api::{MemberView, SOURCE_ANNOTATION, ServiceView};
+use clusvc_core::api::{MANIFEST_ANNOTATION, MemberView, SOURCE_ANNOTATION, ServiceView};
 
 use super::load;
 use crate::app::{CliError, EXIT_CHANGES, Files};
@@ -18,6 +18,7 @@ pub fn diff(client: &Client, files: Files) -> Result<u8, CliError> {
                 .and_then(|a| a.as_object_mut())
                 .map(|a| {
                     a.remove(SOURCE_ANNOTATION);
+                    a.remove(MANIFEST_ANNOTATION);
                     a.is_empty()
                 });
             if empty == Some(true) {

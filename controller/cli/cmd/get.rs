@@ -1,6 +1,6 @@
 //! `clusvc get services|members|sync [NAME] [-o table|wide|yaml|json]`.
 
-use clusvc_core::api::{MemberView, ServiceView, SyncStatus};
+use clusvc_core::api::{ENABLED_OVERRIDE_ANNOTATION, MemberView, ServiceView, SyncStatus};
 
 use super::Kind;
 use crate::app::CliError;
@@ -67,7 +67,7 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
                 "AGE",
             ];
             if wide {
-                header.extend(["RESOURCES", "SOURCE", "REASON"]);
+                header.extend(["RESOURCES", "SOURCE", "OVERRIDE", "REASON"]);
             }
             let mut t = table(&header);
             for s in &list {
@@ -90,6 +90,7 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
                             .to_string(),
                     );
                     row.push(s.source.clone().unwrap_or_default());
+                    row.push(override_of(s).unwrap_or_default());
                     row.push(
                         s.observed
                             .as_ref()
@@ -130,4 +131,15 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
         }
     }
     Ok(0)
+}
+
+/// `enabled=false` when an operator forced `spec.enabled` on an object a
+/// manifests directory owns.
+pub fn override_of(s: &ServiceView) -> Option<String> {
+    s.desired
+        .as_ref()?
+        .metadata
+        .annotations
+        .get(ENABLED_OVERRIDE_ANNOTATION)
+        .map(|v| format!("enabled={v}"))
 }

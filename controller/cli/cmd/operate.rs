@@ -23,6 +23,20 @@ pub struct RelocateArgs {
     wait: WaitArgs,
 }
 
+/// Arguments of `enable` and `disable`.
+#[derive(Debug, clap::Args)]
+pub struct ToggleArgs {
+    /// The service.
+    service: String,
+    /// Override `spec.enabled` of a service a manifests directory owns; the
+    /// override stays across syncs until `enable`/`disable` returns to the
+    /// directory's value or the directory changes that field.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
 /// Arguments of the other operations.
 #[derive(Debug, clap::Args)]
 pub struct OpArgs {
@@ -46,32 +60,49 @@ pub struct WaitArgs {
 
 /// `relocate`.
 pub fn relocate(client: &Client, args: RelocateArgs) -> Result<u8, CliError> {
+    let request = OperationRequest {
+        to: args.to,
+        force: false,
+    };
     send(
         client,
         Operation::Relocate,
         &args.service,
-        args.to,
+        request,
         &args.wait,
     )
 }
 
-/// The operations other than `relocate`.
+/// `enable` and `disable`.
+pub fn toggle(client: &Client, op: Operation, args: ToggleArgs) -> Result<u8, CliError> {
+    let request = OperationRequest {
+        to: None,
+        force: args.force,
+    };
+    send(client, op, &args.service, request, &args.wait)
+}
+
+/// `restart`, `freeze`, `unfreeze`, `clear`.
 pub fn operate(client: &Client, op: Operation, args: OpArgs) -> Result<u8, CliError> {
-    send(client, op, &args.service, None, &args.wait)
+    send(
+        client,
+        op,
+        &args.service,
+        OperationRequest::default(),
+        &args.wait,
+    )
 }
 
 fn send(
     client: &Client,
     op: Operation,
     service: &str,
-    to: Option<String>,
+    request: OperationRequest,
     wait: &WaitArgs,
 ) -> Result<u8, CliError> {
     let before: ServiceView = client.get(&format!("/v1/services/{service}"))?;
-    let _: OperationResult = client.post(
-        &format!("/v1/services/{service}/ops/{op}"),
-        &OperationRequest { to: to.clone() },
-    )?;
+    let to = request.to.clone();
+    let _: OperationResult = client.post(&format!("/v1/services/{service}/ops/{op}"), &request)?;
     println!("service/{service} {}", op.done());
     if !wait.wait {
         return Ok(0);

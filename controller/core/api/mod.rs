@@ -32,6 +32,19 @@ pub use views::{DisplayState, MemberState, MemberView, ServiceView};
 /// Annotation naming who applied an object (`apply`, `gitops:DIR`, `local`).
 pub const SOURCE_ANNOTATION: &str = "clusvc.io/source";
 
+/// Annotation naming the file of a manifests directory an object comes
+/// from (relative to the directory), for hints that say what to edit.
+pub const MANIFEST_ANNOTATION: &str = "clusvc.io/manifest";
+
+/// Annotation holding an operator's forced `spec.enabled` (`"true"` or
+/// `"false"`) on an object a manifests directory owns; kept across syncs
+/// until `enable` or a change of that field in the directory lifts it.
+pub const ENABLED_OVERRIDE_ANNOTATION: &str = "clusvc.io/enabled-override";
+
+/// Annotation holding what the manifests directory said of `spec.enabled`
+/// when the override was made.
+pub const ENABLED_IN_SOURCE_ANNOTATION: &str = "clusvc.io/enabled-in-source";
+
 /// The source of objects written by `clusvc apply` and `clusvc create`.
 pub const APPLY_SOURCE: &str = "apply";
 

@@ -93,6 +93,9 @@ pub struct OperationRequest {
     /// With `relocate`: the member to move to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// With `enable`/`disable`: override what a manifests directory says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// The answer to an accepted operation.

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 
-use clusvc_core::api::{ApiError, ErrorCode, Operation, OperationRequest, OperationResult};
+use clusvc_core::api::{
+    ApiError, ENABLED_IN_SOURCE_ANNOTATION, ENABLED_OVERRIDE_ANNOTATION, ErrorCode,
+    GITOPS_SOURCE_PREFIX, MANIFEST_ANNOTATION, Operation, OperationRequest, OperationResult,
+    SOURCE_ANNOTATION,
+};
 use clusvc_core::model::Service;
 use clusvc_store::{Compare, Store, Txn, Write, keys};
 
@@ -24,7 +28,14 @@ pub(crate) async fn post<S: Store>(
         .map_err(|e: clusvc_core::api::UnknownOperation| {
             fail(ErrorCode::NotFound, e.to_string())
         })?;
-    let to = body.and_then(|b| b.0.to);
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let (to, force) = (body.to, body.force);
+    if force && !matches!(operation, Operation::Enable | Operation::Disable) {
+        return Err(fail(
+            ErrorCode::BadRequest,
+            format!("{operation} takes no --force"),
+        ));
+    }
     if to.is_some() && operation != Operation::Relocate {
         return Err(fail(
             ErrorCode::BadRequest,
@@ -38,7 +49,7 @@ pub(crate) async fn post<S: Store>(
         Operation::Unfreeze => Request::Unfreeze,
         Operation::Clear => Request::Clear,
         Operation::Enable | Operation::Disable => {
-            set_enabled(&app, &name, operation == Operation::Enable).await?;
+            set_enabled(&app, &name, operation == Operation::Enable, force).await?;
             return Ok(Json(OperationResult {
                 service: name,
                 operation,
@@ -61,7 +72,51 @@ pub(crate) async fn post<S: Store>(
     }))
 }
 
-async fn set_enabled<S: Store>(app: &App<S>, name: &str, enabled: bool) -> Result<()> {
+/// What `enable`/`disable` do to a service's stored object: `None` when
+/// nothing changes, or the refusal of a change a manifests directory owns.
+fn toggle(svc: &mut Service, enabled: bool, force: bool) -> std::result::Result<bool, String> {
+    let ann = &mut svc.metadata.annotations;
+    let owner = ann.get(SOURCE_ANNOTATION).cloned().unwrap_or_default();
+    if !owner.starts_with(GITOPS_SOURCE_PREFIX) {
+        let changed = svc.spec.enabled != enabled;
+        svc.spec.enabled = enabled;
+        return Ok(changed);
+    }
+    // The directory's own value: the one recorded with an override, or the
+    // live one when there is none.
+    let in_source = match ann.get(ENABLED_IN_SOURCE_ANNOTATION) {
+        Some(v) => v == "true",
+        None => svc.spec.enabled,
+    };
+    if enabled == in_source {
+        // Back to what the directory says: lift any override.
+        let lifted = ann.remove(ENABLED_OVERRIDE_ANNOTATION).is_some();
+        ann.remove(ENABLED_IN_SOURCE_ANNOTATION);
+        let changed = svc.spec.enabled != enabled || lifted;
+        svc.spec.enabled = enabled;
+        return Ok(changed);
+    }
+    if !force {
+        let dir = owner.trim_start_matches(GITOPS_SOURCE_PREFIX);
+        let file = ann
+            .get(MANIFEST_ANNOTATION)
+            .map(|f| format!("{dir}/{f}"))
+            .unwrap_or_else(|| dir.to_string());
+        return Err(format!(
+            "service/{} is managed by {owner}: set spec.enabled: {enabled} in {file}, or use --force to override it until the directory changes that field",
+            svc.metadata.name
+        ));
+    }
+    ann.insert(ENABLED_OVERRIDE_ANNOTATION.to_string(), enabled.to_string());
+    ann.insert(
+        ENABLED_IN_SOURCE_ANNOTATION.to_string(),
+        in_source.to_string(),
+    );
+    svc.spec.enabled = enabled;
+    Ok(true)
+}
+
+async fn set_enabled<S: Store>(app: &App<S>, name: &str, enabled: bool, force: bool) -> Result<()> {
     let key = format!("{}{name}", keys::SERVICES);
     let kv = app
         .store
@@ -70,11 +125,11 @@ async fn set_enabled<S: Store>(app: &App<S>, name: &str, enabled: bool) -> Resul
         .ok_or_else(|| Rejection(ApiError::not_found("services", name)))?;
     let mut svc = keys::decode::<Service>(&key, &kv.value)
         .ok_or_else(|| fail(ErrorCode::Internal, "undecodable service"))?;
+    let changed = toggle(&mut svc, enabled, force).map_err(|why| fail(ErrorCode::Conflict, why))?;
     if enabled {
         let _ = app.controller.operate(name, Request::Clear).await;
     }
-    if svc.spec.enabled != enabled {
-        svc.spec.enabled = enabled;
+    if changed {
         let txn = Txn {
             compare: vec![Compare::ModRevision(key.clone(), kv.mod_revision)],
             success: vec![Write::Put {

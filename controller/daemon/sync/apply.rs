@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use clusvc_core::api::{
-    Applied, ApplyRequest, ApplyResult, ErrorCode, GITOPS_SOURCE_PREFIX, ObjectKind, ObjectResult,
-    SOURCE_ANNOTATION,
+    Applied, ApplyRequest, ApplyResult, ENABLED_IN_SOURCE_ANNOTATION, ENABLED_OVERRIDE_ANNOTATION,
+    ErrorCode, GITOPS_SOURCE_PREFIX, ObjectKind, ObjectResult, SOURCE_ANNOTATION,
 };
 use clusvc_core::model::{Object, ObservedService, Service, ServiceState, Timestamp, desired};
 use clusvc_manifest::scripts;
@@ -129,6 +129,33 @@ fn source_of(o: &Object) -> Option<&str> {
     annotations.get(SOURCE_ANNOTATION).map(String::as_str)
 }
 
+/// An operator's forced `spec.enabled` on an object of a manifests directory
+/// survives the directory's syncs while the directory still says what it
+/// said when the override was made; a change of that field lifts it.
+fn keep_enabled_override(current: &Object, incoming: &mut Object) {
+    let (Object::Service(cur), Object::Service(new)) = (current, incoming) else {
+        return;
+    };
+    let ann = &cur.metadata.annotations;
+    let (Some(forced), Some(in_source)) = (
+        ann.get(ENABLED_OVERRIDE_ANNOTATION),
+        ann.get(ENABLED_IN_SOURCE_ANNOTATION),
+    ) else {
+        return;
+    };
+    if ann.get(SOURCE_ANNOTATION) != new.metadata.annotations.get(SOURCE_ANNOTATION)
+        || new.spec.enabled.to_string() != *in_source
+    {
+        return;
+    }
+    new.spec.enabled = forced == "true";
+    for key in [ENABLED_OVERRIDE_ANNOTATION, ENABLED_IN_SOURCE_ANNOTATION] {
+        new.metadata
+            .annotations
+            .insert(key.to_string(), ann[key].clone());
+    }
+}
+
 /// Decides an apply of `incoming` onto `current`: pure, no store.
 pub fn plan_changes(
     current: &Current,
@@ -137,6 +164,9 @@ pub fn plan_changes(
 ) -> Result<Changes, Error> {
     for o in &mut incoming {
         annotations_mut(o).insert(SOURCE_ANNOTATION.to_string(), opts.source.clone());
+        if let Some((cur, _)) = current.objects.get(&(kind_of(o), o.name().to_string())) {
+            keep_enabled_override(cur, o);
+        }
     }
     if opts.create_only {
         let existing: Vec<String> = incoming
@@ -560,6 +590,45 @@ mod tests {
             r#"service/web: spec.placement.members[0]: undeclared member "node9""#
         );
         assert_eq!(err.code(), ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn a_forced_enabled_override_survives_syncs_until_the_tree_changes_that_field() {
+        let mut forced = Service::new("web");
+        forced.spec.enabled = false;
+        for (k, v) in [
+            (SOURCE_ANNOTATION, "gitops:/m"),
+            (ENABLED_OVERRIDE_ANNOTATION, "false"),
+            (ENABLED_IN_SOURCE_ANNOTATION, "true"),
+        ] {
+            forced.metadata.annotations.insert(k.into(), v.into());
+        }
+        let cur = current(vec![Object::Service(forced)], 1);
+        // The tree still says enabled: the override stays, nothing changes.
+        let tree = Service::new("web");
+        let c = plan_changes(
+            &cur,
+            vec![Object::Service(tree.clone())],
+            &opts("gitops:/m"),
+        )
+        .unwrap();
+        assert_eq!(results(&c), ["service/web unchanged"]);
+        // The tree now says disabled itself: the override is lifted.
+        let mut changed = tree;
+        changed.spec.enabled = false;
+        let c = plan_changes(&cur, vec![Object::Service(changed)], &opts("gitops:/m")).unwrap();
+        assert_eq!(results(&c), ["service/web configured"]);
+        let Write::Put { value, .. } = &c.writes[0] else {
+            panic!("{:?}", c.writes)
+        };
+        let stored: Service = serde_json::from_slice(value).unwrap();
+        assert!(!stored.spec.enabled);
+        assert!(
+            !stored
+                .metadata
+                .annotations
+                .contains_key(ENABLED_OVERRIDE_ANNOTATION)
+        );
     }
 
     #[test]

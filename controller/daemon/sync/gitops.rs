@@ -16,7 +16,9 @@ use clusvc_core::model::event::{Event, Level};
 use clusvc_manifest::{self as manifest, Options};
 use clusvc_store::Store;
 
-use clusvc_core::api::{Applied, ApplyRequest, GITOPS_SOURCE_PREFIX, SyncStatus};
+use clusvc_core::api::{
+    Applied, ApplyRequest, GITOPS_SOURCE_PREFIX, MANIFEST_ANNOTATION, SyncStatus,
+};
 
 use super::apply::{self, ScriptChecks};
 
@@ -78,9 +80,31 @@ pub async fn sync_once<S: Store>(
             return false;
         }
     };
+    // Each object names its file, so hints can say what to edit.
+    let file_of = |kind: &str, name: &str| {
+        loaded
+            .origins
+            .get(&(kind.to_string(), name.to_string()))
+            .map(|o| {
+                let f = Path::new(&o.file);
+                f.strip_prefix(dir).unwrap_or(f).display().to_string()
+            })
+    };
+    let mut members: Vec<_> = loaded.desired.members().values().cloned().collect();
+    for m in &mut members {
+        if let Some(f) = file_of("member", &m.metadata.name) {
+            m.metadata.annotations.insert(MANIFEST_ANNOTATION.into(), f);
+        }
+    }
+    let mut services: Vec<_> = loaded.desired.services().values().cloned().collect();
+    for s in &mut services {
+        if let Some(f) = file_of("service", &s.metadata.name) {
+            s.metadata.annotations.insert(MANIFEST_ANNOTATION.into(), f);
+        }
+    }
     let req = ApplyRequest {
-        members: loaded.desired.members().values().cloned().collect(),
-        services: loaded.desired.services().values().cloned().collect(),
+        members,
+        services,
         source,
         prune: true,
         dry_run: false,
