@@ -361,7 +361,12 @@ fn disable_of_a_service_the_manifests_directory_owns_is_refused_unless_forced() 
             app.display()
         ),
     );
-    let d = Daemon::start(&["--manifests", tree.path().to_str().unwrap(), "--resync", "1s"]);
+    let d = Daemon::start(&[
+        "--manifests",
+        tree.path().to_str().unwrap(),
+        "--resync",
+        "1s",
+    ]);
     assert!(d.wait_state("web", "running", T));
     assert_eq!(lines(&starts), 1);
     // Refused, with the file to edit; nothing is stopped.
@@ -381,7 +386,10 @@ fn disable_of_a_service_the_manifests_directory_owns_is_refused_unless_forced() 
     let (_, wide, _) = d.run(&["get", "services", "-o", "wide"]);
     assert!(wide.contains("enabled=false"), "{wide}");
     let (_, describe, _) = d.run(&["describe", "service", "web"]);
-    assert!(describe.contains("Override:    enabled=false"), "{describe}");
+    assert!(
+        describe.contains("Override:    enabled=false"),
+        "{describe}"
+    );
     // enable returns to the directory's value without --force.
     let (code, _, err) = d.run(&["enable", "web", "--wait", "--timeout", "20s"]);
     assert_eq!(code, 0, "{err}");
@@ -407,8 +415,14 @@ fn operations_that_cannot_be_done_are_refused_at_once() {
     );
     assert!(d.wait_state("web", "running", T));
     let cases: [(&[&str], &str); 6] = [
-        (&["relocate", "web", "--to", "node9"], "members \"node9\" not found"),
-        (&["relocate", "web", "--to", "node1"], "already runs on node1"),
+        (
+            &["relocate", "web", "--to", "node9"],
+            "members \"node9\" not found",
+        ),
+        (
+            &["relocate", "web", "--to", "node1"],
+            "already runs on node1",
+        ),
         (&["relocate", "web"], "no eligible member"),
         (&["restart", "nosuch"], "services \"nosuch\" not found"),
         (&["describe", "service", "nosuch"], "not found"),
@@ -430,7 +444,13 @@ fn operations_that_cannot_be_done_are_refused_at_once() {
     let (code, _, _) = d.run(&["unfreeze", "web"]);
     assert_eq!(code, 0);
     // `create` of an existing name is refused (as kubectl create).
-    let (code, _, err) = d.run(&["create", "service", "web", "--userscript", app.to_str().unwrap()]);
+    let (code, _, err) = d.run(&[
+        "create",
+        "service",
+        "web",
+        "--userscript",
+        app.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("services \"web\" already exists"), "{err}");
     // --to belongs to relocate only.
@@ -455,7 +475,14 @@ fn apply_wait_exits_1_naming_a_service_that_ended_failed() {
             app.display()
         ),
     );
-    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap(), "--wait", "--timeout", "60s"]);
+    let (code, _, err) = d.run(&[
+        "apply",
+        "-f",
+        f.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("service/never failed: start of application never_app failed"),

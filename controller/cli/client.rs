@@ -26,6 +26,15 @@ pub struct Conn {
 impl Client {
     /// A client for `server` (`http://127.0.0.1:7450`).
     pub fn new(server: &str, conn: &Conn) -> Result<Self, CliError> {
+        let uri: Option<ureq::http::Uri> = server.parse().ok();
+        let valid = uri.as_ref().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
+        if !valid {
+            return Err(CliError::bad_input(format!(
+                "error: invalid server URL {server:?} (--server / CLUSVC_SERVER): expected http://HOST:PORT"
+            )));
+        }
         let token = match &conn.token_file {
             Some(f) => Some(
                 std::fs::read_to_string(f)

@@ -49,3 +49,10 @@ pub fn table(header: &[&str]) -> Table {
     t.set_header(header.to_vec());
     t
 }
+
+/// Prints a table the way kubectl does: no trailing spaces.
+pub fn print_table(t: &Table) {
+    for line in t.to_string().lines() {
+        println!("{}", line.trim_end());
+    }
+}

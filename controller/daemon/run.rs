@@ -238,10 +238,13 @@ async fn serve(config: Config) -> Result<(), Error> {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("signal handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            let signal = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            tracing::info!(
+                "{signal} received: shutting down (services keep running; the next start probes them)"
+            );
         })
         .await
         .map_err(Error::Serve)?;

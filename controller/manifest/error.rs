@@ -19,7 +19,12 @@ pub struct ManifestError {
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.pos.line, self.pos.col)?;
+        if self.pos.line == 0 {
+            // No position (an unreadable file): the path alone.
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.pos.line, self.pos.col)?;
+        }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
         }

@@ -9,7 +9,6 @@ use clusvc_manifest::{self as manifest, Options};
 
 use crate::app::CliError;
 use crate::client::Client;
-use crate::output::ListOutput;
 
 /// Arguments of `create service`.
 #[derive(Debug, clap::Args)]
@@ -32,8 +31,17 @@ pub struct CreateArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Output format with --dry-run.
-    #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Yaml)]
-    output: ListOutput,
+    #[arg(short = 'o', long, value_enum, default_value_t = ManifestOutput::Yaml, requires = "dry_run")]
+    output: ManifestOutput,
+}
+
+/// How `create --dry-run` prints the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManifestOutput {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
 }
 
 /// `create service` (the seed's `--add_service`).
@@ -56,7 +64,7 @@ pub fn create(client: Option<&Client>, args: CreateArgs) -> Result<u8, CliError>
         .map_err(|e| CliError::bad_input(format!("{e}\nerror: the service is invalid")))?;
     if args.dry_run {
         match args.output {
-            ListOutput::Json => {
+            ManifestOutput::Json => {
                 println!("{}", serde_json::to_string_pretty(&svc).unwrap_or_default())
             }
             _ => print!("{text}"),

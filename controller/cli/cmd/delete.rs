@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clusvc_core::api::Deleted;
 
-use super::{Kind, load};
+use super::{ObjectKind, load};
 use crate::app::{CliError, Files};
 use crate::client::Client;
 
@@ -12,7 +12,7 @@ use crate::client::Client;
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     /// service or member (or use -f).
-    kind: Option<Kind>,
+    kind: Option<ObjectKind>,
     /// The name.
     name: Option<String>,
     /// Delete the objects these manifests declare.
@@ -41,8 +41,8 @@ pub fn delete(client: &Client, args: DeleteArgs) -> Result<u8, CliError> {
         );
     }
     match (args.kind, args.name) {
-        (Some(Kind::Services), Some(n)) => targets.push(("services".into(), n)),
-        (Some(Kind::Members), Some(n)) => targets.push(("members".into(), n)),
+        (Some(ObjectKind::Service), Some(n)) => targets.push(("services".into(), n)),
+        (Some(ObjectKind::Member), Some(n)) => targets.push(("members".into(), n)),
         (None, None) => {}
         _ => {
             return Err(CliError::bad_input(

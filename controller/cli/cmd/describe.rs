@@ -3,7 +3,7 @@
 use clusvc_core::api::{MemberView, ServiceView};
 use clusvc_core::model::event::Event;
 
-use super::Kind;
+use super::ObjectKind;
 use super::events::read_events;
 use crate::app::CliError;
 use crate::client::Client;
@@ -12,7 +12,7 @@ use crate::client::Client;
 #[derive(Debug, clap::Args)]
 pub struct DescribeArgs {
     /// service or member.
-    kind: Kind,
+    kind: ObjectKind,
     /// The name.
     name: String,
 }
@@ -20,7 +20,7 @@ pub struct DescribeArgs {
 /// `describe`.
 pub fn describe(client: &Client, args: DescribeArgs) -> Result<u8, CliError> {
     match args.kind {
-        Kind::Services => {
+        ObjectKind::Service => {
             let s: ServiceView = client.get(&format!("/v1/services/{}", args.name))?;
             println!("Name:        {}", s.name);
             println!(
@@ -41,14 +41,14 @@ pub fn describe(client: &Client, args: DescribeArgs) -> Result<u8, CliError> {
             if let Some(o) = &s.observed {
                 if let Some(f) = &o.failure {
                     println!(
-                        "CliError:     {} of {} failed: {}",
+                        "Failure:     {} of {} failed: {}",
                         f.phase.word(),
                         f.resource,
                         f.reason
                     );
                 }
                 if let Some(r) = o.placement_reason {
-                    println!("Placed by:   {r:?}");
+                    println!("Placed by:   {r}");
                 }
                 println!("Restarts:    {}", s.restarts);
             }
@@ -88,7 +88,7 @@ pub fn describe(client: &Client, args: DescribeArgs) -> Result<u8, CliError> {
                 );
             }
         }
-        Kind::Members | Kind::Sync => {
+        ObjectKind::Member => {
             let m: MemberView = client.get(&format!("/v1/members/{}", args.name))?;
             println!("Name:      {}", m.name);
             println!("State:     {}", m.state);

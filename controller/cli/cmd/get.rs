@@ -5,7 +5,7 @@ use clusvc_core::api::{ENABLED_OVERRIDE_ANNOTATION, MemberView, ServiceView, Syn
 use super::Kind;
 use crate::app::CliError;
 use crate::client::Client;
-use crate::output::{ListOutput, age, print_structured, table};
+use crate::output::{ListOutput, age, print_structured, print_table, table};
 
 /// Arguments of `get`.
 #[derive(Debug, clap::Args)]
@@ -40,7 +40,11 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
                     s.objects.to_string(),
                     s.error.clone().unwrap_or_default(),
                 ]);
-                println!("{t}");
+                print_table(&t);
+            }
+            if s.error.is_some() {
+                // A failing sync is not a successful `get`, so scripts can tell.
+                return Ok(1);
             }
         }
         Kind::Services => {
@@ -106,7 +110,7 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
             if list.is_empty() {
                 eprintln!("No services found.");
             } else {
-                println!("{t}");
+                print_table(&t);
             }
         }
         Kind::Members => {
@@ -127,7 +131,7 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
                     m.desired.spec.address.clone().unwrap_or_default(),
                 ]);
             }
-            println!("{t}");
+            print_table(&t);
         }
     }
     Ok(0)

@@ -41,3 +41,14 @@ pub enum Kind {
     /// The GitOps sync status.
     Sync,
 }
+
+/// What `describe` and `delete` take: a service or a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectKind {
+    /// A service (`service`, `services`, `svc`).
+    #[value(alias = "services", alias = "svc")]
+    Service,
+    /// A member (`member`, `members`).
+    #[value(alias = "members")]
+    Member,
+}

@@ -194,6 +194,25 @@ pub enum PlacementReason {
     Failback,
 }
 
+impl PlacementReason {
+    /// The lowercase word, as YAML and JSON write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementReason::Initial => "initial",
+            PlacementReason::Failover => "failover",
+            PlacementReason::Recovery => "recovery",
+            PlacementReason::Manual => "manual",
+            PlacementReason::Failback => "failback",
+        }
+    }
+}
+
+impl fmt::Display for PlacementReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A pending `clusvc relocate` request; consumed when carried out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

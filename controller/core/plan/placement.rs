@@ -166,7 +166,7 @@ impl<'a> Members<'a> {
         for name in self.desired.members().keys() {
             let name = name.as_str();
             if Some(name) == exclude {
-                why.push(format!("{name} is the failed member"));
+                why.push(format!("{name} is the member it leaves"));
                 continue;
             }
             if let Some(reason) = self.ineligible(placement, name) {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use clusvc_core::api::{DisplayState, SyncStatus};
-use clusvc_store::Store;
+use clusvc_store::{Store, keys};
 
 use super::App;
 
@@ -18,8 +18,49 @@ fn sync_status<S: Store>(app: &App<S>) -> SyncStatus {
     app.sync.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// The sync's state in one word: `off` (no manifests directory), `pending`
+/// (no good sync yet), `failed` (the current tree is not applied) or `ok`.
+fn sync_state(s: &SyncStatus) -> &'static str {
+    match (&s.dir, &s.error, s.synced_at) {
+        (None, None, _) => "off",
+        (_, Some(_), _) => "failed",
+        (_, None, None) => "pending",
+        (_, None, Some(_)) => "ok",
+    }
+}
+
+/// Liveness: 200 while the process serves; the body says how the sync is.
 pub(crate) async fn healthz<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
-    Json(json!({"status": "ok", "sync": sync_status(&app)})).into_response()
+    let sync = sync_status(&app);
+    Json(json!({"status": "ok", "syncState": sync_state(&sync), "sync": sync})).into_response()
+}
+
+/// Readiness: 503 until the first good sync of the manifests directory and
+/// while the store cannot be read.
+pub(crate) async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    let sync = sync_status(&app);
+    let store = app.store.get(keys::NEXT_ID).await;
+    let mut not_ready = Vec::new();
+    if sync.dir.is_some() && sync.synced_at.is_none() {
+        not_ready.push("no good sync of the manifests directory yet".to_string());
+    }
+    if let Err(e) = &store {
+        not_ready.push(format!("store unreadable: {e}"));
+    }
+    let status = if not_ready.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "ready": not_ready.is_empty(),
+            "reasons": not_ready,
+            "syncState": sync_state(&sync),
+        })),
+    )
+        .into_response()
 }
 
 pub(crate) async fn sync<S: Store>(State(app): State<Arc<App<S>>>) -> Json<SyncStatus> {

@@ -1,4 +1,5 @@
-//! The HTTP/JSON API (`/v1/...`), `/healthz` and `/metrics` (SPEC §7), one
+//! The HTTP/JSON API (`/v1/...`), `/healthz`, `/readyz` and `/metrics`
+//! (SPEC §7), one
 //! file per resource. Request and answer bodies are the wire types of
 //! [`clusvc_core::api`]; every failure answers an [`ApiError`] with the
 //! status of its code.
@@ -97,6 +98,7 @@ async fn auth<S: Store>(
 pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz::<S>))
+        .route("/readyz", get(health::readyz::<S>))
         .route("/metrics", get(health::metrics::<S>))
         .route("/v1/services", get(services::list::<S>))
         .route("/v1/services/{name}", get(services::get::<S>))

@@ -28,15 +28,14 @@ pub enum Request {
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The words events have always used: `operator: relocate(some("n2"))`.
-        let text = match self {
-            Request::Relocate(to) => format!("relocate({to:?})"),
-            Request::Restart => "restart".into(),
-            Request::Freeze => "freeze".into(),
-            Request::Unfreeze => "unfreeze".into(),
-            Request::Clear => "clear".into(),
-        };
-        f.write_str(&text.to_lowercase())
+        match self {
+            Request::Relocate(Some(to)) => write!(f, "relocate to {to}"),
+            Request::Relocate(None) => f.write_str("relocate to the best other member"),
+            Request::Restart => f.write_str("restart"),
+            Request::Freeze => f.write_str("freeze"),
+            Request::Unfreeze => f.write_str("unfreeze"),
+            Request::Clear => f.write_str("clear"),
+        }
     }
 }
 

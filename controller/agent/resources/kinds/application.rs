@@ -94,7 +94,11 @@ async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action
     .env("CLUSVC_SERVICE_ID", ctx.service_id.to_string())
     .env("CLUSVC_MEMBER", &ctx.host.member)
     .env("CLUSVC_ACTION", action.as_str())
-    .env("CLUSVC_DB", &db);
+    .env("CLUSVC_DB", &db)
+    .named(script.file_name().map_or_else(
+        || script.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    ));
     let out = ctx.run_quiet(&cmd).await?;
     for line in out.stdout.lines() {
         match parse_log_line(line) {

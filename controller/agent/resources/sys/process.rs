@@ -63,6 +63,8 @@ pub struct Namespaces {
 #[derive(Debug, Clone)]
 pub struct Command {
     argv: Vec<OsString>,
+    /// What events call the command (default: the program).
+    name: Option<String>,
     env: Vec<(OsString, OsString)>,
     stdin: Option<Vec<u8>>,
 }
@@ -76,6 +78,7 @@ impl Command {
     {
         Self {
             argv: argv.into_iter().map(Into::into).collect(),
+            name: None,
             env: Vec::new(),
             stdin: None,
         }
@@ -95,10 +98,20 @@ impl Command {
 
     /// The program name, for messages.
     pub fn program(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
         self.argv
             .first()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+
+    /// Names the command in events and logs (a script run through `bash`
+    /// is called by the script's name, not `bash`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 }
 
