@@ -308,6 +308,12 @@ fn api_security_needs_a_token_off_loopback() {
     assert_eq!(r.status(), 401);
     let r = agent
         .get(&format!("{}/v1/services", d.url))
+        .header("Authorization", "Bearer s3cret-tokeN")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 401, "a wrong token must be refused");
+    let r = agent
+        .get(&format!("{}/v1/services", d.url))
         .header("Authorization", "Bearer s3cret-token")
         .call()
         .unwrap();
@@ -520,8 +526,10 @@ fn diff_create_events_metrics_and_health() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let (code, _, _) = d.run(&["restart", "userapp"]);
-    assert_eq!(code, 0);
+    // --wait returns once the restart is done, so what follows sees its
+    // outcome, not a state in between (the cause of an old flake).
+    let (code, _, err) = d.run(&["restart", "userapp", "--wait", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{err}");
     let stdout = follow.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

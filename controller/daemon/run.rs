@@ -223,14 +223,16 @@ async fn serve(config: Config) -> Result<(), Error> {
         token,
         sync,
     });
+    // With `--listen 127.0.0.1:0` the kernel picks a free port: say which,
+    // in the log and in `<state-dir>/address`, for whoever started us.
+    let bound = listener.local_addr().map_err(Error::Serve)?;
+    publish_address(&state_dir, bound).map_err(Error::Serve)?;
     tracing::info!(
-        "clusvc run: member {member}, state in {}, API on http://{}",
+        "clusvc run: member {member}, state in {}, API on http://{bound}",
         state_dir.display(),
-        config.listen
     );
     eprintln!(
-        "clusvc: member {member}; API on http://{}; state in {}",
-        config.listen,
+        "clusvc: member {member}; API on http://{bound}; state in {}",
         state_dir.display()
     );
     axum::serve(listener, api::router(app))
@@ -249,6 +251,14 @@ async fn serve(config: Config) -> Result<(), Error> {
         .await
         .map_err(Error::Serve)?;
     Ok(())
+}
+
+/// Writes the bound API address to `<state-dir>/address` (atomically: a
+/// reader sees the old file or the new one, never half of it).
+fn publish_address(state_dir: &std::path::Path, addr: SocketAddr) -> std::io::Result<()> {
+    let tmp = state_dir.join(".address.tmp");
+    std::fs::write(&tmp, format!("http://{addr}\n"))?;
+    std::fs::rename(&tmp, state_dir.join("address"))
 }
 
 /// Periodically hands memory freed after bursts (a large apply, a mass

@@ -469,11 +469,12 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let port = free_port();
-        self.url = format!("http://127.0.0.1:{port}");
+        // The daemon binds a free port itself and says which in
+        // `<state-dir>/address`: no port is picked here and raced for.
+        let address = self.state.join("address");
+        let _ = std::fs::remove_file(&address);
         let child = Command::new(env!("CARGO_BIN_EXE_clusvc"))
-            .args(["run", "--member", "node1", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
+            .args(["run", "--member", "node1", "--listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(&self.state)
             .args(&self.args)
@@ -486,10 +487,15 @@ impl Daemon {
         self.child = Some(child);
         assert!(
             wait_until(Duration::from_secs(20), || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                std::fs::read_to_string(&address)
+                    .is_ok_and(|a| a.starts_with("http://") && a.ends_with('\n'))
             }),
             "clusvc run did not come up"
         );
+        self.url = std::fs::read_to_string(&address)
+            .unwrap()
+            .trim()
+            .to_string();
     }
 
     /// The daemon's process id.
