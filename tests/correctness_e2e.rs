@@ -490,3 +490,83 @@ fn apply_wait_exits_1_naming_a_service_that_ended_failed() {
     );
     assert!(err.contains("did not converge"), "{err}");
 }
+
+#[test]
+fn a_stored_service_that_fails_validation_is_held_and_nothing_is_stopped() {
+    use clusvc_store::{Store, embedded::Embedded, keys};
+    let mut d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let stops = dir.path().join("stops");
+    let app = script(
+        dir.path(),
+        "kept_app",
+        &format!(
+            "app() {{ case $1 in stop) echo x >> {};; esac; return 0; }}\n",
+            stops.display()
+        ),
+    );
+    for name in ["good", "spoiled"] {
+        apply(
+            &d,
+            dir.path(),
+            &format!(
+                "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+                app.display()
+            ),
+        );
+        assert!(d.wait_state(name, "running", T));
+    }
+    d.kill9();
+    // As a hand-edited store or a rule tightened by an upgrade would: the
+    // stored object of `spoiled` no longer validates (timeout 0s).
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = Embedded::open(d.state.join("store")).unwrap();
+        let key = format!("{}spoiled", keys::SERVICES);
+        let kv = store.get(&key).await.unwrap().unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&kv.value).unwrap();
+        v["spec"]["timeout"] = "0s".into();
+        store
+            .put(&key, serde_json::to_vec(&v).unwrap())
+            .await
+            .unwrap();
+    });
+    d.crash_and_restart();
+    assert!(
+        d.wait_state("spoiled", "invalid", T),
+        "{:?}",
+        d.service("spoiled")
+    );
+    let spoiled = d.service("spoiled").unwrap();
+    assert!(
+        spoiled["invalid"]
+            .as_str()
+            .unwrap()
+            .contains("spec.timeout: must be greater than 0s"),
+        "{spoiled}"
+    );
+    assert_eq!(d.service("good").unwrap()["state"], "running");
+    let health = d.get_json("/healthz");
+    assert!(health["invalidServices"]["spoiled"].is_string(), "{health}");
+    assert!(
+        d.events("spoiled")
+            .iter()
+            .any(|e| e.contains("held: its stored object is invalid")),
+        "{:#?}",
+        d.events("spoiled")
+    );
+    assert_eq!(lines(&stops), 0, "something was stopped");
+    // Fixed by applying a valid object: it is taken again.
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: spoiled\nspec:\n  checkInterval: 0s\n  timeout: 30s\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    assert!(
+        d.wait_state("spoiled", "running", T),
+        "{:?}",
+        d.service("spoiled")
+    );
+}

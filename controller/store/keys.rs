@@ -23,6 +23,11 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("model types serialize")
 }
 
+/// Decodes a value, saying why it cannot be.
+pub fn try_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
 /// Decodes a value; a bad record is logged and skipped by callers.
 pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Option<T> {
     match serde_json::from_slice(bytes) {

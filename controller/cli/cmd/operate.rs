@@ -128,6 +128,13 @@ fn outcome(
     let state = match now.state {
         DisplayState::State(s) => s,
         DisplayState::Pending => return None,
+        DisplayState::Invalid => {
+            return Some(Err(format!(
+                "service/{} is invalid: {}",
+                now.name,
+                now.invalid.as_deref().unwrap_or("")
+            )));
+        }
     };
     let observed = now.observed.as_ref();
     if matches!(state, ServiceState::Failed | ServiceState::Blocked) && op != Operation::Freeze {

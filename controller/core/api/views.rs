@@ -13,6 +13,8 @@ use crate::model::{Member, ObservedService, Service, ServiceState, Timestamp};
 pub enum DisplayState {
     /// Applied, not yet seen by the controller.
     Pending,
+    /// Its stored object no longer passes validation: held, not acted on.
+    Invalid,
     /// A state of SPEC §5.
     #[serde(untagged)]
     State(ServiceState),
@@ -38,6 +40,7 @@ impl DisplayState {
     pub fn as_str(self) -> &'static str {
         match self {
             DisplayState::Pending => "pending",
+            DisplayState::Invalid => "invalid",
             DisplayState::State(s) => s.as_str(),
         }
     }
@@ -73,6 +76,9 @@ pub struct ServiceView {
     pub desired: Option<Service>,
     /// The observed record.
     pub observed: Option<ObservedService>,
+    /// Why the stored object is invalid (state `invalid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
 }
 
 /// A member's state as operators see it.

@@ -32,7 +32,14 @@ fn sync_state(s: &SyncStatus) -> &'static str {
 /// Liveness: 200 while the process serves; the body says how the sync is.
 pub(crate) async fn healthz<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     let sync = sync_status(&app);
-    Json(json!({"status": "ok", "syncState": sync_state(&sync), "sync": sync})).into_response()
+    let invalid = app.cache.read().invalid().clone();
+    Json(json!({
+        "status": "ok",
+        "syncState": sync_state(&sync),
+        "sync": sync,
+        "invalidServices": invalid,
+    }))
+    .into_response()
 }
 
 /// Readiness: 503 until the first good sync of the manifests directory and
@@ -72,8 +79,12 @@ pub(crate) async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Respons
         let c = app.cache.read();
         let mut m = BTreeMap::new();
         for (name, o) in &c.observed.services {
-            *m.entry(DisplayState::of(c.services().get(name), Some(o)).to_string())
-                .or_default() += 1;
+            let state = if c.invalid().contains_key(name) {
+                DisplayState::Invalid
+            } else {
+                DisplayState::of(c.services().get(name), Some(o))
+            };
+            *m.entry(state.to_string()).or_default() += 1;
         }
         m
     };

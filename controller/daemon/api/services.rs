@@ -25,7 +25,8 @@ pub(crate) fn views(c: &Cache, only: Option<&str>) -> Vec<ServiceView> {
         .filter_map(|name| {
             let d = c.services().get(&name);
             let o = c.observed.services.get(&name);
-            if d.is_none() && o.is_none() {
+            let invalid = c.invalid().get(&name).cloned();
+            if d.is_none() && o.is_none() && invalid.is_none() {
                 return None;
             }
             let window = d
@@ -33,7 +34,12 @@ pub(crate) fn views(c: &Cache, only: Option<&str>) -> Vec<ServiceView> {
                 .unwrap_or_default();
             Some(ServiceView {
                 id: o.map(|o| o.id),
-                state: DisplayState::of(d, o),
+                state: if invalid.is_some() {
+                    DisplayState::Invalid
+                } else {
+                    DisplayState::of(d, o)
+                },
+                invalid,
                 member: o.and_then(|o| o.member.clone()),
                 last_check: o.and_then(|o| o.last_check),
                 restarts: o.map_or(0, |o| {

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use clusvc_core::model::{
     DesiredState, Member, Object, ObservedMember, ObservedService, ObservedState, Service,
-    Timestamp,
+    Timestamp, desired,
 };
 use clusvc_store::keys::{self, decode};
 use clusvc_store::{KeyValue, Revision, WatchEvent};
@@ -38,6 +38,10 @@ pub struct Cache {
     lost_at: HashMap<String, Timestamp>,
     revs: HashMap<String, Revision>,
     seen: Revision,
+    /// Stored services that do not decode or do not pass the rules any more
+    /// (a hand-edited store, a rule tightened by an upgrade): held, not
+    /// acted on, and reported. Name -> why.
+    invalid: BTreeMap<String, String>,
 }
 
 impl Cache {
@@ -76,8 +80,22 @@ impl Cache {
 
     fn set(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
         if let Some(name) = key.strip_prefix(keys::SERVICES) {
-            match value.and_then(|v| decode::<Service>(key, v)) {
-                Some(s) => self.desired.insert_validated(Object::Service(s)),
+            self.invalid.remove(name);
+            match value.map(keys::try_decode::<Service>) {
+                Some(Ok(s)) => {
+                    if let Some(why) = self.recheck(&s) {
+                        tracing::error!("stored service {name} is invalid; holding it: {why}");
+                        self.invalid.insert(name.to_string(), why);
+                    }
+                    self.desired.insert_validated(Object::Service(s));
+                }
+                Some(Err(e)) => {
+                    // Kept out of the desired state but held: the controller
+                    // must not take an unreadable object for a deleted one.
+                    let why = format!("stored object does not decode: {e}");
+                    tracing::error!("stored service {name} is invalid; holding it: {why}");
+                    self.invalid.insert(name.to_string(), why);
+                }
                 None => {
                     self.desired.remove_service(name);
                 }
@@ -122,6 +140,31 @@ impl Cache {
         }
     }
 
+    /// The rules a stored service must still pass, with the members it
+    /// names (cheap: one object against the members).
+    fn recheck(&self, s: &Service) -> Option<String> {
+        let objects: Vec<Object> = self
+            .desired
+            .members()
+            .values()
+            .cloned()
+            .map(Object::Member)
+            .chain(std::iter::once(Object::Service(s.clone())))
+            .collect();
+        let service_at = objects.len() - 1;
+        let issues: Vec<String> = desired::check(&objects)
+            .into_iter()
+            .filter(|i| i.object == service_at)
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .collect();
+        (!issues.is_empty()).then(|| issues.join("; "))
+    }
+
+    /// Services held because their stored object is invalid, with why.
+    pub fn invalid(&self) -> &BTreeMap<String, String> {
+        &self.invalid
+    }
+
     /// Recomputes observed members: declared ones are alive when their lease key exists.
     fn refresh_members(&mut self) {
         let mut out = BTreeMap::new();
@@ -163,6 +206,7 @@ impl Cache {
         self.services()
             .keys()
             .chain(self.observed.services.keys())
+            .chain(self.invalid.keys())
             .cloned()
             .collect()
     }

@@ -257,6 +257,19 @@ impl<S: Store> Controller<S> {
         let service_lock = self.lock_for(name);
         let _guard = service_lock.lock().await;
         self.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+        let invalid = self.cache.read().invalid().get(name).cloned();
+        if let Some(why) = invalid {
+            let fresh =
+                lock(&self.last_hold).insert(name.to_string(), why.clone()) != Some(why.clone());
+            if fresh {
+                self.emit(
+                    name,
+                    Level::Err,
+                    format!("held: its stored object is invalid ({why}); nothing is done to it until it is fixed (apply a valid object)"),
+                );
+            }
+            return Ok(Action::AwaitChange);
+        }
         self.check_if_due(name).await?;
         let (sp, service, prev) = {
             let c = self.cache.read();
