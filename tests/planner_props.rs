@@ -178,13 +178,26 @@ fn observed_service_strategy(
                 Just(Some(PlacementReason::Failover)),
                 Just(Some(PlacementReason::Manual)),
                 Just(Some(PlacementReason::Failback)),
+                Just(Some(PlacementReason::Recovery)),
             ],
-            any::<bool>(),
+            proptest::bool::weighted(0.15),
+            proptest::option::of(0u64..120),
         ),
     )
     .prop_map(move |o| {
-        let (state, m, statuses, phase, restarts, started, relocate, restart_req, reason, frozen) =
-            o?;
+        let (
+            state,
+            m,
+            statuses,
+            phase,
+            restarts,
+            started,
+            relocate,
+            restart_req,
+            reason,
+            frozen,
+            failed_ago,
+        ) = o?;
         let member = (!matches!(state, ServiceState::Stopped | ServiceState::Disabled))
             .then(|| member_name(m));
         let member = if m == members && state == ServiceState::Failed {
@@ -196,7 +209,7 @@ fn observed_service_strategy(
             id,
             member,
             state,
-            frozen: frozen && restart_req,
+            frozen,
             resources: labels.iter().cloned().zip(statuses).collect(),
             failure: matches!(state, ServiceState::Failed | ServiceState::Blocked).then(|| {
                 Failure {
@@ -207,7 +220,7 @@ fn observed_service_strategy(
                     },
                     resource: labels.first().cloned().unwrap_or_default(),
                     reason: String::new(),
-                    at: None,
+                    at: failed_ago.map(|s| Timestamp::from_millis(NOW - s * 1000)),
                 }
             }),
             restarts: restarts
@@ -232,8 +245,17 @@ fn observed_service_strategy(
 
 fn cluster_strategy() -> impl Strategy<Value = Cluster> {
     (1usize..6, 0usize..9).prop_flat_map(|(nm, ns)| {
-        let members =
-            proptest::collection::vec((any::<bool>(), 0u8..5, any::<bool>(), any::<bool>()), nm);
+        let members = proptest::collection::vec(
+            (
+                proptest::bool::weighted(0.2),
+                0u8..5,
+                any::<bool>(),
+                any::<bool>(),
+                0u64..120,
+                proptest::option::of(0u64..150),
+            ),
+            nm,
+        );
         let specs = (0..ns)
             .map(|s| (spec_strategy(s, nm), spec_strategy(s, nm), any::<bool>()))
             .collect::<Vec<_>>();
@@ -249,10 +271,12 @@ fn cluster_strategy() -> impl Strategy<Value = Cluster> {
                 |(members, specs, observed_services)| {
                     let mut objects = Vec::new();
                     let mut observed = ObservedState::default();
-                    for (i, (standby, health, fencing, fence_failed)) in members.iter().enumerate()
+                    for (i, (standby, health, fencing, fence_failed, expired_ago, fenced_ago)) in
+                        members.iter().enumerate()
                     {
                         let mut m = Member::new(member_name(i));
-                        m.spec.standby = *standby && i % 2 == 1;
+                        m.spec.standby = *standby;
+                        let fenced_at = fenced_ago.map(|s| Timestamp::from_millis(NOW - s * 1000));
                         if *fencing {
                             m.spec.fencing = Some(Fencing {
                                 command: vec!["/bin/true".into()],
@@ -263,15 +287,21 @@ fn cluster_strategy() -> impl Strategy<Value = Cluster> {
                         let om = match health {
                             0 => ObservedMember {
                                 alive: false,
-                                lease_expired_at: Some(Timestamp::from_millis(NOW - 10_000)),
+                                lease_expired_at: Some(Timestamp::from_millis(
+                                    NOW - expired_ago * 1000,
+                                )),
                                 fencing_failed: *fence_failed,
+                                fenced_at,
                                 ..ObservedMember::default()
                             },
                             1 => ObservedMember {
                                 standby: true,
                                 ..ObservedMember::default()
                             },
-                            _ => ObservedMember::default(),
+                            _ => ObservedMember {
+                                fenced_at,
+                                ..ObservedMember::default()
+                            },
                         };
                         observed.members.insert(member_name(i), om);
                     }
@@ -452,8 +482,44 @@ fn check_safety(c: &Cluster, p: &Plan) {
     }
 }
 
+/// `PROPTEST_CASES` when set (a longer run in release), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Preference rank as the spec defines it: list position when ordered,
+/// 0 for any listed member when unordered, after every listed member
+/// otherwise.
+fn rank(p: &Placement, member: &str) -> usize {
+    match p.members.iter().position(|m| m == member) {
+        Some(i) if p.ordered => i,
+        Some(_) => 0,
+        None => p.members.len(),
+    }
+}
+
+/// Members that may take a service, computed from the spec's rules.
+fn eligible(c: &Cluster, p: &Placement, fenced_now: &[String]) -> Vec<String> {
+    c.desired
+        .members()
+        .iter()
+        .filter(|(name, m)| {
+            let om = c.observed.members.get(*name).cloned().unwrap_or_default();
+            om.alive
+                && !fenced_now.contains(name)
+                && !om.standby
+                && !m.spec.standby
+                && (!p.restricted || p.members.contains(name))
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(512), ..ProptestConfig::default() })]
 
     #[test]
     fn steps_honour_the_fixed_order(c in cluster_strategy()) {
@@ -480,5 +546,103 @@ proptest! {
     fn planning_is_deterministic(c in cluster_strategy()) {
         let now = Timestamp::from_millis(NOW);
         prop_assert_eq!(plan(&c.desired, &c.observed, now), plan(&c.desired, &c.observed, now));
+    }
+
+    #[test]
+    fn a_disabled_service_never_starts(c in cluster_strategy()) {
+        let p = plan(&c.desired, &c.observed, Timestamp::from_millis(NOW));
+        for sp in &p.services {
+            if c.desired.services().get(&sp.service).is_some_and(|s| !s.spec.enabled) {
+                prop_assert!(
+                    sp.steps.iter().all(|s| s.op() != Some(Op::Start)),
+                    "{} is disabled but starts:\n{p}", sp.service
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_frozen_service_gets_no_plan(c in cluster_strategy()) {
+        let p = plan(&c.desired, &c.observed, Timestamp::from_millis(NOW));
+        for (name, o) in &c.observed.services {
+            if o.frozen {
+                prop_assert!(p.service(name).is_none(), "{name} is frozen:\n{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_blocked_service_starts_elsewhere_only_after_a_fence_for_this_incident(
+        c in cluster_strategy()
+    ) {
+        let p = plan(&c.desired, &c.observed, Timestamp::from_millis(NOW));
+        for sp in &p.services {
+            let Some(o) = c.observed.services.get(&sp.service) else { continue };
+            let Some(m) = o.member.as_deref() else { continue };
+            if o.state != ServiceState::Blocked {
+                continue;
+            }
+            let starts_elsewhere = sp
+                .steps
+                .iter()
+                .any(|s| s.op() == Some(Op::Start) && s.member() != m);
+            if !starts_elsewhere {
+                continue;
+            }
+            let om = c.observed.members.get(m).cloned().unwrap_or_default();
+            let incident = om.lease_expired_at.max(o.failure.as_ref().and_then(|f| f.at));
+            let fenced_for_it = om
+                .fenced_at
+                .is_some_and(|f| incident.is_none_or(|i| f >= i));
+            let fences = sp.steps.iter().any(|s| {
+                s.member() == m && matches!(s, clusvc_core::plan::Step::Fence { .. })
+            });
+            let waits = !om.alive
+                && sp.steps.iter().any(|s| {
+                    s.member() == m && matches!(s, clusvc_core::plan::Step::AwaitLease { .. })
+                });
+            prop_assert!(
+                fences || waits || (!om.alive && fenced_for_it),
+                "{}: blocked on {m} and started elsewhere without a fence for this incident\n{p}",
+                sp.service
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_or_failed_over_service_lands_on_a_most_preferred_eligible_member(
+        c in cluster_strategy()
+    ) {
+        let p = plan(&c.desired, &c.observed, Timestamp::from_millis(NOW));
+        // Members this pass fences count as dead for the whole pass.
+        let fenced_now: Vec<String> = p
+            .services
+            .iter()
+            .flat_map(|sp| sp.outcome.fenced.iter().cloned())
+            .collect();
+        for sp in &p.services {
+            let Some(svc) = c.desired.services().get(&sp.service) else { continue };
+            let placement = &svc.spec.placement;
+            let (target, leaving) = match &sp.change {
+                clusvc_core::plan::Change::Start { to }
+                    if !c.observed.services.contains_key(&sp.service) => (to, None),
+                clusvc_core::plan::Change::Relocate { from, to }
+                    if sp.outcome.placement_reason == Some(PlacementReason::Failover) =>
+                {
+                    (to, Some(from))
+                }
+                _ => continue,
+            };
+            let candidates: Vec<String> = eligible(&c, placement, &fenced_now)
+                .into_iter()
+                .filter(|m| Some(m) != leaving)
+                .collect();
+            prop_assert!(candidates.contains(target), "{}: {target} is not eligible\n{p}", sp.service);
+            let best = candidates.iter().map(|m| rank(placement, m)).min().unwrap();
+            prop_assert_eq!(
+                rank(placement, target), best,
+                "{}: {} is not a most preferred member\n{}", sp.service, target, p
+            );
+        }
     }
 }

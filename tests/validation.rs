@@ -330,7 +330,10 @@ fn oversized_and_deeply_nested_inputs_fail_fast() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+        ..ProptestConfig::default()
+    })]
 
     /// Arbitrary text never panics the loader; it is accepted or gets errors
     /// that carry a file name.

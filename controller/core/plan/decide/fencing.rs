@@ -53,11 +53,14 @@ impl<'a> Context<'a> {
         let observed = self.observed.members.get(m);
         let expired = observed.and_then(|o| o.lease_expired_at);
         // A fence counts only for the incident it was run for: after the
-        // lease expired and after the latest failed stop there.
+        // lease expired and after the latest failed stop there, and only
+        // while the member has not come back (a live member was fenced, if
+        // ever, for an earlier incident).
         let incident = self.members.incident_at(m);
-        let already_fenced = observed
-            .and_then(|o| o.fenced_at)
-            .is_some_and(|f| incident.is_none_or(|i| f >= i));
+        let already_fenced = !self.observed.is_alive(m)
+            && observed
+                .and_then(|o| o.fenced_at)
+                .is_some_and(|f| incident.is_none_or(|i| f >= i));
         if already_fenced {
             return Vec::new();
         }
