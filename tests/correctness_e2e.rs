@@ -570,3 +570,70 @@ fn a_stored_service_that_fails_validation_is_held_and_nothing_is_stopped() {
         d.service("spoiled")
     );
 }
+
+#[test]
+fn every_error_answer_is_code_and_message() {
+    let d = Daemon::start(&[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let check = |mut r: ureq::http::Response<ureq::Body>, status: u16, code: &str| {
+        assert_eq!(r.status(), status);
+        let body: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    };
+    let url = |p: &str| format!("{}{p}", d.url);
+    check(
+        agent
+            .post(&url("/v1/apply"))
+            .content_type("application/json")
+            .send("{not json")
+            .unwrap(),
+        400,
+        "badRequest",
+    );
+    check(
+        agent
+            .post(&url("/v1/apply"))
+            .content_type("application/json")
+            .send(r#"{"services": 5}"#)
+            .unwrap(),
+        422,
+        "invalid",
+    );
+    check(
+        // No content type: a bad request (each code has one status).
+        agent.post(&url("/v1/apply")).send("{}").unwrap(),
+        400,
+        "badRequest",
+    );
+    check(
+        agent.get(&url("/v1/events?limit=abc")).call().unwrap(),
+        400,
+        "badRequest",
+    );
+    check(
+        agent.get(&url("/v1/nosuch")).call().unwrap(),
+        404,
+        "notFound",
+    );
+    check(
+        agent.delete(&url("/v1/services")).call().unwrap(),
+        405,
+        "badRequest",
+    );
+    check(
+        agent
+            .post(&url("/v1/services/x/ops/explode"))
+            .send_empty()
+            .unwrap(),
+        404,
+        "notFound",
+    );
+}

@@ -141,7 +141,13 @@ impl Client {
     ) -> Result<(), CliError> {
         use std::io::BufRead;
         let req = self.auth(self.agent.get(&format!("{}{path}", self.base)));
-        let mut resp = req.call().map_err(|e| self.unreachable(&e))?;
+        let resp = req.call().map_err(|e| self.unreachable(&e))?;
+        if !resp.status().is_success() {
+            // An error answer (a wrong token, a bad query) is an error, not
+            // an empty stream.
+            return self.finish::<serde_json::Value>(Ok(resp)).map(|_| ());
+        }
+        let mut resp = resp;
         let reader = std::io::BufReader::new(resp.body_mut().as_reader());
         for line in reader.lines() {
             let Ok(line) = line else { break };

@@ -16,8 +16,9 @@
 //! Dependencies: `api` -> `plan` -> `model`. This crate does no I/O, reads
 //! no clock and uses no async runtime: its `Cargo.toml` lists only serde,
 //! schemars, humantime and thiserror, and `tests/purity.rs` at the
-//! workspace root fails if that changes. Every other crate depends on this
-//! one; it depends on none of them.
+//! workspace root fails if that changes. It depends on no other clusvc
+//! crate; every other crate but `clusvc-store` (which stores opaque JSON)
+//! depends on it.
 
 pub mod api;
 pub mod model;

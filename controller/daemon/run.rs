@@ -110,8 +110,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code: 2 for bad input (flags, token, address,
-    /// member name), 1 otherwise.
+    /// The process exit code: 2 for bad input (the runtime, the token file,
+    /// the listen address), 1 otherwise (including a member name that is not
+    /// a DNS label, as before).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Runtime(_) | Error::TokenFile { .. } | Error::Listen(_) => 2,

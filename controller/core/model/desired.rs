@@ -1,7 +1,10 @@
 //! The validated desired state, and the rules that make an input valid.
 //!
-//! [`DesiredState::from_objects`] is the only way to build one, so nothing
-//! downstream sees unvalidated input. Rules that need the filesystem (user
+//! [`DesiredState::from_objects`] builds one from input, validating it all,
+//! so nothing downstream sees unvalidated input. The controller's cache adds
+//! stored objects one by one with [`DesiredState::insert_validated`]: they
+//! were validated with the whole state they joined before they were stored
+//! (and are checked again, one by one, as they are loaded). Rules that need the filesystem (user
 //! scripts) live with the manifest loader; everything here is pure.
 
 use std::collections::BTreeMap;

@@ -191,6 +191,20 @@ pub fn plan_one(
     ctx.decide(service)
 }
 
+/// As [`plan_one`], with an index of `observed` kept up to date by the
+/// caller (the controller's cache): the cost no longer grows with the
+/// number of services.
+pub fn plan_one_indexed(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    index: &placement::ClusterIndex,
+    now: Timestamp,
+    service: &str,
+) -> Option<ServicePlan> {
+    let mut ctx = decide::Context::with_index(desired, observed, index, now);
+    ctx.decide(service)
+}
+
 /// Computes the plan. Pure and deterministic: services are taken in name
 /// order, and ties in placement are broken by member name.
 pub fn plan(desired: &DesiredState, observed: &ObservedState, now: Timestamp) -> Plan {

@@ -1,9 +1,11 @@
 //! Where a service may run (eligibility) and where it should (preference).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use crate::model::{DesiredState, ObservedState, Placement, ServiceState, Timestamp};
+use crate::model::{
+    DesiredState, ObservedService, ObservedState, Placement, ServiceState, Timestamp,
+};
 
 /// Why a member cannot take a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,15 +45,95 @@ impl fmt::Display for NoEligibleMember {
     }
 }
 
+/// What every service's observed record adds up to, per member: how many
+/// services hold it (load), and its blocked services with the times their
+/// stops failed; and the next free service ID. [`Members::new`] builds it in
+/// one pass; a long-lived cache keeps it up to date record by record
+/// ([`ClusterIndex::add`] / [`ClusterIndex::remove`]), so planning one
+/// service does not walk every other one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterIndex {
+    load: HashMap<String, usize>,
+    /// Member -> blocked (not frozen) services there, and the failure times.
+    blocked: HashMap<String, (usize, BTreeMap<Timestamp, usize>)>,
+    /// Service IDs in use (with multiplicity).
+    ids: BTreeMap<u64, usize>,
+}
+
+impl ClusterIndex {
+    /// The index of an observed state.
+    pub fn build(observed: &ObservedState) -> Self {
+        let mut index = Self::default();
+        for o in observed.services.values() {
+            index.add(o);
+        }
+        index
+    }
+
+    /// Counts one service record in.
+    pub fn add(&mut self, o: &ObservedService) {
+        *self.ids.entry(o.id).or_default() += 1;
+        let Some(m) = &o.member else { return };
+        *self.load.entry(m.clone()).or_default() += 1;
+        if o.state == ServiceState::Blocked && !o.frozen {
+            let b = self.blocked.entry(m.clone()).or_default();
+            b.0 += 1;
+            if let Some(at) = o.failure.as_ref().and_then(|f| f.at) {
+                *b.1.entry(at).or_default() += 1;
+            }
+        }
+    }
+
+    /// Counts one service record out (the exact record that was added).
+    pub fn remove(&mut self, o: &ObservedService) {
+        fn dec<K: Ord + Clone>(map: &mut BTreeMap<K, usize>, k: &K) {
+            if let Some(n) = map.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(k);
+                }
+            }
+        }
+        dec(&mut self.ids, &o.id);
+        let Some(m) = &o.member else { return };
+        if let Some(n) = self.load.get_mut(m) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.load.remove(m);
+            }
+        }
+        if o.state == ServiceState::Blocked
+            && !o.frozen
+            && let Some(b) = self.blocked.get_mut(m)
+        {
+            b.0 = b.0.saturating_sub(1);
+            if let Some(at) = o.failure.as_ref().and_then(|f| f.at) {
+                dec(&mut b.1, &at);
+            }
+            if b.0 == 0 {
+                self.blocked.remove(m);
+            }
+        }
+    }
+
+    /// The ID a new service gets: one past the highest in use.
+    pub fn next_id(&self) -> u64 {
+        self.ids
+            .last_key_value()
+            .map_or(0, |(id, _)| id.saturating_add(1))
+    }
+}
+
 /// The members of the cluster as the planner sees them, with the number of
 /// services each holds (kept current while a plan is built).
 pub struct Members<'a> {
     desired: &'a DesiredState,
     observed: &'a ObservedState,
-    load: HashMap<&'a str, usize>,
-    fenced: HashSet<&'a str>,
+    /// Services per member, kept current while a plan is built.
+    load: HashMap<String, usize>,
+    fenced: HashSet<String>,
     /// When the latest failed stop on a live member happened.
-    blocked_at: HashMap<&'a str, Timestamp>,
+    blocked_at: HashMap<String, Timestamp>,
 }
 
 impl<'a> Members<'a> {
@@ -64,23 +146,24 @@ impl<'a> Members<'a> {
     /// A fence counts for one incident only: a member fenced before its
     /// latest failed stop is fenced again (see [`Members::incident_at`]).
     pub fn new(desired: &'a DesiredState, observed: &'a ObservedState) -> Self {
-        let mut load: HashMap<&'a str, usize> = HashMap::new();
-        let mut blocked_at: HashMap<&'a str, Timestamp> = HashMap::new();
-        let mut blocked_members = HashSet::new();
-        for svc in observed.services.values() {
-            if let Some(m) = &svc.member {
-                *load.entry(m.as_str()).or_default() += 1;
-                if svc.state == ServiceState::Blocked && !svc.frozen {
-                    blocked_members.insert(m.as_str());
-                    if let Some(at) = svc.failure.as_ref().and_then(|f| f.at) {
-                        let e = blocked_at.entry(m.as_str()).or_insert(at);
-                        *e = (*e).max(at);
-                    }
-                }
-            }
-        }
-        let fenced = blocked_members
-            .into_iter()
+        Self::with_index(desired, observed, &ClusterIndex::build(observed))
+    }
+
+    /// As [`Members::new`], from an index of `observed` kept elsewhere:
+    /// costs the number of members, not of services.
+    pub fn with_index(
+        desired: &'a DesiredState,
+        observed: &'a ObservedState,
+        index: &ClusterIndex,
+    ) -> Self {
+        let blocked_at = index
+            .blocked
+            .iter()
+            .filter_map(|(m, (_, times))| times.last_key_value().map(|(t, _)| (m.clone(), *t)))
+            .collect();
+        let fenced = index
+            .blocked
+            .keys()
             .filter(|m| {
                 desired
                     .members()
@@ -91,11 +174,12 @@ impl<'a> Members<'a> {
                         .get(*m)
                         .is_none_or(|o| o.alive && !o.fencing_failed)
             })
+            .cloned()
             .collect();
         Self {
             desired,
             observed,
-            load,
+            load: index.load.clone(),
             fenced,
             blocked_at,
         }
@@ -196,7 +280,55 @@ impl<'a> Members<'a> {
             *n = n.saturating_sub(1);
         }
         if let Some(t) = to {
-            *self.load.entry(t).or_default() += 1;
+            *self.load.entry(t.to_string()).or_default() += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Failure, Phase};
+
+    fn record(
+        id: u64,
+        member: Option<&str>,
+        state: ServiceState,
+        at: Option<u64>,
+    ) -> ObservedService {
+        ObservedService {
+            id,
+            member: member.map(str::to_string),
+            state,
+            failure: at.map(|ms| Failure {
+                phase: Phase::Stop,
+                resource: "x".into(),
+                reason: String::new(),
+                at: Some(Timestamp::from_millis(ms)),
+            }),
+            ..ObservedService::default()
+        }
+    }
+
+    #[test]
+    fn an_index_kept_record_by_record_equals_one_built_at_once() {
+        let a = record(3, Some("n1"), ServiceState::Running, None);
+        let b = record(7, Some("n1"), ServiceState::Blocked, Some(5));
+        let b2 = record(7, Some("n2"), ServiceState::Running, None);
+        let c = record(9, None, ServiceState::Stopped, None);
+        let mut index = ClusterIndex::default();
+        for o in [&a, &b, &c] {
+            index.add(o);
+        }
+        assert_eq!(index.next_id(), 10);
+        // b moves to n2 and runs; c is deleted.
+        index.remove(&b);
+        index.add(&b2);
+        index.remove(&c);
+        let mut observed = ObservedState::default();
+        observed.services.insert("a".into(), a);
+        observed.services.insert("b".into(), b2);
+        assert_eq!(index, ClusterIndex::build(&observed));
+        assert_eq!(index.next_id(), 8);
     }
 }

@@ -88,9 +88,11 @@ impl Step {
     }
 }
 
-/// The JSON form of a step, kept as plan output has always shown it:
-/// `{"member": "n1", "op": {"type": "start"}, "resource": "ip 192.0.2.100/24",
-/// "spec": {...}}`.
+/// The JSON form of a step: `member`, `op` and the resource label
+/// `resource` as plan output has always shown them (`{"member": "n1", "op":
+/// {"type": "start"}, "resource": "ip 192.0.2.100/24"}`), plus the resource
+/// itself under `spec`, so a plan read back from the API carries what its
+/// steps act on.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireStep {

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use clusvc_store::Store;
 
-use super::App;
+use super::{ApiQuery, App};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct EventsQuery {
@@ -25,7 +25,7 @@ pub(crate) struct EventsQuery {
 
 pub(crate) async fn get<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Response {
     let recent = app
         .controller

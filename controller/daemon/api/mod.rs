@@ -76,6 +76,59 @@ pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> Rejection {
     Rejection(ApiError::new(code, message))
 }
 
+/// A JSON body whose rejections (malformed, wrong types, wrong content
+/// type) answer an [`ApiError`] like every other failure.
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(fail(
+                ErrorCode::from_status(e.status().as_u16()),
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// A query string whose rejections answer an [`ApiError`].
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> std::result::Result<Self, Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(fail(ErrorCode::BadRequest, e.body_text())),
+        }
+    }
+}
+
+async fn no_route() -> Rejection {
+    fail(ErrorCode::NotFound, "no such route")
+}
+
+async fn no_method() -> Response {
+    let mut r = fail(ErrorCode::BadRequest, "method not allowed on this route").into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
 async fn auth<S: Store>(
     State(app): State<Arc<App<S>>>,
     headers: HeaderMap,
@@ -113,6 +166,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/plan", post(plan::post::<S>))
         .route("/v1/events", get(events::get::<S>))
         .route("/v1/sync", get(health::sync::<S>))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(app.clone(), auth::<S>))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)

@@ -8,12 +8,12 @@ use axum::extract::{Path, State};
 use clusvc_core::api::{ApiError, ApplyRequest, ApplyResult, Deleted, ErrorCode, ObjectKind};
 use clusvc_store::{Store, keys};
 
-use super::{App, Rejection, Result, fail};
+use super::{ApiJson, App, Rejection, Result, fail};
 use crate::sync::apply::{self, ScriptChecks};
 
 pub(crate) async fn apply<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Json(req): Json<ApplyRequest>,
+    ApiJson(req): ApiJson<ApplyRequest>,
 ) -> Result<Json<ApplyResult>> {
     apply::apply(app.store.as_ref(), req, ScriptChecks::Check)
         .await

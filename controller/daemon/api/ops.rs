@@ -21,14 +21,20 @@ use crate::reconcile::{OperateError, Request};
 pub(crate) async fn post<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path((name, op)): Path<(String, String)>,
-    body: Option<Json<OperationRequest>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<OperationResult>> {
     let operation: Operation = op
         .parse()
         .map_err(|e: clusvc_core::api::UnknownOperation| {
             fail(ErrorCode::NotFound, e.to_string())
         })?;
-    let body = body.map(|b| b.0).unwrap_or_default();
+    // The body is optional (`{}` or nothing for most operations).
+    let body: OperationRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        OperationRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| fail(ErrorCode::BadRequest, format!("invalid request body: {e}")))?
+    };
     let (to, force) = (body.to, body.force);
     if force && !matches!(operation, Operation::Enable | Operation::Disable) {
         return Err(fail(

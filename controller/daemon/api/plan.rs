@@ -13,32 +13,45 @@ use clusvc_core::model::{DesiredState, Object, Timestamp};
 use clusvc_core::plan;
 use clusvc_store::Store;
 
-use super::{App, Result, fail};
+use super::{ApiJson, App, Result, fail};
 
 pub(crate) async fn post<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Json(req): Json<PlanRequest>,
+    ApiJson(req): ApiJson<PlanRequest>,
 ) -> Result<Json<PlanResponse>> {
     let now = Timestamp::from_system(SystemTime::now());
-    let c = app.cache.read();
-    let seen = c.seen();
-    let mut observed_copy = None;
-    if !req.fail_members.is_empty() {
-        let mut observed = c.observed.clone();
-        for m in &req.fail_members {
-            observed.fail_member(m, now);
-        }
-        observed_copy = Some(observed);
+    let what_if = !(req.members.is_empty() && req.services.is_empty());
+    if !what_if && req.fail_members.is_empty() {
+        // The live plan, read in place: no copy of the state.
+        let c = app.cache.read();
+        let p = plan::plan(c.desired(), &c.observed, now);
+        let seen = c.seen();
+        drop(c);
+        return Ok(Json(PlanResponse {
+            text: p.to_string(),
+            changes: p.has_changes(),
+            plan: p,
+            revision: seen,
+        }));
     }
-    let observed = observed_copy.as_ref().unwrap_or(&c.observed);
-    let p = if req.members.is_empty() && req.services.is_empty() {
-        plan::plan(c.desired(), observed, now)
-    } else {
-        let mut objects: BTreeMap<(ObjectKind, String), Object> = c
-            .desired()
-            .objects()
-            .map(|o| ((kind(&o), o.name().to_string()), o))
-            .collect();
+    // A what-if: copy what it changes, then plan without holding the
+    // controller's cache.
+    let (mut objects, mut observed, seen) = {
+        let c = app.cache.read();
+        let objects: BTreeMap<(ObjectKind, String), Object> = if what_if {
+            c.desired()
+                .objects()
+                .map(|o| ((kind(&o), o.name().to_string()), o))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        (objects, c.observed.clone(), c.seen())
+    };
+    for m in &req.fail_members {
+        observed.fail_member(m, now);
+    }
+    let p = if what_if {
         for o in req
             .members
             .into_iter()
@@ -58,9 +71,11 @@ pub(crate) async fn post<S: Store>(
                         .join("\n"),
                 )
             })?;
-        plan::plan(&desired, observed, now)
+        plan::plan(&desired, &observed, now)
+    } else {
+        let c = app.cache.read();
+        plan::plan(c.desired(), &observed, now)
     };
-    drop(c);
     Ok(Json(PlanResponse {
         text: p.to_string(),
         changes: p.has_changes(),

@@ -13,6 +13,7 @@ use clusvc_core::model::{
     DesiredState, Member, Object, ObservedMember, ObservedService, ObservedState, Service,
     Timestamp, desired,
 };
+use clusvc_core::plan::placement::ClusterIndex;
 use clusvc_store::keys::{self, decode};
 use clusvc_store::{KeyValue, Revision, WatchEvent};
 
@@ -42,6 +43,9 @@ pub struct Cache {
     /// (a hand-edited store, a rule tightened by an upgrade): held, not
     /// acted on, and reported. Name -> why.
     invalid: BTreeMap<String, String>,
+    /// Per-member load, blocked services and IDs in use, kept current with
+    /// every observed record, so planning one service is not O(services).
+    index: ClusterIndex,
 }
 
 impl Cache {
@@ -111,10 +115,16 @@ impl Cache {
             self.refresh_members();
             Touched::All
         } else if let Some(name) = key.strip_prefix(keys::OBSERVED_SERVICES) {
-            match value.and_then(|v| decode::<ObservedService>(key, v)) {
-                Some(o) => self.observed.services.insert(name.to_string(), o),
+            let old = match value.and_then(|v| decode::<ObservedService>(key, v)) {
+                Some(o) => {
+                    self.index.add(&o);
+                    self.observed.services.insert(name.to_string(), o)
+                }
                 None => self.observed.services.remove(name),
             };
+            if let Some(old) = old {
+                self.index.remove(&old);
+            }
             Touched::Service(name.to_string())
         } else if let Some(name) = key.strip_prefix(keys::OBSERVED_MEMBERS) {
             match value.and_then(|v| decode::<ObservedMember>(key, v)) {
@@ -158,6 +168,11 @@ impl Cache {
             .map(|i| format!("{}: {}", i.path, i.message))
             .collect();
         (!issues.is_empty()).then(|| issues.join("; "))
+    }
+
+    /// The index of the observed services (see [`ClusterIndex`]).
+    pub fn index(&self) -> &ClusterIndex {
+        &self.index
     }
 
     /// Services held because their stored object is invalid, with why.

@@ -180,14 +180,7 @@ impl<S: Store> Controller<S> {
     /// still up is not started twice), then runs the watch and the
     /// reconcile loop until the process ends.
     pub async fn start(self: &Arc<Self>) -> Result<(), Error> {
-        let mut watch = self.store.watch(keys::ROOT).await?;
-        {
-            let mut c = self.cache.write();
-            for kv in &watch.initial {
-                c.put(kv);
-            }
-            c.note_revision(watch.revision);
-        }
+        let mut watch = self.load().await?;
         self.reprobe().await?;
         let this = self.clone();
         tokio::spawn(async move {
@@ -200,6 +193,19 @@ impl<S: Store> Controller<S> {
         let runner = Runner::new(self.sched.clone(), self.settings.concurrency);
         tokio::spawn(runner.run(self.clone()));
         Ok(())
+    }
+
+    /// Loads the cache from a snapshot of the store; returns the watch
+    /// that continues from it. (Benchmarks call this and then
+    /// [`Controller::reconcile_service`] directly.)
+    pub async fn load(&self) -> Result<clusvc_store::Watch, Error> {
+        let watch = self.store.watch(keys::ROOT).await?;
+        let mut c = self.cache.write();
+        for kv in &watch.initial {
+            c.put(kv);
+        }
+        c.note_revision(watch.revision);
+        Ok(watch)
     }
 
     fn wake(&self, touched: Touched) {
@@ -273,7 +279,7 @@ impl<S: Store> Controller<S> {
         self.check_if_due(name).await?;
         let (sp, service, prev) = {
             let c = self.cache.read();
-            let sp = plan::plan_one(c.desired(), &c.observed, now(), name);
+            let sp = plan::plan_one_indexed(c.desired(), &c.observed, c.index(), now(), name);
             (
                 sp,
                 c.services().get(name).cloned(),

@@ -81,7 +81,7 @@ impl<'a> Context<'a> {
     }
 
     /// A stop failed on a live member that cannot be fenced (members that
-    /// can are treated as dead for the pass, see [`Members::new`]): hold.
+    /// can are treated as dead for the pass, see `Members::new`): hold.
     pub(super) fn blocked(
         &mut self,
         draft: Draft<'a>,

@@ -25,7 +25,7 @@ mod recovery;
 mod relocation;
 mod resume;
 
-use super::placement::Members;
+use super::placement::{ClusterIndex, Members};
 use super::steps::{self, stop_all, stop_some};
 use super::{Change, Outcome, ServicePlan, Step};
 
@@ -90,18 +90,22 @@ fn holds_member(state: ServiceState) -> bool {
 impl<'a> Context<'a> {
     /// Starts a planning pass.
     pub fn new(desired: &'a DesiredState, observed: &'a ObservedState, now: Timestamp) -> Self {
-        let next_id = observed
-            .services
-            .values()
-            .map(|s| s.id.saturating_add(1))
-            .max()
-            .unwrap_or(0);
+        Self::with_index(desired, observed, &ClusterIndex::build(observed), now)
+    }
+
+    /// Starts a planning pass from an index of `observed` kept elsewhere.
+    pub fn with_index(
+        desired: &'a DesiredState,
+        observed: &'a ObservedState,
+        index: &ClusterIndex,
+        now: Timestamp,
+    ) -> Self {
         Self {
             desired,
             observed,
             now,
-            members: Members::new(desired, observed),
-            next_id,
+            members: Members::with_index(desired, observed, index),
+            next_id: index.next_id(),
         }
     }
 
