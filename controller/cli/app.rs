@@ -4,7 +4,8 @@
 
 use crate::client;
 use crate::cmd::{
-    apply, create, delete, describe, diff, events, get, operate, plan, run, schema, validate,
+    apply, completion, create, delete, describe, diff, events, get, operate, plan, run, schema,
+    validate,
 };
 use clusvc_core::api::Operation;
 
@@ -105,6 +106,10 @@ pub enum Command {
     Validate(validate::Args),
     /// Print JSON Schemas of the manifest kinds, or write them with CRD-style YAML.
     Schema(schema::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Print the man page (roff).
+    Man,
 }
 
 /// Manifest paths given with `-f` (files, directories, `-` for stdin).
@@ -171,6 +176,8 @@ pub fn main() -> ExitCode {
         Command::Events(args) => client().and_then(|c| events::events(&c, args)),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Completion(args) => completion::completion(args),
+        Command::Man => completion::man(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -50,9 +50,12 @@ pub fn table(header: &[&str]) -> Table {
     t
 }
 
-/// Prints a table the way kubectl does: no trailing spaces.
+/// Prints a table the way kubectl does: no margin, no trailing spaces.
 pub fn print_table(t: &Table) {
-    for line in t.to_string().lines() {
+    let text = t.to_string();
+    let margin = text.lines().all(|l| l.starts_with(' '));
+    for line in text.lines() {
+        let line = if margin { &line[1..] } else { line };
         println!("{}", line.trim_end());
     }
 }

@@ -4,6 +4,7 @@
 //! read manifests with `clusvc_manifest`.
 
 pub mod apply;
+pub mod completion;
 pub mod create;
 pub mod delete;
 pub mod describe;
