@@ -637,3 +637,36 @@ fn every_error_answer_is_code_and_message() {
         "notFound",
     );
 }
+
+#[test]
+fn events_survive_a_restart_with_the_service_id_reason_and_revision() {
+    let mut d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "hist_app", "app() { return 0; }\n");
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: hist\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    assert!(d.wait_state("hist", "running", T));
+    d.crash_and_restart();
+    let events = d.events_json("hist");
+    let start = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("start on node1")
+        })
+        .unwrap_or_else(|| panic!("the start is not in the history after a restart: {events:#?}"));
+    assert_eq!(start["serviceId"], 0);
+    assert_eq!(start["reason"], "not running");
+    assert!(start["revision"].as_u64().is_some_and(|r| r > 0), "{start}");
+    let (code, out, _) = d.run(&["describe", "service", "hist"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("start on node1 (not running)"), "{out}");
+}

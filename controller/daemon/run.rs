@@ -174,7 +174,8 @@ async fn serve(config: Config) -> Result<(), Error> {
     let state_dir = config.state_dir.clone().unwrap_or_else(default_state_dir);
     let store = Arc::new(Embedded::open(state_dir.join("store"))?);
     let member = config.member.clone().unwrap_or_else(hostname);
-    let events = Arc::new(EventLog::default());
+    std::fs::create_dir_all(&state_dir).map_err(Error::Serve)?;
+    let events = Arc::new(EventLog::open(state_dir.join("events.jsonl")).map_err(Error::Serve)?);
     let metrics = Arc::new(Metrics::default());
     let host = host_for(&config, &member, &state_dir);
     let exec = Arc::new(Executor::new(

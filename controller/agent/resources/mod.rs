@@ -105,6 +105,8 @@ impl Ctx<'_> {
             resource: self.resource.clone(),
             level,
             message,
+            reason: None,
+            revision: None,
         });
     }
 

@@ -65,4 +65,10 @@ pub struct Event {
     pub level: Level,
     /// What happened.
     pub message: String,
+    /// For the start of a plan's work: why (the plan's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The store revision the controller had seen when it decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }

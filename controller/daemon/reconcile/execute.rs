@@ -35,11 +35,13 @@ impl<S: Store> Controller<S> {
             Change::Relocate { .. } | Change::Restart { .. } => Level::Warning,
             _ => Level::Notice,
         };
-        self.emit_with_id(
+        let revision = self.cache.read().seen();
+        self.emit_event(
             name,
             sp.id,
             level,
             sp.to_string().lines().next().unwrap_or("").to_string(),
+            Some((&sp.reason, revision)),
         );
         let spec = service.map(|s| &s.spec);
         let mut during = prev.cloned().unwrap_or_else(|| ObservedService {

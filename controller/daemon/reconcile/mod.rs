@@ -162,6 +162,19 @@ impl<S: Store> Controller<S> {
     /// Emits an event of a service whose ID is known to the caller (a
     /// service being forgotten is no longer in the cache).
     fn emit_with_id(&self, service: &str, id: u64, level: Level, message: String) {
+        self.emit_event(service, id, level, message, None);
+    }
+
+    /// Emits an event that starts a plan's work, with its reason and the
+    /// revision it was decided at, so history says why a service moved.
+    fn emit_event(
+        &self,
+        service: &str,
+        id: u64,
+        level: Level,
+        message: String,
+        decided: Option<(&str, u64)>,
+    ) {
         clusvc_agent::events::Events::emit(
             self.events.as_ref(),
             Event {
@@ -172,6 +185,8 @@ impl<S: Store> Controller<S> {
                 resource: String::new(),
                 level,
                 message,
+                reason: decided.map(|(r, _)| r.to_string()),
+                revision: decided.map(|(_, rev)| rev),
             },
         );
     }

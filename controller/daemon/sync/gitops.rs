@@ -56,6 +56,8 @@ pub async fn sync_once<S: Store>(
             resource: String::new(),
             level,
             message,
+            reason: None,
+            revision: None,
         })
     };
     let loaded = match manifest::load_paths(&[dir.to_path_buf()], Options::default()) {
