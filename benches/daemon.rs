@@ -118,6 +118,9 @@ fn main() {
     let d = common::Daemon::start(&["--manifests", repo.to_str().unwrap()]);
     let mut samples = Vec::new();
     for i in 0..10 {
+        // The clock starts before the file is written: the watcher's
+        // debounce and the sync count.
+        let committed = SystemTime::now();
         std::fs::write(
             repo.join(format!("s{i}.yaml")),
             format!(
@@ -127,7 +130,6 @@ fn main() {
         )
         .unwrap();
         git(&["add", "."]);
-        let committed = SystemTime::now();
         git(&["commit", "-qm", "add"]);
         let name = format!("c{i}");
         assert!(common::wait_until(Duration::from_secs(10), || d
@@ -153,7 +155,7 @@ fn main() {
     }
     samples.sort_by(f64::total_cmp);
     println!(
-        "manifest commit to first plan step: median {:.0} ms, max {:.0} ms (10 commits; the file write precedes `git commit`)",
+        "manifest commit to first plan step: median {:.0} ms, max {:.0} ms (10 commits; the clock starts before the file is written)",
         samples[samples.len() / 2],
         samples[samples.len() - 1]
     );

@@ -670,3 +670,30 @@ fn events_survive_a_restart_with_the_service_id_reason_and_revision() {
     assert_eq!(code, 0);
     assert!(out.contains("start on node1 (not running)"), "{out}");
 }
+
+#[test]
+fn a_manifests_directory_is_not_synced_again_by_its_own_reading() {
+    let tree = tempfile::tempdir().unwrap();
+    let app = script(tree.path(), "quiet_app", "app() { return 0; }\n");
+    write(
+        &tree.path().join("web.yaml"),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    let d = Daemon::start(&["--manifests", tree.path().to_str().unwrap()]);
+    assert!(d.wait_state("web", "running", T));
+    // Reading the tree opens and closes its files; those are not changes.
+    // (The defect: every sync's reads triggered the next, at full CPU.)
+    let first = d.get_json("/v1/sync")["syncedAt"].clone();
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_millis(2000) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        d.get_json("/v1/sync")["syncedAt"],
+        first,
+        "the tree was synced again with no change"
+    );
+}

@@ -132,7 +132,7 @@ pub async fn sync_once<S: Store>(
                         head.as_deref()
                             .map(|h| format!(" at {h}"))
                             .unwrap_or_default(),
-                        changed.join(", ")
+                        summarize(&changed)
                     ),
                 );
             }
@@ -170,6 +170,20 @@ pub struct WatchError {
     pub source: notify::Error,
 }
 
+/// The objects a sync changed, the first few by name and then a count, so
+/// a tree of thousands does not make one event of thousands of names.
+fn summarize(changed: &[String]) -> String {
+    const SHOWN: usize = 20;
+    if changed.len() <= SHOWN {
+        return changed.join(", ");
+    }
+    format!(
+        "{}, and {} more",
+        changed[..SHOWN].join(", "),
+        changed.len() - SHOWN
+    )
+}
+
 /// Watches `dir` and keeps it synced until the process ends.
 pub fn spawn<S: Store>(
     store: Arc<S>,
@@ -184,9 +198,14 @@ pub fn spawn<S: Store>(
     let mut debouncer = new_debouncer(Duration::from_millis(50), None, move |res| {
         if let Ok(events) = res {
             // Any change, in the tree or in .git (a commit moves HEAD):
-            // re-read the tree; unchanged objects write nothing.
+            // re-read the tree; unchanged objects write nothing. Reads are
+            // not changes: the sync's own reading of the tree (open, close)
+            // must not trigger the next sync, or it never stops.
             let events: Vec<notify_debouncer_full::DebouncedEvent> = events;
-            if !events.is_empty() {
+            if events
+                .iter()
+                .any(|e| !matches!(e.event.kind, notify::EventKind::Access(_)))
+            {
                 let _ = tx.send(());
             }
         }
