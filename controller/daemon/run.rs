@@ -197,13 +197,15 @@ async fn serve(config: Config) -> Result<(), Error> {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         // The first sync happens before the controller starts, so what the
         // tree declares is in place before anything is planned.
-        gitops::sync_once(store.as_ref(), &dir, &sync, events.as_ref()).await;
+        let mut cache = clusvc_manifest::ParseCache::default();
+        gitops::sync_once(store.as_ref(), &dir, &sync, events.as_ref(), &mut cache).await;
         gitops::spawn(
             store.clone(),
             dir,
             sync.clone(),
             events.clone() as Arc<dyn Events>,
             config.resync.get(),
+            cache,
         )?;
     }
     let controller = Controller::new(

@@ -23,4 +23,7 @@ pub mod scripts;
 pub mod yaml;
 
 pub use error::{Errors, ManifestError};
-pub use load::{Input, Loaded, Options, load, load_paths, read_inputs};
+pub use load::{
+    Input, Loaded, Options, ParseCache, load, load_cached, load_paths, load_paths_cached,
+    read_inputs,
+};

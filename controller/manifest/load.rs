@@ -163,83 +163,141 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Loads and validates inputs into one desired state.
-pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
-    let mut errors = Vec::new();
-    let mut objects = Vec::new();
-    // For each object: its input, document node.
-    let mut places: Vec<(usize, Node)> = Vec::new();
-    for (i, input) in inputs.iter().enumerate() {
-        let docs = match yaml::parse_documents(&input.text) {
-            Ok(docs) => docs,
-            Err(e) => {
-                errors.push(ManifestError {
-                    file: input.name.clone(),
-                    pos: e.pos,
-                    path: String::new(),
-                    message: e.message,
-                });
-                continue;
-            }
-        };
-        for doc in docs {
-            let err = |pos: Pos, path: &str, message: String| ManifestError {
+/// One input after stage one: its typed objects (with the document each
+/// came from, for positions) and its errors.
+#[derive(Debug)]
+struct Parsed {
+    /// Hash and length of the text it was parsed from.
+    key: (u64, usize),
+    /// The input's directory (relative script paths resolve against it).
+    dir: Option<PathBuf>,
+    objects: Vec<(Object, Node)>,
+    errors: Vec<ManifestError>,
+}
+
+/// Stage-one results kept between loads of the same inputs (a watched
+/// manifests directory): an input whose text is unchanged is not parsed
+/// again, so a commit that changes one file of a large tree costs that
+/// file. The rules across objects and the script checks always run on the
+/// whole result.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    inputs: std::collections::HashMap<String, std::sync::Arc<Parsed>>,
+}
+
+impl ParseCache {
+    /// Inputs held.
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+}
+
+fn text_key(text: &str) -> (u64, usize) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    (h.finish(), text.len())
+}
+
+/// Stage one for one input: YAML with positions, then typed objects.
+fn parse_input(input: &Input) -> Parsed {
+    let mut parsed = Parsed {
+        key: text_key(&input.text),
+        dir: input.dir.clone(),
+        objects: Vec::new(),
+        errors: Vec::new(),
+    };
+    let docs = match yaml::parse_documents(&input.text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            parsed.errors.push(ManifestError {
                 file: input.name.clone(),
-                pos,
+                pos: e.pos,
+                path: String::new(),
+                message: e.message,
+            });
+            return parsed;
+        }
+    };
+    for doc in docs {
+        let (object, problems) = decode(&doc);
+        parsed
+            .errors
+            .extend(problems.into_iter().map(|(path, key, msg)| ManifestError {
+                file: input.name.clone(),
+                pos: doc.locate(&path, key),
                 path: path.to_string(),
-                message,
-            };
-            let (object, problems) = decode(&doc);
-            errors.extend(
-                problems
-                    .into_iter()
-                    .map(|(path, key, msg)| err(doc.locate(&path, key), &path, msg)),
-            );
-            if let Some(mut object) = object {
-                resolve_relative_scripts(&mut object, input.dir.as_deref());
-                objects.push(object);
-                places.push((i, doc));
-            }
+                message: msg,
+            }));
+        if let Some(mut object) = object {
+            resolve_relative_scripts(&mut object, input.dir.as_deref());
+            parsed.objects.push((object, doc));
         }
     }
+    parsed
+}
+
+/// Loads and validates inputs into one desired state.
+pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
+    load_cached(inputs, options, &mut ParseCache::default())
+}
+
+/// As [`load`], reusing (and refreshing) stage-one results in `cache`.
+pub fn load_cached(
+    inputs: &[Input],
+    options: Options,
+    cache: &mut ParseCache,
+) -> Result<Loaded, Errors> {
+    let mut fresh = std::collections::HashMap::with_capacity(inputs.len());
+    let mut parsed: Vec<std::sync::Arc<Parsed>> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let key = text_key(&input.text);
+        let p = match cache.inputs.get(&input.name) {
+            Some(p) if p.key == key && p.dir == input.dir => p.clone(),
+            _ => std::sync::Arc::new(parse_input(input)),
+        };
+        fresh.insert(input.name.clone(), p.clone());
+        parsed.push(p);
+    }
+    // Inputs gone from the tree are forgotten.
+    cache.inputs = fresh;
+    let mut errors: Vec<ManifestError> = parsed.iter().flat_map(|p| p.errors.clone()).collect();
+    // For each object: its input and document.
+    let places: Vec<(usize, &Node)> = parsed
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.objects.iter().map(move |(_, doc)| (i, doc)))
+        .collect();
+    let objects: Vec<Object> = parsed
+        .iter()
+        .flat_map(|p| p.objects.iter().map(|(o, _)| o.clone()))
+        .collect();
     let place = |object: usize, path: &str| -> ManifestError {
-        let (input, doc) = &places[object];
+        let (input, doc) = places[object];
         ManifestError {
-            file: inputs[*input].name.clone(),
+            file: inputs[input].name.clone(),
             pos: doc.locate(path, false),
             path: path.to_string(),
             message: String::new(),
         }
     };
-    {
-        for issue in clusvc_core::model::desired::check(&objects) {
-            let mut e = place(issue.object, &issue.path);
-            e.message = issue.message;
-            if let Some(other) = issue.other {
-                let first = place(other, "metadata.name");
-                e.message = format!(
-                    "{} (first defined at {}:{}:{})",
-                    e.message, first.file, first.pos.line, first.pos.col
-                );
-            }
-            errors.push(e);
-        }
-    }
     if options.check_scripts {
+        // Many services share a script: each is read and checked once.
+        let mut memo = scripts::Memo::default();
         for (k, object) in objects.iter().enumerate() {
             if let Object::Service(s) = object {
-                for (path, message) in scripts::check_service(&s.spec) {
+                for (path, message) in scripts::check_service_memo(&s.spec, &mut memo) {
                     let mut e = place(k, &path);
                     e.message = message;
                     errors.push(e);
                 }
             }
         }
-    }
-    if !errors.is_empty() {
-        errors.sort();
-        errors.dedup();
-        return Err(Errors(errors));
     }
     let mut origins = BTreeMap::new();
     for (object, (input, doc)) in objects.iter().zip(&places) {
@@ -251,12 +309,32 @@ pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
             },
         );
     }
-    let desired = DesiredState::from_objects(objects).map_err(|_| {
-        Errors::single(
-            "(input)",
-            "internal error: validation disagreed with itself",
-        )
-    })?;
+    // The model's rules, once: building the state is validating it.
+    let desired = match DesiredState::from_objects(objects) {
+        Ok(d) if errors.is_empty() => d,
+        Ok(_) => {
+            errors.sort();
+            errors.dedup();
+            return Err(Errors(errors));
+        }
+        Err(issues) => {
+            for issue in issues {
+                let mut e = place(issue.object, &issue.path);
+                e.message = issue.message;
+                if let Some(other) = issue.other {
+                    let first = place(other, "metadata.name");
+                    e.message = format!(
+                        "{} (first defined at {}:{}:{})",
+                        e.message, first.file, first.pos.line, first.pos.col
+                    );
+                }
+                errors.push(e);
+            }
+            errors.sort();
+            errors.dedup();
+            return Err(Errors(errors));
+        }
+    };
     Ok(Loaded { desired, origins })
 }
 
@@ -264,6 +342,16 @@ pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
 pub fn load_paths(paths: &[PathBuf], options: Options) -> Result<Loaded, Errors> {
     let inputs = read_inputs(paths)?;
     load(&inputs, options)
+}
+
+/// As [`load_paths`], reusing stage-one results in `cache`.
+pub fn load_paths_cached(
+    paths: &[PathBuf],
+    options: Options,
+    cache: &mut ParseCache,
+) -> Result<Loaded, Errors> {
+    let inputs = read_inputs(paths)?;
+    load_cached(&inputs, options, cache)
 }
 
 /// A problem found while decoding one document: field path, whether the
@@ -517,5 +605,36 @@ pub fn decode_as<T: DeserializeOwned>(input: &Input) -> Result<T, Errors> {
             "",
             "expected a single YAML document".into(),
         )])),
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn svc(name: &str) -> String {
+        format!("apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\n")
+    }
+
+    #[test]
+    fn an_unchanged_input_is_not_parsed_again_and_a_changed_one_is() {
+        let no_scripts = Options {
+            check_scripts: false,
+        };
+        let mut cache = ParseCache::default();
+        let a = Input::new("a.yaml", svc("a"));
+        let b = Input::new("b.yaml", svc("b"));
+        load_cached(&[a.clone(), b.clone()], no_scripts, &mut cache).unwrap();
+        let first_a = cache.inputs["a.yaml"].clone();
+        let first_b = cache.inputs["b.yaml"].clone();
+        let b2 = Input::new("b.yaml", svc("c"));
+        let loaded = load_cached(&[a, b2], no_scripts, &mut cache).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first_a, &cache.inputs["a.yaml"]));
+        assert!(!std::sync::Arc::ptr_eq(&first_b, &cache.inputs["b.yaml"]));
+        let names: Vec<&String> = loaded.desired.services().keys().collect();
+        assert_eq!(names, ["a", "c"]);
+        // A file removed from the tree is forgotten.
+        load_cached(&[Input::new("a.yaml", svc("a"))], no_scripts, &mut cache).unwrap();
+        assert_eq!(cache.len(), 1);
     }
 }

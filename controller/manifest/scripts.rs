@@ -124,10 +124,36 @@ fn read_script(script: &Path) -> Result<String, ScriptError> {
     Ok(text)
 }
 
+/// Results of script checks within one load: many services run the same
+/// script, which is read and checked once.
+#[derive(Debug, Default)]
+pub struct Memo {
+    resolved: std::collections::HashMap<(PathBuf, Option<String>), Result<(), String>>,
+}
+
+impl Memo {
+    fn check(&mut self, path: &Path, function: Option<&str>) -> Result<(), String> {
+        self.resolved
+            .entry((path.to_path_buf(), function.map(str::to_string)))
+            .or_insert_with(|| {
+                resolve(path, function)
+                    .and_then(|_| check_trusted(path))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+}
+
 /// Checks every script and directory of a service where the files can be
 /// read; returns `(field path, message)` per problem. A file this process may
 /// not read is skipped: the member that runs it checks it again.
 pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
+    check_service_memo(spec, &mut Memo::default())
+}
+
+/// As [`check_service`], remembering results in `memo`.
+pub fn check_service_memo(spec: &ServiceSpec, memo: &mut Memo) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (i, app) in spec.applications.iter().enumerate() {
         let sources = [&app.script, &app.directory, &app.ocf];
@@ -140,10 +166,8 @@ pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
                 continue;
             }
             let field = format!("spec.applications[{i}].script");
-            if let Err(e) = resolve(path, app.function.as_deref()) {
-                out.push((field.clone(), e.to_string()));
-            } else if let Err(e) = check_trusted(path) {
-                out.push((field, e.to_string()));
+            if let Err(e) = memo.check(path, app.function.as_deref()) {
+                out.push((field, e));
             }
         }
         if let Some(dir) = &app.directory {
@@ -167,8 +191,8 @@ pub fn check_service(spec: &ServiceSpec) -> Vec<(String, String)> {
                             out.push((field.clone(), e.to_string()));
                         }
                         for s in scripts {
-                            if let Err(e) = resolve(&s, None).and_then(|_| check_trusted(&s)) {
-                                out.push((field.clone(), e.to_string()));
+                            if let Err(e) = memo.check(&s, None) {
+                                out.push((field.clone(), e));
                             }
                         }
                     }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use clusvc_agent::events::Events;
 use clusvc_core::model::Timestamp;
 use clusvc_core::model::event::{Event, Level};
-use clusvc_manifest::{self as manifest, Options};
+use clusvc_manifest::{self as manifest, Options, ParseCache};
 use clusvc_store::Store;
 
 use clusvc_core::api::{
@@ -39,12 +39,14 @@ fn git_head(dir: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Reads the tree and applies it (with prune); records the outcome.
+/// Reads the tree and applies it (with prune); records the outcome. Files
+/// unchanged since the last sync are not parsed again (`cache`).
 pub async fn sync_once<S: Store>(
     store: &S,
     dir: &Path,
     status: &Mutex<SyncStatus>,
     events: &dyn Events,
+    cache: &mut ParseCache,
 ) -> bool {
     let source = source_for(dir);
     let event = |level: Level, message: String| {
@@ -60,7 +62,8 @@ pub async fn sync_once<S: Store>(
             revision: None,
         })
     };
-    let loaded = match manifest::load_paths(&[dir.to_path_buf()], Options::default()) {
+    let loaded = match manifest::load_paths_cached(&[dir.to_path_buf()], Options::default(), cache)
+    {
         Ok(l) => l,
         Err(errors) => {
             let text = errors.to_string();
@@ -191,6 +194,7 @@ pub fn spawn<S: Store>(
     status: Arc<Mutex<SyncStatus>>,
     events: Arc<dyn Events>,
     resync: Duration,
+    mut cache: ParseCache,
 ) -> Result<(), WatchError> {
     use notify::RecursiveMode;
     use notify_debouncer_full::new_debouncer;
@@ -227,7 +231,7 @@ pub fn spawn<S: Store>(
     tokio::spawn(async move {
         let _keep = debouncer;
         loop {
-            sync_once(store.as_ref(), &dir, &status, events.as_ref()).await;
+            sync_once(store.as_ref(), &dir, &status, events.as_ref(), &mut cache).await;
             tokio::select! {
                 got = rx.recv() => {
                     if got.is_none() {
