@@ -697,3 +697,48 @@ fn a_manifests_directory_is_not_synced_again_by_its_own_reading() {
         "the tree was synced again with no change"
     );
 }
+
+#[test]
+fn a_store_damaged_in_the_middle_stops_the_start_with_the_offset() {
+    let mut d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "wal_app", "app() { return 0; }\n");
+    for i in 0..5 {
+        apply(
+            &d,
+            dir.path(),
+            &format!(
+                "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: w{i}\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+                app.display()
+            ),
+        );
+    }
+    assert!(d.wait_state("w4", "running", T));
+    d.kill9();
+    let wal = d.state.join("store/wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let offset = bytes.len() / 3;
+    // Flip a byte somewhere in the first third: a record there fails its
+    // checksum, and acknowledged records follow it.
+    bytes[offset] ^= 0xff;
+    std::fs::write(&wal, &bytes).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+        .args([
+            "run",
+            "--member",
+            "node1",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(&d.state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fails its checksum") && err.contains("byte offset"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&wal).unwrap(), bytes, "the log was changed");
+}

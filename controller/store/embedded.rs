@@ -5,7 +5,10 @@
 //! (length, CRC-32, payload) and the log is `fdatasync`ed before the
 //! transaction is applied and acknowledged, so an acknowledged write
 //! survives `kill -9` or power loss. On open, `snapshot` is loaded and the
-//! log replayed up to its first torn or corrupt record, which is cut off.
+//! log replayed; a torn last record (a write cut short, never acknowledged)
+//! is cut off, and a record that fails its checksum with more log after it
+//! stops the open with an error naming the offset: acknowledged writes are
+//! never dropped silently.
 //! When the log grows past a limit it is folded into a new snapshot
 //! (written aside, fsynced, renamed).
 //!
@@ -185,6 +188,61 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// What ends the valid prefix of a log.
+#[derive(Debug, PartialEq, Eq)]
+enum LogEnd {
+    /// The log ends cleanly.
+    Clean,
+    /// The last record is incomplete or fails its checksum and nothing
+    /// follows it: a write that was cut short, never acknowledged.
+    TornTail,
+    /// A complete record fails its checksum and more of the log follows:
+    /// damage in the middle, after which acknowledged writes may follow.
+    Corrupt {
+        /// Byte offset of the bad record.
+        offset: usize,
+        /// Bytes after it.
+        following: usize,
+    },
+}
+
+/// Classifies what stops [`unframe`] at `at`.
+fn log_end(buf: &[u8], at: usize) -> LogEnd {
+    let rest = buf.len() - at;
+    if rest == 0 {
+        return LogEnd::Clean;
+    }
+    if rest < 8 {
+        return LogEnd::TornTail;
+    }
+    let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+    let end = at + 8 + len;
+    if end < buf.len() {
+        return LogEnd::Corrupt {
+            offset: at,
+            following: buf.len() - end,
+        };
+    }
+    // It claims to reach the end: a cut-short last write, unless its length
+    // itself is damaged and a valid record starts further on.
+    let valid_after = (at + 1..buf.len().saturating_sub(8)).any(|k| {
+        let len = u32::from_le_bytes(buf[k..k + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(buf[k + 4..k + 8].try_into().unwrap());
+        len > 0
+            && buf
+                .get(k + 8..k + 8 + len)
+                .is_some_and(|p| crc32fast::hash(p) == crc)
+    });
+    if valid_after {
+        LogEnd::Corrupt {
+            offset: at,
+            following: buf.len() - at,
+        }
+    } else {
+        LogEnd::TornTail
+    }
+}
+
 /// Splits framed records; returns them and the length of the valid prefix.
 fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut out = Vec::new();
@@ -272,6 +330,17 @@ impl Embedded {
             f.read_to_end(&mut buf).map_err(io(&wal_path))?;
         }
         let (records, valid) = unframe(&buf);
+        if let LogEnd::Corrupt { offset, following } = log_end(&buf, valid) {
+            // Never cut acknowledged writes silently: refuse, and say where.
+            return Err(Error::Corrupt(format!(
+                "{}: the record at byte offset {offset} fails its checksum and {following} bytes of log follow it; \
+                 this is damage in the middle of the log, not a torn last write, and acknowledged writes may follow it. \
+                 Nothing was changed. Keep a copy of {}, then restore it from a backup, or move the log aside to \
+                 start from the last snapshot (losing what was written after it)",
+                wal_path.display(),
+                dir.display()
+            )));
+        }
         for payload in records {
             let (r, ops) = decode_ops(payload)
                 .ok_or_else(|| Error::Corrupt("log record does not decode".into()))?;
@@ -641,6 +710,52 @@ mod tests {
             !s.txn(swap).await.unwrap().succeeded,
             "stale revision must fail"
         );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_in_the_middle_refuses_to_open_and_names_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Embedded::open(dir.path()).unwrap();
+            for i in 0..50 {
+                s.put(&format!("/k/{i:02}"), vec![b'v'; 20]).await.unwrap();
+            }
+        }
+        let wal = dir.path().join("wal");
+        let mut bytes = std::fs::read(&wal).unwrap();
+        let record = bytes.len() / 50;
+        let offset = 20 * record;
+        bytes[offset + 12] ^= 0xff;
+        std::fs::write(&wal, &bytes).unwrap();
+        let err = Embedded::open(dir.path())
+            .err()
+            .expect("must refuse")
+            .to_string();
+        assert!(err.contains(&format!("byte offset {offset}")), "{err}");
+        assert!(err.contains("Nothing was changed"), "{err}");
+        // Nothing was cut.
+        assert_eq!(std::fs::read(&wal).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Embedded::open(dir.path()).unwrap();
+            for i in 0..20 {
+                s.put(&format!("/k/{i:02}"), vec![b'v'; 20]).await.unwrap();
+            }
+        }
+        let wal = dir.path().join("wal");
+        let mut bytes = std::fs::read(&wal).unwrap();
+        let offset = 5 * (bytes.len() / 20);
+        bytes[offset + 3] = 0x7f; // the length now reaches past the end
+        std::fs::write(&wal, &bytes).unwrap();
+        let err = Embedded::open(dir.path())
+            .err()
+            .expect("must refuse")
+            .to_string();
+        assert!(err.contains(&format!("byte offset {offset}")), "{err}");
     }
 
     #[tokio::test]
