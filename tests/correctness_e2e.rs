@@ -742,3 +742,78 @@ fn a_store_damaged_in_the_middle_stops_the_start_with_the_offset() {
     );
     assert_eq!(std::fs::read(&wal).unwrap(), bytes, "the log was changed");
 }
+
+#[test]
+fn prune_freeze_and_member_deletion_work_end_to_end() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = dir.path().join("healthy");
+    write(&healthy, "");
+    let app = script(
+        dir.path(),
+        "pf_app",
+        &format!(
+            "app() {{ case $1 in status) [ -e {} ];; *) return 0;; esac; }}\n",
+            healthy.display()
+        ),
+    );
+    let svc = |name: &str| {
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  checkInterval: 1s\n  applications:\n    - script: {}\n",
+            app.display()
+        )
+    };
+    let set = dir.path().join("set");
+    std::fs::create_dir_all(&set).unwrap();
+    write(&set.join("a.yaml"), &svc("a"));
+    write(&set.join("b.yaml"), &svc("b"));
+    let members = "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\n---\napiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\n";
+    write(&set.join("m.yaml"), members);
+    let (code, _, err) = d.run(&[
+        "apply",
+        "-f",
+        set.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // --prune removes what this source applied and the input no longer has.
+    std::fs::remove_file(set.join("b.yaml")).unwrap();
+    let (code, out, err) = d.run(&["apply", "-f", set.to_str().unwrap(), "--prune"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("service/b pruned"), "{out}");
+    assert!(wait_until(T, || d.service("b").is_none()));
+    // Frozen: a failing check changes nothing until unfrozen.
+    let (code, _, _) = d.run(&["freeze", "a"]);
+    assert_eq!(code, 0);
+    std::fs::remove_file(&healthy).unwrap();
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_millis(2500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(d.service("a").unwrap()["state"], "frozen");
+    write(&healthy, "");
+    let (code, _, _) = d.run(&["unfreeze", "a", "--wait", "--timeout", "20s"]);
+    assert_eq!(code, 0);
+    assert_eq!(d.service("a").unwrap()["state"], "running");
+    // A member named in a placement cannot be deleted; an unnamed one can.
+    write(
+        &set.join("a.yaml"),
+        &svc("a").replace("spec:\n", "spec:\n  placement: {members: [node1, node2]}\n"),
+    );
+    let (code, _, err) = d.run(&["apply", "-f", set.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = d.run(&["delete", "member", "node2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("named in the placement of: a"), "{err}");
+    write(&set.join("a.yaml"), &svc("a"));
+    write(
+        &set.join("m.yaml"),
+        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\n",
+    );
+    let (code, _, err) = d.run(&["apply", "-f", set.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = d.run(&["delete", "member", "node2"]);
+    assert_eq!((code, out.as_str()), (0, "member/node2 deleted\n"), "{err}");
+}

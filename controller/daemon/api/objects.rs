@@ -6,7 +6,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use clusvc_core::api::{ApiError, ApplyRequest, ApplyResult, Deleted, ErrorCode, ObjectKind};
-use clusvc_store::{Store, keys};
+use clusvc_core::model::Service;
+use clusvc_store::{Compare, Store, Txn, Write, keys};
 
 use super::{ApiJson, App, Rejection, Result, fail};
 use crate::sync::apply::{self, ScriptChecks};
@@ -32,18 +33,24 @@ pub(crate) async fn delete<S: Store>(
         ObjectKind::Service => format!("{}{name}", keys::SERVICES),
         ObjectKind::Member => format!("{}{name}", keys::MEMBERS),
     };
-    if app.store.get(&key).await?.is_none() {
+    let Some(kv) = app.store.get(&key).await? else {
         return Err(Rejection(ApiError::not_found(kind.plural(), &name)));
-    }
+    };
+    // One compare-and-swap: the object as read; for a member, also every
+    // service as read and the service counter (no service may start naming
+    // it between the check and the delete).
+    let mut compare = vec![Compare::ModRevision(key.clone(), kv.mod_revision)];
     if kind == ObjectKind::Member {
-        let placed: Vec<String> = app
-            .cache
-            .read()
-            .services()
-            .values()
-            .filter(|s| s.spec.placement.members.contains(&name))
-            .map(|s| s.metadata.name.clone())
-            .collect();
+        let (services, _) = app.store.list(keys::SERVICES).await?;
+        let mut placed = Vec::new();
+        for s in &services {
+            compare.push(Compare::ModRevision(s.key.clone(), s.mod_revision));
+            if let Some(svc) = keys::decode::<Service>(&s.key, &s.value)
+                && svc.spec.placement.members.contains(&name)
+            {
+                placed.push(svc.metadata.name);
+            }
+        }
         if !placed.is_empty() {
             return Err(fail(
                 ErrorCode::Conflict,
@@ -53,7 +60,26 @@ pub(crate) async fn delete<S: Store>(
                 ),
             ));
         }
+        let ids_rev = app
+            .store
+            .get(keys::NEXT_ID)
+            .await?
+            .map_or(0, |kv| kv.mod_revision);
+        compare.push(Compare::ModRevision(keys::NEXT_ID.to_string(), ids_rev));
     }
-    app.store.delete(&key).await?;
+    let done = app
+        .store
+        .txn(Txn {
+            compare,
+            success: vec![Write::Delete { key }],
+            failure: vec![],
+        })
+        .await?;
+    if !done.succeeded {
+        return Err(fail(
+            ErrorCode::Conflict,
+            format!("{kind}/{name} changed meanwhile; retry"),
+        ));
+    }
     Ok(Json(Deleted { kind, name }))
 }
