@@ -161,16 +161,21 @@ fn main() {
     );
     drop(d);
 
-    // 3. RSS with 10,000 services.
+    // 3. RSS with 10,000 services whose status is checked every 10 s (a
+    // native check of a block device, so the checks themselves are cheap
+    // and the figure is the daemon's own), peak and steady.
+    let block = std::fs::read_dir("/sys/block")
+        .ok()
+        .and_then(|mut it| it.find_map(|e| e.ok()))
+        .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
+        .filter(|b| Path::new(b).exists())
+        .expect("a block device to check natively");
     let d = common::Daemon::start(&[]);
     let m = dir.path().join("m10000");
     write_services(
         &m,
         10_000,
-        &format!(
-            "  checkInterval: 0s\n  applications:\n    - script: {}\n",
-            app.display()
-        ),
+        &format!("  checkInterval: 10s\n  devices:\n    - path: {block}\n"),
         "big",
     );
     let (code, _, err) = d.run(&["apply", "-f", m.to_str().unwrap()]);
@@ -183,7 +188,7 @@ fn main() {
     // The daemon returns memory freed after the burst every 10 s.
     std::thread::sleep(Duration::from_secs(12));
     println!(
-        "daemon with 10,000 running services: RSS {:.1} MB (peak {:.1} MB while starting them all)",
+        "daemon with 10,000 running services checked every 10 s: RSS {:.1} MB steady (peak {:.1} MB while starting them all)",
         proc_field(pid, "VmRSS:") as f64 / 1024.0,
         proc_field(pid, "VmHWM:") as f64 / 1024.0
     );
