@@ -202,7 +202,8 @@ async fn a_directory_runs_each_script_sorted_following_symlinks() {
     write_script(&d, "20_web", &body("web"), 0o755);
     let target = write_script(&scripts, "db_mysql", &body("mysql"), 0o755);
     std::os::unix::fs::symlink(&target, d.join("10_mysql")).unwrap();
-    std::fs::write(d.join("notes"), "").unwrap();
+    // A file without an execute bit beside the scripts is not one of them.
+    std::fs::write(d.join("notes"), "notes() { echo notes $1 >> /dev/null; }\n").unwrap();
     std::fs::set_permissions(d.join("notes"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let spec = ServiceSpec {
         applications: vec![Application {
@@ -211,7 +212,6 @@ async fn a_directory_runs_each_script_sorted_following_symlinks() {
         }],
         ..ServiceSpec::default()
     };
-    std::fs::remove_file(d.join("notes")).unwrap();
     let s = svc("lamp", 2, Duration::from_secs(10));
     assert!(exec.start(&s, &spec).await.ok());
     assert!(exec.check(&s, &spec).await.ok());

@@ -11,13 +11,19 @@ use clusvc_core::model::script::{ResolveError, defined_functions, resolve_functi
 /// Largest script read for function detection.
 const MAX_SCRIPT_BYTES: u64 = 1 << 20;
 
-/// The scripts a `directory:` application runs: regular files and symlinks
-/// (followed) in the directory, sorted by name.
+/// The scripts a `directory:` application runs: executable regular files
+/// and symlinks to them (followed) in the directory, sorted by name.
 pub fn list_directory(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        // Regular files (symlinks followed) with an execute bit, as
+        // run-parts takes them: a README or notes file beside the scripts
+        // is not run.
+        if std::fs::metadata(&path).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        }) {
             out.push(path);
         }
     }
