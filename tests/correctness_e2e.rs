@@ -817,3 +817,166 @@ fn prune_freeze_and_member_deletion_work_end_to_end() {
     let (code, out, err) = d.run(&["delete", "member", "node2"]);
     assert_eq!((code, out.as_str()), (0, "member/node2 deleted\n"), "{err}");
 }
+
+/// A small deterministic generator for the crash tests' random moments;
+/// the seed is printed so a failure can be replayed (`CLUSVC_TEST_SEED`).
+fn seed() -> u64 {
+    let s = std::env::var("CLUSVC_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed: {s} (replay with CLUSVC_TEST_SEED={s})");
+    s
+}
+
+fn next(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+#[test]
+fn kill_9_during_concurrent_applies_loses_no_acknowledged_write() {
+    let mut rng = seed();
+    let mut d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "cc_app", "app() { return 0; }\n");
+    for round in 0..3 {
+        let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for c in 0..4 {
+            let (url, app, dir) = (d.url.clone(), app.clone(), dir.path().to_path_buf());
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            clients.push(std::thread::spawn(move || {
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    let name = format!("r{round}c{c}n{i}");
+                    let f = dir.join(format!("{name}.yaml"));
+                    std::fs::write(
+                        &f,
+                        format!(
+                            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+                            app.display()
+                        ),
+                    )
+                    .unwrap();
+                    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+                        .args(["apply", "-f"])
+                        .arg(&f)
+                        .env("CLUSVC_SERVER", &url)
+                        .output()
+                        .unwrap();
+                    if out.status.success()
+                        && String::from_utf8_lossy(&out.stdout).contains("created")
+                    {
+                        acknowledged.lock().unwrap().push(name);
+                    } else if out.status.code() == Some(3) {
+                        return; // the daemon is gone
+                    }
+                }
+            }));
+        }
+        // Kill at a random moment while requests are in flight.
+        let delay = 200 + next(&mut rng) % 1500;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(delay) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        d.kill9();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in clients {
+            c.join().unwrap();
+        }
+        d.crash_and_restart();
+        let listed = d.get_json("/v1/services");
+        let listed = listed.as_array().unwrap();
+        let names: Vec<&str> = listed.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        let acknowledged = acknowledged.lock().unwrap().clone();
+        assert!(
+            !acknowledged.is_empty(),
+            "round {round}: nothing was acknowledged in {delay} ms"
+        );
+        for name in &acknowledged {
+            assert!(
+                names.contains(&name.as_str()),
+                "round {round}: {name} was acknowledged but is gone"
+            );
+        }
+        // Nothing half there: every service has its record and a unique ID.
+        let mut ids: Vec<u64> = listed
+            .iter()
+            .map(|s| s["id"].as_u64().unwrap_or_else(|| panic!("no ID: {s}")))
+            .collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "round {round}: two services share an ID");
+    }
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_multi_resource_start_starts_nothing_twice() {
+    let mut d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let gate = dir.path().join("gate");
+    let step = |name: &str, wait: bool| {
+        let up = dir.path().join(format!("{name}.up"));
+        script(
+            dir.path(),
+            name,
+            &format!(
+                "app() {{ case $1 in start) echo {name} >> {log}; {wait} touch {up}; return 0;; stop) rm -f {up}; return 0;; status) [ -e {up} ];; esac; }}\n",
+                log = log.display(),
+                up = up.display(),
+                wait = if wait {
+                    format!("while [ ! -e {} ]; do sleep 0.05; done;", gate.display())
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    };
+    let (first, second, third) = (
+        step("first_app", false),
+        step("second_app", true),
+        step("third_app", false),
+    );
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: multi\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n    - script: {}\n    - script: {}\n",
+            first.display(),
+            second.display(),
+            third.display()
+        ),
+    );
+    // The second start is under way (waiting at the gate): kill -9 now.
+    assert!(wait_until(T, || std::fs::read_to_string(&log)
+        .is_ok_and(|l| l.contains("second_app"))));
+    d.kill9();
+    // The orphaned action finishes while no daemon runs.
+    write(&gate, "");
+    d.crash_and_restart();
+    assert!(
+        d.wait_state("multi", "running", T),
+        "{:?}\n{:#?}",
+        d.service("multi"),
+        d.events("multi")
+    );
+    let starts = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        starts, "first_app\nsecond_app\nthird_app\n",
+        "each resource starts exactly once, in order"
+    );
+}
