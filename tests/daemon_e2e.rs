@@ -320,14 +320,14 @@ fn api_security_needs_a_token_off_loopback() {
     assert_eq!(r.status(), 200);
     let (code, _, err) = d.run(&["get", "services"]);
     assert_eq!(code, 1, "{err}");
-    let (code, _, _) = d.run(&["--token-file", token.to_str().unwrap(), "get", "services"]);
+    let (code, _, _) = d.run(&["get", "services", "--token-file", token.to_str().unwrap()]);
     assert_eq!(code, 0);
 }
 
 #[test]
 fn an_unreachable_server_exits_3_with_a_hint() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
-        .args(["--server", "http://127.0.0.1:9", "get", "services"])
+        .args(["get", "services", "--server", "http://127.0.0.1:9"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));

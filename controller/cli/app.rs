@@ -25,23 +25,23 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(name = "clusvc", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Server URL for client commands.
-    #[arg(
-        long,
-        global = true,
-        env = "CLUSVC_SERVER",
-        default_value = "http://127.0.0.1:7450"
-    )]
-    pub server: String,
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
-    /// Connection settings.
-    #[command(flatten)]
-    pub conn: client::Conn,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A client command's own arguments and how it reaches the server.
+#[derive(Debug, clap::Args)]
+pub struct Remote<T: clap::Args> {
+    /// The command's arguments.
+    #[command(flatten)]
+    pub args: T,
+    /// `--server`, `--token-file`.
+    #[command(flatten)]
+    pub conn: client::Conn,
 }
 
 /// How logs are written.
@@ -73,35 +73,35 @@ pub enum Command {
     ///
     /// With --wait: exit 0 once everything converged, 1 if an applied service
     /// ended failed or blocked (its reason is printed) or the wait timed out.
-    Apply(apply::ApplyArgs),
+    Apply(Remote<apply::ApplyArgs>),
     /// Diff manifests against the live desired state; exit 0 none, 1 some.
-    Diff(Files),
+    Diff(Remote<Files>),
     /// Show the plan that would run; changes nothing. Exit 0 no change, 1 changes, 2 error.
-    Plan(plan::Args),
+    Plan(Remote<plan::Args>),
     /// List services, members or the GitOps sync status.
-    Get(get::GetArgs),
+    Get(Remote<get::GetArgs>),
     /// Show a service or member: spec, resource status, recent events.
-    Describe(describe::DescribeArgs),
+    Describe(Remote<describe::DescribeArgs>),
     /// Delete a service (stopped first) or a member.
-    Delete(delete::DeleteArgs),
+    Delete(Remote<delete::DeleteArgs>),
     /// Move a service to another member (leaves no lasting constraint).
-    Relocate(operate::RelocateArgs),
+    Relocate(Remote<operate::RelocateArgs>),
     /// Enable a service (and clear a failure).
-    Enable(operate::ToggleArgs),
+    Enable(Remote<operate::ToggleArgs>),
     /// Disable a service: stop it and keep it stopped.
-    Disable(operate::ToggleArgs),
+    Disable(Remote<operate::ToggleArgs>),
     /// Stop and start a service in place.
-    Restart(operate::OpArgs),
+    Restart(Remote<operate::OpArgs>),
     /// Neither check nor change a service.
-    Freeze(operate::OpArgs),
+    Freeze(Remote<operate::OpArgs>),
     /// Undo freeze.
-    Unfreeze(operate::OpArgs),
+    Unfreeze(Remote<operate::OpArgs>),
     /// Forget a failure (failed or blocked) and retry.
-    Clear(operate::OpArgs),
+    Clear(Remote<operate::OpArgs>),
     /// Create a service from a seed-style script (the seed's --add_service).
-    Create(create::CreateArgs),
+    Create(Remote<create::CreateArgs>),
     /// Show events; --follow keeps streaming.
-    Events(events::EventsArgs),
+    Events(Remote<events::EventsArgs>),
     /// Check manifests offline; exit 0 valid, 2 invalid.
     Validate(validate::Args),
     /// Print JSON Schemas of the manifest kinds, or write them with CRD-style YAML.
@@ -150,30 +150,49 @@ pub fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let client = || client::Client::new(&cli.server, &cli.conn);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
-        Command::Apply(args) => client().and_then(|c| apply::apply(&c, args)),
-        Command::Diff(files) => client().and_then(|c| diff::diff(&c, files)),
-        Command::Plan(args) => plan::run(args, client),
-        Command::Get(args) => client().and_then(|c| get::get(&c, args)),
-        Command::Describe(args) => client().and_then(|c| describe::describe(&c, args)),
-        Command::Delete(args) => client().and_then(|c| delete::delete(&c, args)),
-        Command::Relocate(a) => client().and_then(|c| operate::relocate(&c, a)),
-        Command::Enable(a) => client().and_then(|c| operate::toggle(&c, Operation::Enable, a)),
-        Command::Disable(a) => client().and_then(|c| operate::toggle(&c, Operation::Disable, a)),
-        Command::Restart(a) => client().and_then(|c| operate::operate(&c, Operation::Restart, a)),
-        Command::Freeze(a) => client().and_then(|c| operate::operate(&c, Operation::Freeze, a)),
-        Command::Unfreeze(a) => client().and_then(|c| operate::operate(&c, Operation::Unfreeze, a)),
-        Command::Clear(a) => client().and_then(|c| operate::operate(&c, Operation::Clear, a)),
-        Command::Create(args) => {
-            if args.dry_run {
-                create::create(None, args)
+        Command::Apply(r) => r.conn.client().and_then(|c| apply::apply(&c, r.args)),
+        Command::Diff(r) => r.conn.client().and_then(|c| diff::diff(&c, r.args)),
+        Command::Plan(r) => plan::run(r.args, || r.conn.client()),
+        Command::Get(r) => r.conn.client().and_then(|c| get::get(&c, r.args)),
+        Command::Describe(r) => r.conn.client().and_then(|c| describe::describe(&c, r.args)),
+        Command::Delete(r) => r.conn.client().and_then(|c| delete::delete(&c, r.args)),
+        Command::Relocate(r) => r.conn.client().and_then(|c| operate::relocate(&c, r.args)),
+        Command::Enable(r) => r
+            .conn
+            .client()
+            .and_then(|c| operate::toggle(&c, Operation::Enable, r.args)),
+        Command::Disable(r) => r
+            .conn
+            .client()
+            .and_then(|c| operate::toggle(&c, Operation::Disable, r.args)),
+        Command::Restart(r) => r
+            .conn
+            .client()
+            .and_then(|c| operate::operate(&c, Operation::Restart, r.args)),
+        Command::Freeze(r) => r
+            .conn
+            .client()
+            .and_then(|c| operate::operate(&c, Operation::Freeze, r.args)),
+        Command::Unfreeze(r) => r
+            .conn
+            .client()
+            .and_then(|c| operate::operate(&c, Operation::Unfreeze, r.args)),
+        Command::Clear(r) => r
+            .conn
+            .client()
+            .and_then(|c| operate::operate(&c, Operation::Clear, r.args)),
+        Command::Create(r) => {
+            if r.args.dry_run {
+                create::create(None, r.args)
             } else {
-                client().and_then(|c| create::create(Some(&c), args))
+                r.conn
+                    .client()
+                    .and_then(|c| create::create(Some(&c), r.args))
             }
         }
-        Command::Events(args) => client().and_then(|c| events::events(&c, args)),
+        Command::Events(r) => r.conn.client().and_then(|c| events::events(&c, r.args)),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Completion(args) => completion::completion(args),

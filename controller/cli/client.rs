@@ -15,12 +15,29 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
-/// Connection settings shared by client commands.
+/// How client commands reach the server (offline commands do not take
+/// these).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conn {
-    /// File holding the bearer token the server wants.
-    #[arg(long, value_name = "FILE", env = "CLUSVC_TOKEN_FILE", global = true)]
+    /// The server's URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CLUSVC_SERVER",
+        default_value = "http://127.0.0.1:7450"
+    )]
+    pub server: String,
+    /// File holding the bearer token the server wants (or the token itself
+    /// in CLUSVC_TOKEN).
+    #[arg(long, value_name = "FILE", env = "CLUSVC_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+}
+
+impl Conn {
+    /// A client for these settings.
+    pub fn client(&self) -> Result<Client, CliError> {
+        Client::new(&self.server, self)
+    }
 }
 
 impl Client {
