@@ -141,7 +141,23 @@ impl CliError {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One prefix for every error the command line prints.
+            let text = e.render().to_string();
+            let text = text
+                .strip_prefix("Error:")
+                .map_or(text.clone(), |rest| format!("error:{rest}"));
+            eprint!("{text}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     init_logging(cli.log_format);
     if !matches!(cli.command, Command::Run(_)) {
         // A client piped into `head` ends quietly, as Unix tools do.
