@@ -980,3 +980,82 @@ fn kill_9_in_the_middle_of_a_multi_resource_start_starts_nothing_twice() {
         "each resource starts exactly once, in order"
     );
 }
+
+#[test]
+fn four_services_blocked_on_one_member_share_one_fence() {
+    let d = Daemon::start(&["--concurrency", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    let fences = dir.path().join("fences");
+    let stop_fails = dir.path().join("stop-fails");
+    // A fence that waits at a gate: every stop fails before it completes,
+    // so all four failures are one incident (a stop that fails after a
+    // fence is a new incident and needs a new fence).
+    let gate = dir.path().join("gate");
+    let fence = script(
+        dir.path(),
+        "slow_fence",
+        &format!(
+            "echo \"$1\" >> {}; for i in $(seq 200); do [ -e {} ] && exit 0; sleep 0.05; done; exit 1\n",
+            fences.display(),
+            gate.display()
+        ),
+    );
+    let app = script(
+        dir.path(),
+        "four_app",
+        &format!(
+            "app() {{ case $1 in stop) [ ! -e {f} ];; *) return 0;; esac; }}\n",
+            f = stop_fails.display()
+        ),
+    );
+    let mut yaml = format!(
+        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\nspec:\n  fencing:\n    command: [{}, node1]\n    timeout: 10s\n",
+        fence.display()
+    );
+    for i in 0..4 {
+        yaml.push_str(&format!(
+            "---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: f{i}\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            app.display()
+        ));
+    }
+    apply(&d, dir.path(), &yaml);
+    for i in 0..4 {
+        assert!(d.wait_state(&format!("f{i}"), "running", T));
+    }
+    write(&stop_fails, "");
+    let restarts: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = d.cli();
+            c.args(["restart", &format!("f{i}")]);
+            std::thread::spawn(move || c.output().unwrap().status.code())
+        })
+        .collect();
+    for r in restarts {
+        assert_eq!(r.join().unwrap(), Some(0));
+    }
+    assert!(wait_until(T, || lines(&fences) >= 1));
+    assert!(
+        wait_until(T, || (0..4).all(|i| d
+            .events(&format!("f{i}"))
+            .iter()
+            .any(|e| e.starts_with("stop of application four_app failed")))),
+        "not every stop failed"
+    );
+    write(&gate, "");
+    std::fs::remove_file(&stop_fails).unwrap();
+    for i in 0..4 {
+        assert!(
+            d.wait_state(&format!("f{i}"), "running", T),
+            "{:?}",
+            d.service(&format!("f{i}"))
+        );
+    }
+    assert_eq!(
+        lines(&fences),
+        1,
+        "one incident, one fence: {:#?}",
+        (0..4)
+            .map(|i| d.events(&format!("f{i}")))
+            .collect::<Vec<_>>()
+    );
+}

@@ -595,7 +595,12 @@ proptest! {
                 .fenced_at
                 .is_some_and(|f| incident.is_none_or(|i| f >= i));
             let fences = sp.steps.iter().any(|s| {
-                s.member() == m && matches!(s, clusvc_core::plan::Step::Fence { .. })
+                s.member() == m
+                    && matches!(
+                        s,
+                        clusvc_core::plan::Step::Fence { .. }
+                            | clusvc_core::plan::Step::AwaitFence { .. }
+                    )
             });
             let waits = !om.alive
                 && sp.steps.iter().any(|s| {
@@ -643,6 +648,19 @@ proptest! {
                 rank(placement, target), best,
                 "{}: {} is not a most preferred member\n{}", sp.service, target, p
             );
+        }
+    }
+
+    #[test]
+    fn a_plan_fences_each_member_at_most_once(c in cluster_strategy()) {
+        let p = plan(&c.desired, &c.observed, Timestamp::from_millis(NOW));
+        let mut fenced = std::collections::BTreeSet::new();
+        for sp in &p.services {
+            for s in &sp.steps {
+                if let clusvc_core::plan::Step::Fence { member, .. } = s {
+                    prop_assert!(fenced.insert(member.clone()), "{member} fenced twice:\n{p}");
+                }
+            }
         }
     }
 }

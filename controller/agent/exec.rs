@@ -169,7 +169,9 @@ impl Executor {
                         local: self.host.member.clone(),
                     });
                 }
-                Step::Fence { .. } => return Err(Error::NotLocal("fence")),
+                Step::Fence { .. } | Step::AwaitFence { .. } => {
+                    return Err(Error::NotLocal("fence"));
+                }
                 Step::AwaitLease { .. } => return Err(Error::NotLocal("lease wait")),
             }
         }

@@ -42,6 +42,10 @@ pub struct ObservedMember {
     /// The last fencing attempt failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fencing_failed: bool,
+    /// When the last fencing attempt ended (success or not), so services
+    /// waiting on one fence share its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_attempted_at: Option<Timestamp>,
 }
 
 fn yes() -> bool {
@@ -56,6 +60,7 @@ impl Default for ObservedMember {
             standby: false,
             fenced_at: None,
             fencing_failed: false,
+            fence_attempted_at: None,
         }
     }
 }

@@ -49,7 +49,8 @@ impl fmt::Display for Step {
                 op,
                 resource,
             } => write!(f, "{member}: {} {}", op.as_str(), resource.label()),
-            Step::Fence { member } => write!(f, "{member}: fence"),
+            Step::Fence { member, .. } => write!(f, "{member}: fence"),
+            Step::AwaitFence { member, .. } => write!(f, "{member}: wait for its fence (above)"),
             Step::AwaitLease { member, until } => {
                 write!(f, "{member}: wait for lease expiry (until {until})")
             }

@@ -119,7 +119,9 @@ fn check_steps(
                     on.remove(&resource.label());
                 }
             }
-            Step::Fence { member } | Step::AwaitLease { member, .. } => {
+            Step::Fence { member, .. }
+            | Step::AwaitFence { member, .. }
+            | Step::AwaitLease { member, .. } => {
                 up.remove(member);
             }
         }

@@ -41,6 +41,18 @@ pub enum Step {
     Fence {
         /// The member fenced.
         member: String,
+        /// When the incident the fence answers began (the lease expiry or
+        /// the latest failed stop); a fence after it counts.
+        incident: Option<Timestamp>,
+    },
+    /// Wait for the fence of a member that another service's steps run in
+    /// this plan: a member is fenced once per incident, however many of its
+    /// services need it (the controller runs it single-flight).
+    AwaitFence {
+        /// The member being fenced.
+        member: String,
+        /// When the incident began (as for [`Step::Fence`]).
+        incident: Option<Timestamp>,
     },
     /// Wait until a dead member's lease has expired, plus the grace, before
     /// its services may start elsewhere.
@@ -66,7 +78,8 @@ impl Step {
     pub fn member(&self) -> &str {
         match self {
             Step::Resource { member, .. }
-            | Step::Fence { member }
+            | Step::Fence { member, .. }
+            | Step::AwaitFence { member, .. }
             | Step::AwaitLease { member, .. } => member,
         }
     }
@@ -109,8 +122,17 @@ struct WireStep {
 enum WireOp {
     Start,
     Stop,
-    Fence,
-    AwaitLease { until: Timestamp },
+    Fence {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<Timestamp>,
+    },
+    AwaitFence {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<Timestamp>,
+    },
+    AwaitLease {
+        until: Timestamp,
+    },
 }
 
 impl From<Step> for WireStep {
@@ -129,9 +151,15 @@ impl From<Step> for WireStep {
                 resource: Some(resource.label()),
                 spec: Some(resource),
             },
-            Step::Fence { member } => WireStep {
+            Step::Fence { member, incident } => WireStep {
                 member,
-                op: WireOp::Fence,
+                op: WireOp::Fence { incident },
+                resource: None,
+                spec: None,
+            },
+            Step::AwaitFence { member, incident } => WireStep {
+                member,
+                op: WireOp::AwaitFence { incident },
                 resource: None,
                 spec: None,
             },
@@ -167,7 +195,14 @@ impl TryFrom<WireStep> for Step {
         match w.op {
             WireOp::Start => resource(Op::Start),
             WireOp::Stop => resource(Op::Stop),
-            WireOp::Fence => Ok(Step::Fence { member: w.member }),
+            WireOp::Fence { incident } => Ok(Step::Fence {
+                member: w.member,
+                incident,
+            }),
+            WireOp::AwaitFence { incident } => Ok(Step::AwaitFence {
+                member: w.member,
+                incident,
+            }),
             WireOp::AwaitLease { until } => Ok(Step::AwaitLease {
                 member: w.member,
                 until,
@@ -194,6 +229,7 @@ mod tests {
             ),
             Step::Fence {
                 member: "n2".into(),
+                incident: Some(Timestamp::from_millis(500)),
             },
             Step::AwaitLease {
                 member: "n2".into(),

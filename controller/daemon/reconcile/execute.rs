@@ -12,13 +12,14 @@ use tokio::time::Instant;
 
 use clusvc_agent::exec::RunReport;
 use clusvc_agent::resources::Verb;
+use clusvc_core::model::Timestamp;
 use clusvc_core::model::event::Level;
 use clusvc_core::model::{
     Failure, ObservedMember, ObservedService, Phase, PlacementReason, ResourceStatus, Service,
     ServiceSpec, ServiceState,
 };
 use clusvc_core::plan::{self, Change, Op, ServicePlan, Step};
-use clusvc_store::{Store, keys};
+use clusvc_store::{Compare, Store, Txn, Write, keys};
 
 use super::{Controller, Error, lock, now};
 
@@ -88,8 +89,8 @@ impl<S: Store> Controller<S> {
                     }
                     i += 1;
                 }
-                Step::Fence { member } => {
-                    self.fence(member).await?;
+                Step::Fence { member, incident } | Step::AwaitFence { member, incident } => {
+                    self.fence(member, *incident).await?;
                     i += 1;
                 }
                 Step::Resource { member, .. } => {
@@ -191,9 +192,18 @@ impl<S: Store> Controller<S> {
         self.record(name, Some(&o)).await
     }
 
-    /// Fences a member through the fencer and records the outcome on its
-    /// observed record.
-    async fn fence(&self, member: &str) -> Result<(), Error> {
+    /// Fences a member once per incident, single-flight: of the services
+    /// that need the fence (their plans carry `Fence` or `AwaitFence`), the
+    /// first runs the command and records the outcome with a
+    /// compare-and-swap; the others wait for it and share its result.
+    async fn fence(&self, member: &str, incident: Option<Timestamp>) -> Result<(), Error> {
+        let flight = lock(&self.fence_locks)
+            .entry(member.to_string())
+            .or_default()
+            .clone();
+        let _one_at_a_time = flight.lock().await;
+        // The incident is the one the plan was made for: by now the blocked
+        // services that made it are being stopped and no longer say so.
         let fencing = self
             .cache
             .read()
@@ -201,31 +211,70 @@ impl<S: Store> Controller<S> {
             .get(member)
             .and_then(|m| m.spec.fencing.clone());
         let key = format!("{}{member}", keys::OBSERVED_MEMBERS);
-        let mut om: ObservedMember = self
-            .store
-            .get(&key)
-            .await?
+        let read = self.store.get(&key).await?;
+        let rev = read.as_ref().map_or(0, |kv| kv.mod_revision);
+        let mut om: ObservedMember = read
             .and_then(|kv| keys::decode(&key, &kv.value))
             .unwrap_or_default();
+        let answers = |t: Option<Timestamp>| t.is_some_and(|t| incident.is_some_and(|i| t >= i));
+        if answers(om.fenced_at) {
+            // Another service's plan fenced it for this incident already.
+            return Ok(());
+        }
+        if om.fencing_failed && answers(om.fence_attempted_at) {
+            return Err(Error::Fence {
+                member: member.to_string(),
+                source: clusvc_agent::fence::Error::Failed(
+                    "the fence for this incident already failed".into(),
+                ),
+            });
+        }
         let result = match &fencing {
             None => Err(clusvc_agent::fence::Error::NotConfigured),
             Some(f) => self.fencer.fence(member, f).await,
         };
-        match result {
-            Ok(()) => {
-                om.fenced_at = Some(now());
-                om.fencing_failed = false;
-                self.store.put(&key, keys::encode(&om)).await?;
-                Ok(())
-            }
-            Err(source) => {
-                om.fencing_failed = true;
-                self.store.put(&key, keys::encode(&om)).await?;
-                Err(Error::Fence {
-                    member: member.to_string(),
-                    source,
-                })
-            }
+        let done = now();
+        om.fence_attempted_at = Some(done);
+        om.fencing_failed = result.is_err();
+        if result.is_ok() {
+            om.fenced_at = Some(done);
         }
+        let compare = if rev == 0 {
+            Compare::Missing(key.clone())
+        } else {
+            Compare::ModRevision(key.clone(), rev)
+        };
+        let written = self
+            .store
+            .txn(Txn {
+                compare: vec![compare],
+                success: vec![Write::Put {
+                    key: key.clone(),
+                    value: keys::encode(&om),
+                    lease: None,
+                }],
+                failure: vec![],
+            })
+            .await?;
+        if !written.succeeded {
+            // Someone else wrote the record meanwhile (an operator's
+            // standby): write ours on top of theirs, keeping their fields.
+            let mut now_om: ObservedMember = self
+                .store
+                .get(&key)
+                .await?
+                .and_then(|kv| keys::decode(&key, &kv.value))
+                .unwrap_or_default();
+            now_om.fence_attempted_at = om.fence_attempted_at;
+            now_om.fencing_failed = om.fencing_failed;
+            if om.fenced_at.is_some() {
+                now_om.fenced_at = om.fenced_at;
+            }
+            self.store.put(&key, keys::encode(&now_om)).await?;
+        }
+        result.map_err(|source| Error::Fence {
+            member: member.to_string(),
+            source,
+        })
     }
 }

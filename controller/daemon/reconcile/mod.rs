@@ -98,6 +98,8 @@ pub struct Controller<S: Store> {
     next_check: Mutex<HashMap<String, Instant>>,
     /// The last reason a service was held for, so it is reported once.
     last_hold: Mutex<HashMap<String, String>>,
+    /// One fence at a time per member (single-flight).
+    fence_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn now() -> Timestamp {
@@ -133,6 +135,7 @@ impl<S: Store> Controller<S> {
             locks: Mutex::new(HashMap::new()),
             next_check: Mutex::new(HashMap::new()),
             last_hold: Mutex::new(HashMap::new()),
+            fence_locks: Mutex::new(HashMap::new()),
         })
     }
 

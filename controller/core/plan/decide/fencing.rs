@@ -49,7 +49,7 @@ impl<'a> Context<'a> {
 
     /// Replaces the stop on a dead member: fence it where configured, else
     /// wait for its lease (plus grace). Returns the members fenced.
-    pub(super) fn vacate_dead(&self, m: &str, steps: &mut Vec<Step>) -> Vec<String> {
+    pub(super) fn vacate_dead(&mut self, m: &str, steps: &mut Vec<Step>) -> Vec<String> {
         let observed = self.observed.members.get(m);
         let expired = observed.and_then(|o| o.lease_expired_at);
         // A fence counts only for the incident it was run for: after the
@@ -70,8 +70,20 @@ impl<'a> Context<'a> {
             .get(m)
             .and_then(|d| d.spec.fencing.as_ref());
         if fencing.is_some() && !observed.is_some_and(|o| o.fencing_failed) {
-            steps.push(Step::Fence { member: m.into() });
-            return vec![m.to_string()];
+            // One fence per member in a plan: the first service that needs
+            // it carries it, the others wait for it.
+            if self.fences_planned.insert(m.to_string()) {
+                steps.push(Step::Fence {
+                    member: m.into(),
+                    incident,
+                });
+                return vec![m.to_string()];
+            }
+            steps.push(Step::AwaitFence {
+                member: m.into(),
+                incident,
+            });
+            return Vec::new();
         }
         steps.push(Step::AwaitLease {
             member: m.into(),

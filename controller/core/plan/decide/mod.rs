@@ -36,6 +36,8 @@ pub struct Context<'a> {
     now: Timestamp,
     members: Members<'a>,
     next_id: u64,
+    /// Members whose fence a service of this pass already carries.
+    fences_planned: std::collections::HashSet<String>,
 }
 
 /// The empty spec, for deleted services whose started spec is unknown.
@@ -106,6 +108,7 @@ impl<'a> Context<'a> {
             now,
             members: Members::with_index(desired, observed, index),
             next_id: index.next_id(),
+            fences_planned: std::collections::HashSet::new(),
         }
     }
 
