@@ -200,6 +200,26 @@ pub async fn run_tracked(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    // The marker is written before the spawn, under a token the action
+    // carries in its environment, so a successor finds the action even if
+    // this process dies between the spawn and learning its group.
+    let deadline_ms = (std::time::SystemTime::now() + timeout + grace)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let pending = track.map(|dir| {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let token = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let _ = std::fs::create_dir_all(dir);
+        let path = dir.join(format!("{PENDING}{token}"));
+        let _ = std::fs::write(&path, deadline_ms.to_string());
+        c.env(ACTION_TAG, &token);
+        path
+    });
+    let pending = Marker(pending);
     if net.is_some() || mnt.is_some() {
         let net_fd = net.as_ref().map(|f| f.as_raw_fd());
         let mnt_fd = mnt.as_ref().map(|f| f.as_raw_fd());
@@ -232,18 +252,14 @@ pub async fn run_tracked(
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let marker = match (track, pgid) {
         (Some(dir), Some(pgid)) => {
-            let deadline = std::time::SystemTime::now() + timeout + grace;
-            let ms = deadline
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
             let path = dir.join(pgid.as_raw().to_string());
-            let _ = std::fs::create_dir_all(dir);
-            let _ = std::fs::write(&path, ms.to_string());
+            let _ = std::fs::write(&path, deadline_ms.to_string());
             Some(path)
         }
         _ => None,
     };
     let _marker = Marker(marker);
+    drop(pending);
     if let (Some(input), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
@@ -316,9 +332,84 @@ impl Drop for Marker {
     }
 }
 
+/// The environment variable that carries a tracked action's token.
+pub const ACTION_TAG: &str = "CLUSVC_ACTION_TOKEN";
+
+/// Prefix of the marker written before an action is spawned.
+const PENDING: &str = "pending-";
+
+/// Process groups of live processes carrying `token` (see [`ACTION_TAG`]).
+fn tagged_groups(token: &str) -> Vec<Pid> {
+    let want = format!("{ACTION_TAG}={token}");
+    let mut groups = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(p.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == want.as_bytes())
+            && let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+            && !groups.contains(&pgid)
+        {
+            groups.push(pgid);
+        }
+    }
+    groups
+}
+
 /// After a crash: waits for actions the previous process left running (their
-/// markers in `track`) to end, killing each group at its recorded deadline.
+/// markers in `track`) to end, killing each group at its recorded deadline;
+/// then for tagged actions that left no marker (the process died between
+/// spawning one and recording it).
 pub async fn await_orphans(track: &Path) {
+    let Ok(entries) = std::fs::read_dir(track) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(token) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(PENDING))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let deadline_ms: u128 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        for pgid in tagged_groups(&token) {
+            wait_group(pgid, deadline_ms).await;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    await_marked(track).await;
+}
+
+/// Waits for a process group to end, killing it at `deadline_ms`.
+async fn wait_group(pgid: Pid, deadline_ms: u128) {
+    loop {
+        if killpg(pgid, None).is_err() {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        if now >= deadline_ms {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn await_marked(track: &Path) {
     let Ok(entries) = std::fs::read_dir(track) else {
         return;
     };
@@ -333,19 +424,7 @@ pub async fn await_orphans(track: &Path) {
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
         if let Some(pgid) = pgid.map(Pid::from_raw) {
-            loop {
-                if killpg(pgid, None).is_err() {
-                    break;
-                }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
-                if now >= deadline_ms {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_group(pgid, deadline_ms).await;
         }
         let _ = std::fs::remove_file(&path);
     }
@@ -468,5 +547,45 @@ mod tests {
             "daemon survived"
         );
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_action_spawned_before_its_group_was_recorded_is_still_awaited() {
+        let dir = tempfile::tempdir().unwrap();
+        let track = dir.path().join("inflight");
+        std::fs::create_dir_all(&track).unwrap();
+        // As a process that died between spawning and recording the group
+        // leaves it: only the pending marker, and the tagged action.
+        let far = (std::time::SystemTime::now() + Duration::from_secs(30))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        std::fs::write(track.join("pending-t1"), far.to_string()).unwrap();
+        // An orphan: its parent (sh) is gone, init reaps it.
+        use std::os::unix::process::CommandExt as _;
+        let status = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.5 &"])
+            .env(ACTION_TAG, "t1")
+            .process_group(0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = std::time::Instant::now();
+        await_orphans(&track).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300),
+            "did not wait for the tagged action ({waited:?})"
+        );
+        assert!(
+            waited < Duration::from_secs(10),
+            "waited for the deadline ({waited:?})"
+        );
+        assert!(std::fs::read_dir(&track).unwrap().next().is_none());
     }
 }
