@@ -1059,3 +1059,43 @@ fn four_services_blocked_on_one_member_share_one_fence() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn passing_status_checks_write_nothing_to_the_store() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "steady_app", "app() { return 0; }\n");
+    for i in 0..3 {
+        apply(
+            &d,
+            dir.path(),
+            &format!(
+                "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: s{i}\nspec:\n  checkInterval: 1s\n  applications:\n    - script: {}\n",
+                app.display()
+            ),
+        );
+    }
+    for i in 0..3 {
+        assert!(d.wait_state(&format!("s{i}"), "running", T));
+    }
+    let revision = |d: &Daemon| {
+        let p: serde_json::Value = ureq::post(&format!("{}/v1/plan", d.url))
+            .send_json(serde_json::json!({}))
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        p["revision"].as_u64().unwrap()
+    };
+    // Let the first checks run, then measure a window of several checks.
+    assert!(wait_until(T, || d
+        .service("s2")
+        .is_some_and(|s| !s["lastCheck"].is_null())));
+    let before = revision(&d);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_millis(2500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.service("s0").is_some_and(|s| !s["lastCheck"].is_null()));
+    assert_eq!(revision(&d), before, "passing checks wrote to the store");
+}
