@@ -398,6 +398,11 @@ fn disable_of_a_service_the_manifests_directory_owns_is_refused_unless_forced() 
     // Runtime operations work on any service.
     let (code, _, err) = d.run(&["restart", "web", "--wait", "--timeout", "20s"]);
     assert_eq!(code, 0, "{err}");
+    // Deleting it is changing the tree's object: refused, with the file.
+    let (code, _, err) = d.run(&["delete", "service", "web"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("services/web.yaml"), "{err}");
+    assert_eq!(d.service("web").unwrap()["state"], "running");
 }
 
 #[test]
@@ -626,7 +631,18 @@ fn every_error_answer_is_code_and_message() {
     check(
         agent.delete(&url("/v1/services")).call().unwrap(),
         405,
-        "badRequest",
+        "methodNotAllowed",
+    );
+    // Unknown request fields are errors: a typo must not turn a dry run
+    // into a real apply.
+    check(
+        agent
+            .post(&url("/v1/apply"))
+            .content_type("application/json")
+            .send(r#"{"dry_run": true}"#)
+            .unwrap(),
+        422,
+        "invalid",
     );
     check(
         agent

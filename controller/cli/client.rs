@@ -109,6 +109,7 @@ impl Client {
             let code = match err.code {
                 // Bad input, including not-found and conflicts (SPEC §6).
                 ErrorCode::BadRequest
+                | ErrorCode::MethodNotAllowed
                 | ErrorCode::NotFound
                 | ErrorCode::Conflict
                 | ErrorCode::Invalid => EXIT_BAD_INPUT,

@@ -18,6 +18,10 @@ pub struct DeleteArgs {
     /// Delete the objects these manifests declare.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     files: Vec<PathBuf>,
+    /// Delete objects a manifests directory owns (its next sync brings them
+    /// back while the directory declares them).
+    #[arg(long)]
+    force: bool,
 }
 
 /// `delete`.
@@ -51,7 +55,8 @@ pub fn delete(client: &Client, args: DeleteArgs) -> Result<u8, CliError> {
         }
     }
     for (kind, name) in targets {
-        let _: Deleted = client.delete(&format!("/v1/objects/{kind}/{name}"))?;
+        let force = if args.force { "?force=true" } else { "" };
+        let _: Deleted = client.delete(&format!("/v1/objects/{kind}/{name}{force}"))?;
         println!("{}/{name} deleted", kind.trim_end_matches('s'));
     }
     Ok(0)

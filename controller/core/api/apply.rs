@@ -8,7 +8,7 @@ use crate::model::{Member, Service};
 
 /// An apply request: the objects, and how to apply them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplyRequest {
     /// Members to create or update.
     #[serde(default)]

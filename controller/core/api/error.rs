@@ -14,6 +14,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// The object does not exist (404).
     NotFound,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
     /// The request conflicts with the current state or with a concurrent
     /// writer (409).
     Conflict,
@@ -32,6 +34,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
             ErrorCode::Invalid => 422,
             ErrorCode::Internal => 500,
@@ -45,6 +48,7 @@ impl ErrorCode {
         match status {
             401 | 403 => ErrorCode::Unauthorized,
             404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
             409 => ErrorCode::Conflict,
             422 => ErrorCode::Invalid,
             503 => ErrorCode::Unavailable,

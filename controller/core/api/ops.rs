@@ -88,7 +88,7 @@ impl FromStr for Operation {
 
 /// The body of an operation request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperationRequest {
     /// With `relocate`: the member to move to.
     #[serde(default, skip_serializing_if = "Option::is_none")]

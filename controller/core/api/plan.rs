@@ -8,7 +8,7 @@ use crate::plan::Plan;
 /// A live or what-if plan request. With no objects, the live desired state
 /// is planned.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanRequest {
     /// Members to plan as if applied.
     #[serde(default)]

@@ -123,10 +123,11 @@ async fn no_route() -> Rejection {
     fail(ErrorCode::NotFound, "no such route")
 }
 
-async fn no_method() -> Response {
-    let mut r = fail(ErrorCode::BadRequest, "method not allowed on this route").into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
+async fn no_method() -> Rejection {
+    fail(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
 async fn auth<S: Store>(

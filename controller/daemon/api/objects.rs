@@ -5,11 +5,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 
-use clusvc_core::api::{ApiError, ApplyRequest, ApplyResult, Deleted, ErrorCode, ObjectKind};
+use clusvc_core::api::{
+    ApiError, ApplyRequest, ApplyResult, Deleted, ErrorCode, GITOPS_SOURCE_PREFIX,
+    MANIFEST_ANNOTATION, ObjectKind, SOURCE_ANNOTATION,
+};
 use clusvc_core::model::Service;
 use clusvc_store::{Compare, Store, Txn, Write, keys};
 
-use super::{ApiJson, App, Rejection, Result, fail};
+use super::{ApiJson, ApiQuery, App, Rejection, Result, fail};
 use crate::sync::apply::{self, ScriptChecks};
 
 pub(crate) async fn apply<S: Store>(
@@ -22,9 +25,18 @@ pub(crate) async fn apply<S: Store>(
         .map_err(|e| fail(e.code(), e.to_string()))
 }
 
+/// `?force=true`: delete an object a manifests directory owns.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 pub(crate) async fn delete<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path((kind, name)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Json<Deleted>> {
     let Some(kind) = ObjectKind::from_plural(&kind) else {
         return Err(fail(ErrorCode::NotFound, format!("unknown kind {kind:?}")));
@@ -36,6 +48,32 @@ pub(crate) async fn delete<S: Store>(
     let Some(kv) = app.store.get(&key).await? else {
         return Err(Rejection(ApiError::not_found(kind.plural(), &name)));
     };
+    // An object of a manifests directory is deleted there (the next sync
+    // would bring it back), unless forced.
+    let annotations = match kind {
+        ObjectKind::Service => {
+            keys::decode::<Service>(&key, &kv.value).map(|o| o.metadata.annotations)
+        }
+        ObjectKind::Member => keys::decode::<clusvc_core::model::Member>(&key, &kv.value)
+            .map(|o| o.metadata.annotations),
+    }
+    .unwrap_or_default();
+    if let Some(owner) = annotations.get(SOURCE_ANNOTATION)
+        && owner.starts_with(GITOPS_SOURCE_PREFIX)
+        && !q.force
+    {
+        let dir = owner.trim_start_matches(GITOPS_SOURCE_PREFIX);
+        let file = annotations
+            .get(MANIFEST_ANNOTATION)
+            .map(|f| format!("{dir}/{f}"))
+            .unwrap_or_else(|| dir.to_string());
+        return Err(fail(
+            ErrorCode::Conflict,
+            format!(
+                "{kind}/{name} is managed by {owner}: remove it from {file}, or use --force (the next sync brings it back while the file declares it)"
+            ),
+        ));
+    }
     // One compare-and-swap: the object as read; for a member, also every
     // service as read and the service counter (no service may start naming
     // it between the check and the delete).

@@ -24,8 +24,9 @@ use clusvc_core::model::event::{Event, Level};
 
 /// Events kept overall.
 pub const KEEP: usize = 5_000;
-/// Events kept per service, however busy the others are.
-pub const KEEP_PER_SERVICE: usize = 200;
+/// Events kept per service, however busy the others are (`describe` shows
+/// the last 20).
+pub const KEEP_PER_SERVICE: usize = 20;
 /// Events older than this are dropped.
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -112,12 +113,12 @@ impl Inner {
         let kept = self.kept();
         let lines = kept.len();
         {
-            let mut f = File::create(&tmp)?;
+            let mut f = std::io::BufWriter::new(File::create(&tmp)?);
             for e in kept {
                 serde_json::to_writer(&mut f, e)?;
                 f.write_all(b"\n")?;
             }
-            f.sync_all()?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
         let out = OpenOptions::new().append(true).open(&path)?;
@@ -219,10 +220,11 @@ impl Events for EventLog {
             p.lines += 1;
         }
         g.keep(event.clone());
-        let too_long = g
-            .file
-            .as_ref()
-            .is_some_and(|p| p.lines > 2 * (KEEP + KEEP_PER_SERVICE));
+        // Compact when the file holds twice what is kept (and at least
+        // 10,000 lines more): amortized, the rewrite costs a constant per
+        // event however many services there are.
+        let kept = g.all.len() + g.by_service.values().map(VecDeque::len).sum::<usize>();
+        let too_long = g.file.as_ref().is_some_and(|p| p.lines > 2 * kept + 10_000);
         if too_long {
             g.expire();
             if let Err(e) = g.compact() {
