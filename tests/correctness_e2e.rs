@@ -1115,3 +1115,33 @@ fn passing_status_checks_write_nothing_to_the_store() {
     assert!(d.service("s0").is_some_and(|s| !s["lastCheck"].is_null()));
     assert_eq!(revision(&d), before, "passing checks wrote to the store");
 }
+
+#[test]
+fn extreme_durations_are_refused_and_do_not_crash_the_daemon() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "long_app", "app() { return 0; }\n");
+    for field in [
+        "timeout: 18446744073709551615",
+        "checkInterval: 18446744073709551615",
+        "recovery:\n    restartWindow: 100000000h",
+    ] {
+        let f = dir.path().join("long.yaml");
+        write(
+            &f,
+            &format!(
+                "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: long\nspec:\n  {field}\n  applications:\n    - script: {}\n",
+                app.display()
+            ),
+        );
+        let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+        assert_eq!(code, 2, "{field}: {err}");
+        assert!(
+            err.contains("is too long: at most 8760h (one year)"),
+            "{field}: {err}"
+        );
+    }
+    // The daemon is fine and still serves.
+    let (code, _, err) = d.run(&["get", "services"]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -121,7 +121,9 @@ impl Executor {
             service: &svc.name,
             service_id: svc.id,
             resource: label,
-            deadline: Instant::now() + svc.timeout,
+            deadline: Instant::now()
+                .checked_add(svc.timeout)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600)),
             timeout: svc.timeout,
             events: self.events.as_ref(),
         }

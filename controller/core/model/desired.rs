@@ -17,6 +17,20 @@ use super::resource::ResourceRef;
 /// Largest `maxRestarts` accepted.
 pub const MAX_RESTARTS_LIMIT: u32 = 100;
 
+/// Longest duration a manifest may give (check interval, timeout, restart
+/// window, fencing timeout): one year. Larger values are typos, and would
+/// overflow the clocks they are added to.
+pub const MAX_DURATION: super::Duration = super::Duration::from_secs(365 * 24 * 3600);
+
+fn check_duration(d: super::Duration, path: &str, push: &mut impl FnMut(String, String)) {
+    if d > MAX_DURATION {
+        push(
+            path.to_string(),
+            format!("{d} is too long: at most 8760h (one year)"),
+        );
+    }
+}
+
 /// One validation problem: which input object, which field, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
@@ -188,6 +202,9 @@ fn check_member(i: usize, m: &Member, issues: &mut Vec<Issue>) {
                 }
             }
         }
+        check_duration(f.timeout, "spec.fencing.timeout", &mut |p, m| {
+            issues.push(Issue::new(i, p, m))
+        });
         if f.timeout.is_zero() {
             issues.push(Issue::new(
                 i,
@@ -217,6 +234,13 @@ fn check_absolute(path: &str) -> Result<(), String> {
 fn check_service(i: usize, s: &Service, members: &BTreeMap<&str, usize>, issues: &mut Vec<Issue>) {
     let spec = &s.spec;
     let mut push = |path: String, msg: String| issues.push(Issue::new(i, path, msg));
+    check_duration(spec.check_interval, "spec.checkInterval", &mut push);
+    check_duration(spec.timeout, "spec.timeout", &mut push);
+    check_duration(
+        spec.recovery.restart_window,
+        "spec.recovery.restartWindow",
+        &mut push,
+    );
     if spec.timeout.is_zero() {
         push("spec.timeout".into(), "must be greater than 0s".into());
     }

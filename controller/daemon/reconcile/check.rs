@@ -66,11 +66,11 @@ impl<S: Store> Controller<S> {
             let mut nc = lock(&self.next_check);
             let due = nc
                 .entry(name.to_string())
-                .or_insert_with(|| Instant::now() + interval);
+                .or_insert_with(|| crate::runtime::after(interval));
             if *due > Instant::now() {
                 return Ok(());
             }
-            *due = Instant::now() + interval;
+            *due = crate::runtime::after(interval);
         }
         let spec = o.started_with.clone().unwrap_or_default();
         let report = self.agents[&member]

@@ -8,8 +8,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use clusvc_agent::exec::RunReport;
 use clusvc_agent::resources::Verb;
 use clusvc_core::model::Timestamp;
@@ -128,7 +126,7 @@ impl<S: Store> Controller<S> {
         if let Some(interval) = spec.map(|s| s.check_interval.get())
             && !interval.is_zero()
         {
-            lock(&self.next_check).insert(name.to_string(), Instant::now() + interval);
+            lock(&self.next_check).insert(name.to_string(), crate::runtime::after(interval));
         }
         self.emit_with_id(
             name,

@@ -14,3 +14,12 @@ pub mod scheduler;
 
 pub use runner::{Action, Reconciler, Runner};
 pub use scheduler::Scheduler;
+
+/// `now + d`, saturating far in the future instead of overflowing (a
+/// duration from a stored object is bounded by validation, but time
+/// arithmetic must not be able to panic whatever it is given).
+pub fn after(d: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(30 * 365 * 24 * 3600))
+}

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 use super::Scheduler;
 
@@ -25,7 +24,7 @@ pub enum Action {
 /// told why it runs.
 pub trait Reconciler: Send + Sync + 'static {
     /// A failed pass.
-    type Error: Display + Send;
+    type Error: Display + Send + 'static;
 
     /// One pass for `key`.
     fn reconcile(
@@ -43,6 +42,9 @@ pub fn backoff(failures: u32, cap: Duration) -> Duration {
     let exp = failures.saturating_sub(1).min(30);
     Duration::from_secs(1).saturating_mul(1u32 << exp).min(cap)
 }
+
+/// Longest backoff after a panicked pass.
+const PANIC_BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 /// Bounded, per-key-exclusive execution of a reconciler.
 pub struct Runner {
@@ -92,20 +94,32 @@ impl Runner {
             let this = self.clone();
             let reconciler = reconciler.clone();
             tokio::spawn(async move {
-                let result = reconciler.clone().reconcile(key.clone()).await;
-                let action = match result {
-                    Ok(a) => {
+                // The pass runs as its own task: a panic in it is one failed
+                // pass of this key, never a stuck key or a dead loop.
+                let pass = tokio::spawn(reconciler.clone().reconcile(key.clone())).await;
+                let failed = || {
+                    let mut st = this.state();
+                    let n = st.failures.entry(key.clone()).or_default();
+                    *n = n.saturating_add(1);
+                    *n
+                };
+                let action = match pass {
+                    Ok(Ok(a)) => {
                         this.state().failures.remove(&key);
                         a
                     }
-                    Err(e) => {
-                        let failures = {
-                            let mut st = this.state();
-                            let n = st.failures.entry(key.clone()).or_default();
-                            *n = n.saturating_add(1);
-                            *n
-                        };
+                    Ok(Err(e)) => {
+                        let failures = failed();
                         reconciler.error_policy(&key, &e, failures)
+                    }
+                    Err(panic) => {
+                        let failures = failed();
+                        let after = backoff(failures, PANIC_BACKOFF_CAP);
+                        tracing::error!(
+                            "reconcile of {key} panicked ({panic}); retrying in {}s",
+                            after.as_secs()
+                        );
+                        Action::Requeue(after)
                     }
                 };
                 drop(permit);
@@ -118,7 +132,7 @@ impl Runner {
                     this.sched.now(&key);
                 }
                 if let Action::Requeue(after) = action {
-                    this.sched.schedule(&key, Instant::now() + after);
+                    this.sched.schedule(&key, crate::runtime::after(after));
                 }
             });
         }
@@ -128,6 +142,8 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::time::Instant;
 
     use super::*;
 
@@ -254,6 +270,56 @@ mod tests {
             .collect();
         // 0, +1, +2, +4, +8, +8 ...
         assert_eq!(at, [0, 1, 3, 7, 15], "{at:?}");
+    }
+
+    /// Panics on key "bad", succeeds on the others.
+    struct Panicky(Mutex<Vec<String>>);
+
+    impl Reconciler for Panicky {
+        type Error = String;
+
+        async fn reconcile(self: Arc<Self>, key: String) -> Result<Action, String> {
+            self.0.lock().unwrap().push(key.clone());
+            if key == "bad" {
+                panic!("boom");
+            }
+            Ok(Action::AwaitChange)
+        }
+
+        fn error_policy(&self, _key: &str, _error: &String, _failures: u32) -> Action {
+            Action::AwaitChange
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_pass_is_a_failed_pass_retried_with_backoff_not_a_stuck_key() {
+        let probe = Arc::new(Panicky(Mutex::new(Vec::new())));
+        let sched = Arc::new(Scheduler::default());
+        tokio::spawn(Runner::new(sched.clone(), 2).run(probe.clone()));
+        sched.now("bad");
+        sched.now("good");
+        for _ in 0..20 {
+            settle().await;
+            tokio::time::advance(Duration::from_millis(500)).await;
+        }
+        let runs = probe.0.lock().unwrap().clone();
+        let bad = runs.iter().filter(|k| *k == "bad").count();
+        assert!(runs.contains(&"good".to_string()), "{runs:?}");
+        // 0 s, then 1, 2, 4 s of backoff within 10 s.
+        assert!((3..=5).contains(&bad), "{runs:?}");
+        // Woken again, a key that panicked runs again (it is not stuck).
+        sched.now("good");
+        settle().await;
+        assert_eq!(
+            probe
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|k| *k == "good")
+                .count(),
+            2
+        );
     }
 
     #[test]
