@@ -1145,3 +1145,44 @@ fn extreme_durations_are_refused_and_do_not_crash_the_daemon() {
     let (code, _, err) = d.run(&["get", "services"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn a_hostile_manifest_tree_is_refused_quickly_with_the_paths() {
+    let tree = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    write(
+        &t.join("ok.yaml"),
+        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\n",
+    );
+    // A FIFO (reading it would wait for a writer forever), a link to an
+    // endless device, and two directory links back to the tree.
+    let fifo = t.join("x.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", t.join("z.yaml")).unwrap();
+    std::os::unix::fs::symlink(".", t.join("loop1")).unwrap();
+    std::os::unix::fs::symlink(".", t.join("loop2")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+        .args(["validate", "-f"])
+        .arg(t)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let done = wait_until(Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !done {
+        let _ = child.kill();
+    }
+    assert!(done, "validate hung on the tree ({:?})", started.elapsed());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("x.yaml: not a regular file"), "{err}");
+    assert!(err.contains("z.yaml: not a regular file"), "{err}");
+}

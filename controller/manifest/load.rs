@@ -92,7 +92,8 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, Errors> {
         let mut files = Vec::new();
         match std::fs::metadata(path) {
             Ok(md) if md.is_dir() => {
-                if let Err(e) = collect_dir(path, &mut files) {
+                let mut walk = Walk::default();
+                if let Err(e) = collect_dir(path, &mut files, &mut walk, 0) {
                     errors.extend(Errors::single(path.display().to_string(), e).0);
                 }
             }
@@ -104,7 +105,8 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, Errors> {
             }
         }
         for file in files {
-            match read_file(&file) {
+            let read_so_far: usize = inputs.iter().map(|i| i.text.len()).sum();
+            match read_file(&file, MAX_TREE_BYTES.saturating_sub(read_so_far)) {
                 Ok(text) => inputs.push(Input {
                     name: file.display().to_string(),
                     text,
@@ -121,19 +123,80 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, Errors> {
     }
 }
 
-fn read_file(path: &Path) -> Result<String, String> {
-    let md = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if md.len() > yaml::MAX_DOCUMENT_BYTES as u64 {
+/// The most a whole manifest tree may hold.
+pub const MAX_TREE_BYTES: usize = 64 << 20;
+
+/// The most files a tree may hold.
+pub const MAX_TREE_FILES: usize = 100_000;
+
+/// The deepest a tree may nest.
+pub const MAX_TREE_DEPTH: usize = 32;
+
+/// Reads one manifest file: only a regular file (checked on the opened
+/// file, so a FIFO, a device like `/dev/zero` or a file swapped after the
+/// check is refused), at most [`yaml::MAX_DOCUMENT_BYTES`] and what is left
+/// of the tree's budget.
+fn read_file(path: &Path, budget: usize) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so opening a FIFO does not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let md = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !md.is_file() {
+        return Err("not a regular file: only regular files are read".to_string());
+    }
+    let limit = yaml::MAX_DOCUMENT_BYTES.min(budget);
+    if md.len() > limit as u64 {
+        return Err(if limit < yaml::MAX_DOCUMENT_BYTES {
+            format!("the manifest tree exceeds {MAX_TREE_BYTES} bytes (the limit of a whole tree)")
+        } else {
+            format!(
+                "file too large: {} bytes (limit {})",
+                md.len(),
+                yaml::MAX_DOCUMENT_BYTES
+            )
+        });
+    }
+    let mut text = String::new();
+    file.take(limit as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() > limit {
         return Err(format!(
-            "file too large: {} bytes (limit {})",
-            md.len(),
-            yaml::MAX_DOCUMENT_BYTES
+            "file grew past its limit while read ({limit} bytes)"
         ));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+    Ok(text)
 }
 
-fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+/// Directories already walked (device and inode: a symlink loop is walked
+/// once) and files found.
+#[derive(Default)]
+struct Walk {
+    seen: std::collections::HashSet<(u64, u64)>,
+    files: usize,
+}
+
+fn collect_dir(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    walk: &mut Walk,
+    depth: usize,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if depth > MAX_TREE_DEPTH {
+        return Err(format!(
+            "directories nest deeper than {MAX_TREE_DEPTH} at {}",
+            dir.display()
+        ));
+    }
+    let md = std::fs::metadata(dir).map_err(|e| format!("cannot read directory: {e}"))?;
+    if !walk.seen.insert((md.dev(), md.ino())) {
+        return Ok(()); // a directory reached again through a link
+    }
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read directory: {e}"))?
         .filter_map(Result::ok)
@@ -146,8 +209,12 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
             continue;
         }
         if path.is_dir() {
-            collect_dir(&path, out)?;
+            collect_dir(&path, out, walk, depth + 1)?;
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            walk.files += 1;
+            if walk.files > MAX_TREE_FILES {
+                return Err(format!("more than {MAX_TREE_FILES} manifest files"));
+            }
             out.push(path);
         }
     }
