@@ -633,6 +633,16 @@ fn every_error_answer_is_code_and_message() {
         405,
         "methodNotAllowed",
     );
+    // A bare array is no request (serde would read it field by field).
+    check(
+        agent
+            .post(&url("/v1/apply"))
+            .content_type("application/json")
+            .send(r#"[[], [], "x", true]"#)
+            .unwrap(),
+        400,
+        "badRequest",
+    );
     // Unknown request fields are errors: a typo must not turn a dry run
     // into a real apply.
     check(
@@ -800,6 +810,13 @@ fn prune_freeze_and_member_deletion_work_end_to_end() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("service/b pruned"), "{out}");
     assert!(wait_until(T, || d.service("b").is_none()));
+    // An empty input with --prune would delete everything: refused.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", empty.to_str().unwrap(), "--prune"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no objects passed to apply"), "{err}");
+    assert!(d.service("a").is_some());
     // Frozen: a failing check changes nothing until unfrozen.
     let (code, _, _) = d.run(&["freeze", "a"]);
     assert_eq!(code, 0);
@@ -1185,4 +1202,26 @@ fn a_hostile_manifest_tree_is_refused_quickly_with_the_paths() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("x.yaml: not a regular file"), "{err}");
     assert!(err.contains("z.yaml: not a regular file"), "{err}");
+}
+
+#[test]
+fn oversized_labels_and_annotations_are_refused_with_the_field() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let big = "v".repeat(64);
+    let f = dir.path().join("labels.yaml");
+    write(
+        &f,
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\n  labels: {{rack: {big}}}\n  annotations: {{note: {}}}\n",
+            "a".repeat(300 << 10)
+        ),
+    );
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("metadata.labels.rack: value of 64 bytes: at most 63"),
+        "{err}"
+    );
+    assert!(err.contains("metadata.annotations: "), "{err}");
 }

@@ -20,6 +20,10 @@ pub struct ApplyArgs {
     /// Delete objects previously applied with `apply` that are not in the input.
     #[arg(long)]
     prune: bool,
+    /// With --prune and an input that declares nothing: prune every object
+    /// `apply` created (refused otherwise).
+    #[arg(long, requires = "prune")]
+    allow_empty: bool,
     /// Validate on the server and report; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -38,6 +42,12 @@ pub struct ApplyArgs {
 /// `apply`.
 pub fn apply(client: &Client, args: ApplyArgs) -> Result<u8, CliError> {
     let loaded = load(&args.files)?;
+    let declared = loaded.desired.members().len() + loaded.desired.services().len();
+    if declared == 0 && !args.allow_empty {
+        return Err(CliError::bad_input(
+            "error: no objects passed to apply (with --prune, --allow-empty prunes everything apply created)",
+        ));
+    }
     let req = ApplyRequest {
         members: loaded.desired.members().values().cloned().collect(),
         services: loaded.desired.services().values().cloned().collect(),
@@ -46,6 +56,7 @@ pub fn apply(client: &Client, args: ApplyArgs) -> Result<u8, CliError> {
         dry_run: args.dry_run,
         force: args.force,
         create_only: false,
+        allow_empty_prune: args.allow_empty,
     };
     let resp: ApplyResult = client.post("/v1/apply", &req)?;
     let suffix = if args.dry_run {

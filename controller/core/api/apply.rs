@@ -28,6 +28,10 @@ pub struct ApplyRequest {
     /// Take over objects owned by another source.
     #[serde(default)]
     pub force: bool,
+    /// With `prune` and no objects: prune everything of this source anyway
+    /// (refused otherwise, as `kubectl apply` refuses no objects).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty_prune: bool,
     /// Fail with a conflict if any of the objects exists (`clusvc create`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_only: bool,

@@ -139,6 +139,7 @@ pub fn check(objects: &[Object]) -> Vec<Issue> {
         if let Err(msg) = check_dns_label(name) {
             issues.push(Issue::new(i, "metadata.name", msg));
         }
+        check_metadata(i, object, &mut issues);
         let names = match object {
             Object::Member(_) => &mut member_names,
             Object::Service(_) => &mut service_names,
@@ -168,6 +169,57 @@ pub fn check(objects: &[Object]) -> Vec<Issue> {
     }
     issues.sort_by_key(|issue| issue.object);
     issues
+}
+
+/// Longest label key (a prefix and `/` count; as Kubernetes).
+pub const MAX_LABEL_KEY: usize = 253;
+/// Longest label value (as Kubernetes).
+pub const MAX_LABEL_VALUE: usize = 63;
+/// Most labels on one object.
+pub const MAX_LABELS: usize = 64;
+/// Largest total of an object's annotation keys and values (as Kubernetes).
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 << 10;
+
+fn check_metadata(i: usize, object: &Object, issues: &mut Vec<Issue>) {
+    let meta = match object {
+        Object::Member(m) => &m.metadata,
+        Object::Service(s) => &s.metadata,
+    };
+    if meta.labels.len() > MAX_LABELS {
+        issues.push(Issue::new(
+            i,
+            "metadata.labels",
+            format!("{} labels: at most {MAX_LABELS}", meta.labels.len()),
+        ));
+    }
+    for (k, v) in &meta.labels {
+        if k.is_empty() || k.len() > MAX_LABEL_KEY {
+            issues.push(Issue::new(
+                i,
+                "metadata.labels",
+                format!("label key of {} bytes: 1 to {MAX_LABEL_KEY}", k.len()),
+            ));
+        }
+        if v.len() > MAX_LABEL_VALUE {
+            issues.push(Issue::new(
+                i,
+                format!("metadata.labels.{k}"),
+                format!("value of {} bytes: at most {MAX_LABEL_VALUE}", v.len()),
+            ));
+        }
+    }
+    let total: usize = meta
+        .annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if total > MAX_ANNOTATIONS_BYTES {
+        issues.push(Issue::new(
+            i,
+            "metadata.annotations",
+            format!("{total} bytes: at most {MAX_ANNOTATIONS_BYTES} in all"),
+        ));
+    }
 }
 
 fn check_dns_label(name: &str) -> Result<(), String> {

@@ -82,19 +82,45 @@ pub(crate) struct ApiJson<T>(pub T);
 
 impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
 where
-    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(fail(
-                ErrorCode::from_status(e.status().as_u16()),
-                e.body_text(),
-            )),
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim() == "application/json")
+            });
+        if !json {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                "expected a body with Content-Type: application/json",
+            ));
         }
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| fail(ErrorCode::from_status(e.status().as_u16()), e.body_text()))?;
+        // The documented object, not something serde could read field by
+        // field (a bare array is no request).
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                "the request body must be a JSON object",
+            ));
+        }
+        serde_json::from_slice(&body).map(ApiJson).map_err(|e| {
+            let code = match e.classify() {
+                serde_json::error::Category::Data => ErrorCode::Invalid,
+                _ => ErrorCode::BadRequest,
+            };
+            fail(code, format!("invalid request body: {e}"))
+        })
     }
 }
 

@@ -15,6 +15,9 @@ use clusvc_core::model::{Object, ObservedService, Service, ServiceState, Timesta
 use clusvc_manifest::scripts;
 use clusvc_store::{Compare, Revision, Store, Txn, Write, keys};
 
+/// Largest stored object (etcd's request limit is 1.5 MiB).
+pub const MAX_OBJECT_BYTES: usize = 1 << 20;
+
 /// Why an apply was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -69,6 +72,8 @@ pub struct Options {
     pub force: bool,
     /// Refuse objects that exist.
     pub create_only: bool,
+    /// Let a prune with no objects remove everything of the source.
+    pub allow_empty_prune: bool,
     /// The time new services are created at.
     pub now: Timestamp,
 }
@@ -162,6 +167,12 @@ pub fn plan_changes(
     mut incoming: Vec<Object>,
     opts: &Options,
 ) -> Result<Changes, Error> {
+    if opts.prune && incoming.is_empty() && !opts.allow_empty_prune {
+        return Err(Error::Invalid(vec![format!(
+            "no objects passed to apply with prune: it would delete every object of {}; pass allowEmptyPrune (clusvc apply --prune --allow-empty) to mean it",
+            opts.source
+        )]));
+    }
     for o in &mut incoming {
         annotations_mut(o).insert(SOURCE_ANNOTATION.to_string(), opts.source.clone());
         if let Some((cur, _)) = current.objects.get(&(kind_of(o), o.name().to_string())) {
@@ -275,6 +286,12 @@ pub fn plan_changes(
                 Object::Member(m) => keys::encode(m),
                 Object::Service(s) => keys::encode(s),
             };
+            if value.len() > MAX_OBJECT_BYTES {
+                return Err(Error::Invalid(vec![format!(
+                    "{kind}/{name}: the object is {} bytes stored: at most {MAX_OBJECT_BYTES}",
+                    value.len()
+                )]));
+            }
             changes.writes.push(Write::Put {
                 key,
                 value,
@@ -406,6 +423,7 @@ pub async fn apply<S: Store>(
         prune: req.prune,
         force: req.force,
         create_only: req.create_only,
+        allow_empty_prune: req.allow_empty_prune,
         now: Timestamp::from_system(std::time::SystemTime::now()),
     };
     let services: Vec<Service> = incoming
@@ -459,6 +477,7 @@ mod tests {
             prune: false,
             force: false,
             create_only: false,
+            allow_empty_prune: false,
             now: Timestamp::from_millis(1_000),
         }
     }
@@ -629,6 +648,27 @@ mod tests {
                 .annotations
                 .contains_key(ENABLED_OVERRIDE_ANNOTATION)
         );
+    }
+
+    #[test]
+    fn an_empty_prune_is_refused_unless_asked_for() {
+        let cur = current(vec![owned(Object::Service(Service::new("a")), "apply")], 1);
+        let prune = Options {
+            prune: true,
+            ..opts("apply")
+        };
+        let err = plan_changes(&cur, vec![], &prune).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("no objects passed to apply with prune"),
+            "{err}"
+        );
+        let allowed = Options {
+            allow_empty_prune: true,
+            ..prune
+        };
+        let c = plan_changes(&cur, vec![], &allowed).unwrap();
+        assert_eq!(results(&c), ["service/a pruned"]);
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub async fn sync_once<S: Store>(
         dry_run: false,
         force: true,
         create_only: false,
+        // An emptied tree (an unmounted directory, a bad checkout) must not
+        // delete everything: it is reported as a sync error instead.
+        allow_empty_prune: false,
     };
     let objects = req.members.len() + req.services.len();
     match apply::apply(store, req, ScriptChecks::AlreadyChecked).await {
