@@ -1225,3 +1225,69 @@ fn oversized_labels_and_annotations_are_refused_with_the_field() {
     );
     assert!(err.contains("metadata.annotations: "), "{err}");
 }
+
+#[test]
+fn concurrent_creates_of_different_services_all_succeed() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "par_app", "app() { return 0; }\n");
+    let runs: Vec<_> = (0..10)
+        .map(|i| {
+            let f = dir.path().join(format!("p{i}.yaml"));
+            write(
+                &f,
+                &format!(
+                    "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: p{i}\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+                    app.display()
+                ),
+            );
+            let mut c = d.cli();
+            c.args(["apply", "-f"]).arg(&f);
+            std::thread::spawn(move || c.output().unwrap())
+        })
+        .collect();
+    for r in runs {
+        let out = r.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ids: std::collections::BTreeSet<u64> = (0..10)
+        .map(|i| d.service(&format!("p{i}")).unwrap()["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 10, "IDs must be unique: {ids:?}");
+}
+
+#[test]
+fn sigterm_ends_the_daemon_within_two_seconds_despite_a_follower() {
+    let d = Daemon::start(&[]);
+    let mut follow = d
+        .cli()
+        .args(["events", "--follow"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let the follower connect.
+    assert!(wait_until(T, || {
+        std::fs::read_dir("/proc").map(|_| true).unwrap_or(false)
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    let t0 = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let gone = wait_until(Duration::from_secs(5), || {
+        nix::sys::signal::kill(pid, None).is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+    });
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(gone, "the daemon was still running 5 s after SIGTERM");
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+}

@@ -220,8 +220,10 @@ async fn serve(config: Config) -> Result<(), Error> {
         },
     );
     controller.start().await?;
+    let shutdown = Arc::new(tokio::sync::Notify::new());
     let app = Arc::new(App {
         store: store.clone(),
+        shutdown: shutdown.clone(),
         cache: controller.reader(),
         controller,
         token,
@@ -240,7 +242,7 @@ async fn serve(config: Config) -> Result<(), Error> {
         state_dir.display()
     );
     axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("signal handler");
@@ -251,6 +253,14 @@ async fn serve(config: Config) -> Result<(), Error> {
             tracing::info!(
                 "{signal} received: shutting down (services keep running; the next start probes them)"
             );
+            // Open streams (`events --follow`) end now; whatever still
+            // holds a connection gets 2 s.
+            shutdown.notify_waiters();
+            tokio::spawn(async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                tracing::warn!("connections still open after 2 s; exiting");
+                std::process::exit(0);
+            });
         })
         .await
         .map_err(Error::Serve)?;

@@ -41,13 +41,18 @@ pub(crate) async fn get<S: Store>(
     }
     let mut rx = app.controller.events.subscribe();
     let service = q.service.clone();
+    let shutdown = app.shutdown.clone();
     let (tx, mut out) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(64);
     tokio::spawn(async move {
         if !body.is_empty() && tx.send(Ok(body)).await.is_err() {
             return;
         }
         loop {
-            match rx.recv().await {
+            let next = tokio::select! {
+                e = rx.recv() => e,
+                () = shutdown.notified() => return,
+            };
+            match next {
                 Ok(e) if service.as_deref().is_none_or(|s| s == e.service) => {
                     let mut line = serde_json::to_string(&e).unwrap_or_default();
                     line.push('\n');

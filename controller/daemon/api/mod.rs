@@ -46,6 +46,8 @@ pub struct App<S: Store> {
     pub token: Option<String>,
     /// GitOps sync status.
     pub sync: Arc<Mutex<SyncStatus>>,
+    /// Notified when the server shuts down: open streams end.
+    pub shutdown: Arc<tokio::sync::Notify>,
 }
 
 /// An [`ApiError`] as a response.

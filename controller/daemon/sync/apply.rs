@@ -417,7 +417,7 @@ pub async fn apply<S: Store>(
         .map(Object::Member)
         .chain(req.services.into_iter().map(Object::Service))
         .collect();
-    let current = read_current(store, &incoming).await?;
+    let mut current = read_current(store, &incoming).await?;
     let opts = Options {
         source: req.source,
         prune: req.prune,
@@ -433,7 +433,7 @@ pub async fn apply<S: Store>(
             Object::Member(_) => None,
         })
         .collect();
-    let changes = plan_changes(&current, incoming, &opts)?;
+    let mut changes = plan_changes(&current, incoming.clone(), &opts)?;
     if scripts_checked == ScriptChecks::Check {
         let script_errors: Vec<String> = services
             .iter()
@@ -454,16 +454,43 @@ pub async fn apply<S: Store>(
             revision,
         });
     }
-    let results = changes.results.clone();
-    let r = store.txn(changes.into_txn()).await?;
-    if !r.succeeded {
-        return Err(Error::Raced);
+    // A transaction that lost a race is decided again on what is stored
+    // now, unless one of this request's own objects changed meanwhile (a
+    // real conflict): concurrent creates of different services only share
+    // the ID counter, and must not fail for it.
+    for _ in 0..APPLY_RETRIES {
+        let results = changes.results.clone();
+        let r = store.txn(changes.into_txn()).await?;
+        if r.succeeded {
+            return Ok(ApplyResult {
+                objects: results,
+                revision: r.revision,
+            });
+        }
+        let fresh = read_current(store, &incoming).await?;
+        let ours_changed = incoming.iter().any(|o| {
+            let k = (kind_of(o), o.name().to_string());
+            current.objects.get(&k).map(|(_, rev)| *rev)
+                != fresh.objects.get(&k).map(|(_, rev)| *rev)
+        });
+        if ours_changed {
+            return Err(Error::Raced);
+        }
+        current = fresh;
+        changes = plan_changes(&current, incoming.clone(), &opts)?;
+        if changes.is_empty() {
+            let (_, revision) = store.list(keys::NEXT_ID).await?;
+            return Ok(ApplyResult {
+                objects: changes.results,
+                revision,
+            });
+        }
     }
-    Ok(ApplyResult {
-        objects: results,
-        revision: r.revision,
-    })
+    Err(Error::Raced)
 }
+
+/// How often an apply is decided again after losing a race on shared keys.
+const APPLY_RETRIES: usize = 16;
 
 #[cfg(test)]
 mod tests {
