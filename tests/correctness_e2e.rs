@@ -1291,3 +1291,116 @@ fn sigterm_ends_the_daemon_within_two_seconds_despite_a_follower() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn a_full_disk_loses_no_acknowledged_write() {
+    require_root!();
+    let base = tempfile::tempdir().unwrap();
+    let state = base.path().join("state");
+    std::fs::create_dir_all(state.join("store")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_clusvc");
+    // The store on a 1 MiB tmpfs in a private mount namespace; the rest of
+    // the state directory (address, events) stays visible here.
+    let mut daemon = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size=1m tmpfs {s}/store && exec {bin} run --member node1 --listen 127.0.0.1:0 --state-dir {s}",
+            s = state.display()
+        ))
+        .env("CLUSVC_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = state.join("address");
+    assert!(wait_until(T, || std::fs::read_to_string(&address)
+        .is_ok_and(|a| a.ends_with('\n'))));
+    let url = std::fs::read_to_string(&address)
+        .unwrap()
+        .trim()
+        .to_string();
+    let in_ns = |argv: &[&str]| {
+        std::process::Command::new("nsenter")
+            .args(["-t", &daemon.id().to_string(), "-m", "--"])
+            .args(argv)
+            .output()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "disk_app", "app() { return 0; }\n");
+    let apply_one = |name: &str| -> bool {
+        let f = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &f,
+            format!(
+                "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\n  annotations: {{pad: {}}}\nspec:\n  checkInterval: 0s\n  enabled: false\n  applications:\n    - script: {}\n",
+                "x".repeat(4000),
+                app.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(bin)
+            .args(["apply", "-f"])
+            .arg(&f)
+            .env("CLUSVC_SERVER", &url)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        assert!(apply_one(&format!("before{i}")));
+        acknowledged.push(format!("before{i}"));
+    }
+    // Fill the disk, then write until a write fails.
+    let filler = format!("{}/store/filler", state.display());
+    in_ns(&["dd", "if=/dev/zero", &format!("of={filler}"), "bs=4k"]);
+    let mut refused = 0;
+    for i in 0..50 {
+        let name = format!("full{i}");
+        if apply_one(&name) {
+            acknowledged.push(name);
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the full disk refused nothing");
+    // Room again: writes are acknowledged again, after the failed ones.
+    in_ns(&["rm", "-f", &filler]);
+    for i in 0..5 {
+        let name = format!("after{i}");
+        assert!(apply_one(&name), "{name} refused with room on the disk");
+        acknowledged.push(name);
+    }
+    // What the store holds now, opened fresh elsewhere, has every
+    // acknowledged write.
+    let copy = base.path().join("copy");
+    std::fs::create_dir_all(copy.join("store")).unwrap();
+    let out = in_ns(&[
+        "sh",
+        "-c",
+        &format!(
+            "cp {s}/store/wal {s}/store/snapshot {c}/store/ 2>/dev/null; cp {s}/store/wal {c}/store/",
+            s = state.display(),
+            c = copy.display()
+        ),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let names: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use clusvc_store::{Store, embedded::Embedded, keys};
+        let store = Embedded::open(copy.join("store")).expect("the copied store opens");
+        let (kvs, _) = store.list(keys::SERVICES).await.unwrap();
+        kvs.iter()
+            .map(|kv| kv.key.trim_start_matches(keys::SERVICES).to_string())
+            .collect()
+    });
+    for name in &acknowledged {
+        assert!(names.contains(name), "{name} was acknowledged but is lost");
+    }
+}

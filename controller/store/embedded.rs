@@ -85,6 +85,10 @@ struct Inner {
     leases: HashMap<LeaseId, Lease>,
     next_lease: LeaseId,
     watchers: Vec<Watcher>,
+    /// Set when a failed append could not be undone: the log may end in
+    /// a partial record, so nothing more is acknowledged until a restart
+    /// (which cuts a torn tail) or a repair.
+    read_only: Option<String>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -369,6 +373,7 @@ impl Embedded {
             leases: HashMap::new(),
             next_lease: 1,
             watchers: Vec::new(),
+            read_only: None,
         };
         // Leases do not survive a restart: drop what was attached to one.
         let leased: Vec<Write> = inner
@@ -459,11 +464,40 @@ impl Inner {
         if ops.is_empty() {
             return Ok(self.rev);
         }
+        if let Some(why) = &self.read_only {
+            return Err(Error::Unavailable(format!(
+                "the store is read-only: {why}; restart the daemon once the disk has room"
+            )));
+        }
         let rev = self.rev + 1;
         let record = frame(&encode_ops(rev, ops));
         let wal_path = self.dir.join("wal");
-        self.wal.write_all(&record).map_err(io(&wal_path))?;
-        self.wal.sync_data().map_err(io(&wal_path))?;
+        let appended = self
+            .wal
+            .write_all(&record)
+            .and_then(|()| self.wal.sync_data());
+        if let Err(e) = appended {
+            // Not acknowledged: undo it (a partial record must not sit
+            // before later, acknowledged ones), or stop acknowledging.
+            let undone = self
+                .wal
+                .set_len(self.wal_len)
+                .and_then(|()| self.wal.sync_all());
+            if let Err(undo) = undone {
+                let why = format!(
+                    "appending to {} failed ({e}) and the partial record could not be cut ({undo})",
+                    wal_path.display()
+                );
+                tracing::error!("{why}");
+                self.read_only = Some(why);
+            } else {
+                tracing::warn!(
+                    "appending to {} failed ({e}); the write was not acknowledged and was undone",
+                    wal_path.display()
+                );
+            }
+            return Err(io(&wal_path)(e));
+        }
         self.wal_len += record.len() as u64;
         self.rev = rev;
         let mut events = Vec::new();
