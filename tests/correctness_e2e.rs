@@ -1404,3 +1404,60 @@ fn a_full_disk_loses_no_acknowledged_write() {
         assert!(names.contains(name), "{name} was acknowledged but is lost");
     }
 }
+
+#[test]
+fn a_link_in_a_directory_another_user_owns_is_refused_though_its_target_is_roots() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let target = script(dir.path(), "real_app", "app() { return 0; }\n");
+    // The user who owns `theirs` could swap the link between the check and
+    // the run; so it is refused however safe its target is.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::symlink(&target, theirs.join("real_app")).unwrap();
+    nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let f = dir.path().join("svc.yaml");
+    write(
+        &f,
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: linked\nspec:\n  applications:\n    - script: {}\n",
+            theirs.join("real_app").display()
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+        .args(["validate", "-f"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "directory {} is owned by uid 65534",
+            theirs.display()
+        )),
+        "{err}"
+    );
+    // The same link in a directory of root's is fine (the seed's symlinked
+    // script directories keep working).
+    let ours = dir.path().join("ours");
+    std::fs::create_dir(&ours).unwrap();
+    std::os::unix::fs::symlink(&target, ours.join("real_app")).unwrap();
+    write(
+        &f,
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: linked\nspec:\n  applications:\n    - script: {}\n",
+            ours.join("real_app").display()
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+        .args(["validate", "-f"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -210,6 +210,43 @@ pub fn check_service_memo(spec: &ServiceSpec, memo: &mut Memo) -> Vec<(String, S
     out
 }
 
+/// One component of a script's path: owned by root, writable by no one
+/// else (a sticky directory such as /tmp is fine: others cannot replace
+/// root's entries there).
+fn check_component(
+    script: &Path,
+    p: &Path,
+    what: &'static str,
+    md: &std::fs::Metadata,
+    is_script: bool,
+) -> Result<(), ScriptError> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = md.mode();
+    if md.uid() != 0 {
+        return Err(ScriptError::NotRootOwned {
+            script: script.to_path_buf(),
+            what,
+            path: p.to_path_buf(),
+            uid: md.uid(),
+        });
+    }
+    let group_w = mode & 0o020 != 0 && md.gid() != 0;
+    let world_w = mode & 0o002 != 0;
+    let sticky = mode & 0o1000 != 0;
+    // A sticky directory is protected: others cannot replace root's entries.
+    let protected_dir = sticky && !is_script;
+    if (group_w || world_w) && !protected_dir {
+        return Err(ScriptError::Writable {
+            script: script.to_path_buf(),
+            what,
+            path: p.to_path_buf(),
+            by: if world_w { "everyone" } else { "its group" },
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
 /// Running as root, the same ownership rule the agent applies before it
 /// runs a script ([`check_root_owned`]), so an unsafe script is an invalid
 /// manifest instead of a service that blocks at its first start.
@@ -230,7 +267,19 @@ fn is_permission_denied(path: &Path) -> bool {
 /// Why a script may not run as root: it, or a directory above it, can be
 /// written by someone other than root.
 pub fn check_root_owned(script: &Path) -> Result<(), ScriptError> {
-    use std::os::unix::fs::MetadataExt;
+    // The directories of the path as given hold the links that lead to the
+    // script: whoever may write them may swap a link between this check
+    // and the run, so they are held to the same rule.
+    let mut dir = script.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        let md = std::fs::metadata(d).map_err(|source| ScriptError::Stat {
+            what: "stat",
+            path: d.to_path_buf(),
+            source,
+        })?;
+        check_component(script, d, "directory", &md, false)?;
+        dir = d.parent();
+    }
     let canonical = std::fs::canonicalize(script).map_err(|source| ScriptError::Stat {
         what: "resolve",
         path: script.to_path_buf(),
@@ -244,29 +293,8 @@ pub fn check_root_owned(script: &Path) -> Result<(), ScriptError> {
             path: p.to_path_buf(),
             source,
         })?;
-        let mode = md.mode();
         let what = if first { "script" } else { "directory" };
-        let sticky = mode & 0o1000 != 0;
-        if md.uid() != 0 {
-            return Err(ScriptError::NotRootOwned {
-                script: script.to_path_buf(),
-                what,
-                path: p.to_path_buf(),
-                uid: md.uid(),
-            });
-        }
-        let group_w = mode & 0o020 != 0 && md.gid() != 0;
-        let world_w = mode & 0o002 != 0;
-        let protected_dir = sticky && !first;
-        if (group_w || world_w) && !protected_dir {
-            return Err(ScriptError::Writable {
-                script: script.to_path_buf(),
-                what,
-                path: p.to_path_buf(),
-                by: if world_w { "everyone" } else { "its group" },
-                mode: mode & 0o7777,
-            });
-        }
+        check_component(script, p, what, &md, first)?;
         first = false;
         path = p.parent();
     }

@@ -77,6 +77,14 @@ async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action
         scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
     }
     let function = scripts::resolve(script, function).map_err(|e| Error::Failed(e.to_string()))?;
+    // bash sources the file the check resolved, not the link again: every
+    // directory on both paths is root's, so what was checked is what runs.
+    let resolved = if ctx.host.require_root_owned_scripts {
+        std::fs::canonicalize(script)
+            .map_err(|e| Error::Refused(format!("cannot resolve {}: {e}", script.display())))?
+    } else {
+        script.to_path_buf()
+    };
     let db = service_db(ctx)?;
     let cmd = Command::new([
         "bash",
@@ -86,7 +94,7 @@ async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action
         HELPER,
         "clusvc-action",
     ])
-    .arg(script)
+    .arg(&resolved)
     .arg(&function)
     .arg(action.as_str())
     .arg(ctx.service_id.to_string())
