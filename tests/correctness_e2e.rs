@@ -1028,7 +1028,7 @@ fn four_services_blocked_on_one_member_share_one_fence() {
         dir.path(),
         "slow_fence",
         &format!(
-            "echo \"$1\" >> {}; for i in $(seq 200); do [ -e {} ] && exit 0; sleep 0.05; done; exit 1\n",
+            "echo \"$1\" >> {}; for i in $(seq 1200); do [ -e {} ] && exit 0; sleep 0.05; done; exit 1\n",
             fences.display(),
             gate.display()
         ),
@@ -1042,7 +1042,7 @@ fn four_services_blocked_on_one_member_share_one_fence() {
         ),
     );
     let mut yaml = format!(
-        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\nspec:\n  fencing:\n    command: [{}, node1]\n    timeout: 10s\n",
+        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\nspec:\n  fencing:\n    command: [{}, node1]\n    timeout: 90s\n",
         fence.display()
     );
     for i in 0..4 {
