@@ -302,6 +302,30 @@ fn api_security_needs_a_token_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     write(&token, "s3cret-token\n");
+    // A token others may read is no secret: refused, saying why.
+    let run_with = |f: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+            .args(["run", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(dir.path().join("refused"))
+            .arg("--token-file")
+            .arg(f)
+            .output()
+            .unwrap()
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run_with(&token);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+        let empty = dir.path().join("empty");
+        write(&empty, "\n");
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = run_with(&empty);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("it is empty"));
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let d = Daemon::start(&["--token-file", token.to_str().unwrap()]);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -318,6 +342,13 @@ fn api_security_needs_a_token_off_loopback() {
     let r = agent
         .get(&format!("{}/v1/services", d.url))
         .header("Authorization", "Bearer s3cret-token")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The scheme is case-insensitive.
+    let r = agent
+        .get(&format!("{}/v1/services", d.url))
+        .header("Authorization", "bearer s3cret-token")
         .call()
         .unwrap();
     assert_eq!(r.status(), 200);

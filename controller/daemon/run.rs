@@ -75,6 +75,37 @@ fn hostname() -> String {
         .unwrap_or_else(|| "node1".to_string())
 }
 
+/// Reads the bearer token: a file only its owner may read, holding a
+/// non-empty token.
+fn read_token(path: &std::path::Path) -> Result<String, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_token = |why: String| Error::Token {
+        path: path.to_path_buf(),
+        why,
+    };
+    let md = std::fs::metadata(path).map_err(|source| Error::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if md.mode() & 0o077 != 0 {
+        return Err(unsafe_token(format!(
+            "it is readable or writable by others (mode {:o}); chmod 600 it",
+            md.mode() & 0o777
+        )));
+    }
+    let token = std::fs::read_to_string(path)
+        .map_err(|source| Error::TokenFile {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        return Err(unsafe_token("it is empty".into()));
+    }
+    Ok(token)
+}
+
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,6 +119,14 @@ pub enum Error {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The token file is not safe to use.
+    #[error("refusing the token file {}: {why}", path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
     },
     /// The listen address was refused or could not be bound.
     #[error(transparent)]
@@ -115,7 +154,10 @@ impl Error {
     /// a DNS label, as before).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Runtime(_) | Error::TokenFile { .. } | Error::Listen(_) => 2,
+            Error::Runtime(_)
+            | Error::TokenFile { .. }
+            | Error::Token { .. }
+            | Error::Listen(_) => 2,
             _ => 1,
         }
     }
@@ -159,15 +201,7 @@ fn host_for(config: &Config, member: &str, state_dir: &std::path::Path) -> Host 
 
 async fn serve(config: Config) -> Result<(), Error> {
     let token = match &config.token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|source| Error::TokenFile {
-                    path: f.clone(),
-                    source,
-                })?
-                .trim()
-                .to_string(),
-        ),
+        Some(f) => Some(read_token(f)?),
         None => None,
     };
     let listener = api::bind(config.listen, token.as_deref()).await?;

@@ -158,6 +158,17 @@ async fn no_method() -> Rejection {
     )
 }
 
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
 async fn auth<S: Store>(
     State(app): State<Arc<App<S>>>,
     headers: HeaderMap,
@@ -165,11 +176,15 @@ async fn auth<S: Store>(
     next: Next,
 ) -> Response {
     if let Some(token) = &app.token {
+        // `Bearer` in any case (RFC 7235 schemes are case-insensitive); the
+        // token compared in constant time.
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
             return fail(ErrorCode::Unauthorized, "missing or wrong bearer token").into_response();
         }
     }
