@@ -594,24 +594,15 @@ fn every_error_answer_is_code_and_message() {
         );
     };
     let url = |p: &str| format!("{}{p}", d.url);
-    check(
+    let apply_json = |body: &str| {
         agent
             .post(&url("/v1/apply"))
             .content_type("application/json")
-            .send("{not json")
-            .unwrap(),
-        400,
-        "badRequest",
-    );
-    check(
-        agent
-            .post(&url("/v1/apply"))
-            .content_type("application/json")
-            .send(r#"{"services": 5}"#)
-            .unwrap(),
-        422,
-        "invalid",
-    );
+            .send(body)
+            .unwrap()
+    };
+    check(apply_json("{not json"), 400, "badRequest");
+    check(apply_json(r#"{"services": 5}"#), 422, "invalid");
     check(
         // No content type: a bad request (each code has one status).
         agent.post(&url("/v1/apply")).send("{}").unwrap(),
@@ -634,26 +625,10 @@ fn every_error_answer_is_code_and_message() {
         "methodNotAllowed",
     );
     // A bare array is no request (serde would read it field by field).
-    check(
-        agent
-            .post(&url("/v1/apply"))
-            .content_type("application/json")
-            .send(r#"[[], [], "x", true]"#)
-            .unwrap(),
-        400,
-        "badRequest",
-    );
+    check(apply_json(r#"[[], [], "x", true]"#), 400, "badRequest");
     // Unknown request fields are errors: a typo must not turn a dry run
     // into a real apply.
-    check(
-        agent
-            .post(&url("/v1/apply"))
-            .content_type("application/json")
-            .send(r#"{"dry_run": true}"#)
-            .unwrap(),
-        422,
-        "invalid",
-    );
+    check(apply_json(r#"{"dry_run": true}"#), 422, "invalid");
     check(
         agent
             .post(&url("/v1/services/x/ops/explode"))

@@ -746,17 +746,24 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_corrupt_record_in_the_middle_refuses_to_open_and_names_its_offset() {
+    /// A store of `n` equal-sized records, closed: its directory, its
+    /// log's path and the log's bytes.
+    async fn closed_store_of(n: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Embedded::open(dir.path()).unwrap();
-            for i in 0..50 {
+            for i in 0..n {
                 s.put(&format!("/k/{i:02}"), vec![b'v'; 20]).await.unwrap();
             }
         }
         let wal = dir.path().join("wal");
-        let mut bytes = std::fs::read(&wal).unwrap();
+        let bytes = std::fs::read(&wal).unwrap();
+        (dir, wal, bytes)
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_in_the_middle_refuses_to_open_and_names_its_offset() {
+        let (dir, wal, mut bytes) = closed_store_of(50).await;
         let record = bytes.len() / 50;
         let offset = 20 * record;
         bytes[offset + 12] ^= 0xff;
@@ -773,15 +780,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Embedded::open(dir.path()).unwrap();
-            for i in 0..20 {
-                s.put(&format!("/k/{i:02}"), vec![b'v'; 20]).await.unwrap();
-            }
-        }
-        let wal = dir.path().join("wal");
-        let mut bytes = std::fs::read(&wal).unwrap();
+        let (dir, wal, mut bytes) = closed_store_of(20).await;
         let offset = 5 * (bytes.len() / 20);
         bytes[offset + 3] = 0x7f; // the length now reaches past the end
         std::fs::write(&wal, &bytes).unwrap();
