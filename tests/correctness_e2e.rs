@@ -18,7 +18,7 @@ fn write(path: &Path, text: &str) {
 }
 
 fn metric(d: &Daemon, name: &str) -> u64 {
-    let mut r = ureq::get(&format!("{}/metrics", d.url)).call().unwrap();
+    let mut r = d.http().get(&format!("{}/metrics", d.url)).call().unwrap();
     r.body_mut()
         .read_to_string()
         .unwrap()
@@ -275,10 +275,9 @@ fn an_unsafe_script_is_an_invalid_manifest_for_validate_and_apply() {
         "metadata": {"name": "open"},
         "spec": {"applications": [{"script": app.display().to_string()}]}
     }]});
-    let mut r = ureq::post(&format!("{}/v1/apply", d.url))
-        .config()
-        .http_status_as_error(false)
-        .build()
+    let mut r = d
+        .http()
+        .post(&format!("{}/v1/apply", d.url))
         .send_json(&body)
         .unwrap();
     assert_eq!(r.status(), 422);
@@ -579,10 +578,7 @@ fn a_stored_service_that_fails_validation_is_held_and_nothing_is_stopped() {
 #[test]
 fn every_error_answer_is_code_and_message() {
     let d = Daemon::start(&[]);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = d.http();
     let check = |mut r: ureq::http::Response<ureq::Body>, status: u16, code: &str| {
         assert_eq!(r.status(), status);
         let body: serde_json::Value =
@@ -733,6 +729,8 @@ fn a_store_damaged_in_the_middle_stops_the_start_with_the_offset() {
             "--state-dir",
         ])
         .arg(&d.state)
+        .arg("--socket")
+        .arg(d.socket())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -860,7 +858,11 @@ fn kill_9_during_concurrent_applies_loses_no_acknowledged_write() {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
         for c in 0..4 {
-            let (url, app, dir) = (d.url.clone(), app.clone(), dir.path().to_path_buf());
+            let (url, app, dir) = (
+                format!("unix:{}", d.socket().display()),
+                app.clone(),
+                dir.path().to_path_buf(),
+            );
             let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
             clients.push(std::thread::spawn(move || {
                 for i in 0.. {
@@ -1091,7 +1093,9 @@ fn passing_status_checks_write_nothing_to_the_store() {
         assert!(d.wait_state(&format!("s{i}"), "running", T));
     }
     let revision = |d: &Daemon| {
-        let p: serde_json::Value = ureq::post(&format!("{}/v1/plan", d.url))
+        let p: serde_json::Value = d
+            .http()
+            .post(&format!("{}/v1/plan", d.url))
             .send_json(serde_json::json!({}))
             .unwrap()
             .body_mut()
@@ -1283,7 +1287,7 @@ fn a_full_disk_loses_no_acknowledged_write() {
     let mut daemon = std::process::Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c"])
         .arg(format!(
-            "mount -t tmpfs -o size=1m tmpfs {s}/store && exec {bin} run --member node1 --listen 127.0.0.1:0 --state-dir {s}",
+            "mount -t tmpfs -o size=1m tmpfs {s}/store && exec {bin} run --member node1 --socket {s}/clusvc.sock --state-dir {s}",
             s = state.display()
         ))
         .env("CLUSVC_LOG", "warn")
@@ -1293,10 +1297,7 @@ fn a_full_disk_loses_no_acknowledged_write() {
     let address = state.join("address");
     assert!(wait_until(T, || std::fs::read_to_string(&address)
         .is_ok_and(|a| a.ends_with('\n'))));
-    let url = std::fs::read_to_string(&address)
-        .unwrap()
-        .trim()
-        .to_string();
+    let url = format!("unix:{}/clusvc.sock", state.display());
     let in_ns = |argv: &[&str]| {
         std::process::Command::new("nsenter")
             .args(["-t", &daemon.id().to_string(), "-m", "--"])

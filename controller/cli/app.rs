@@ -68,7 +68,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Single-machine daemon: API server, controller and local agent on an embedded store.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Create or update objects from manifests (`service/web created|configured|unchanged`).
     ///
     /// With --wait: exit 0 once everything converged, 1 if an applied service
@@ -167,7 +167,7 @@ pub fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Apply(r) => r.conn.client().and_then(|c| apply::apply(&c, r.args)),
         Command::Diff(r) => r.conn.client().and_then(|c| diff::diff(&c, r.args)),
         Command::Plan(r) => plan::run(r.args, || r.conn.client()),

@@ -16,6 +16,7 @@ mod app;
 mod client;
 mod cmd;
 mod output;
+mod unix_http;
 
 fn main() -> std::process::ExitCode {
     app::main()

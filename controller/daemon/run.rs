@@ -13,11 +13,13 @@ use clusvc_agent::resources::Host;
 use clusvc_agent::{Agent, LocalAgent};
 use clusvc_store::embedded::Embedded;
 
+use crate::api::access::{AdminGroup, Peer, Policy};
+use crate::api::listen::{self, ServeError, TlsListener};
 use crate::api::{self, App};
 use crate::heartbeat;
 use crate::reconcile::{Controller, EventLog, Metrics, Settings};
 use crate::sync::{gitops, member};
-use clusvc_core::api::SyncStatus;
+use clusvc_core::api::{SyncStatus, paths};
 
 /// What `clusvc run` is asked to do.
 #[derive(Debug, Clone)]
@@ -29,10 +31,26 @@ pub struct Config {
     /// This machine's member name (declared automatically when the
     /// manifests do not declare it).
     pub member: Option<String>,
-    /// API address.
-    pub listen: SocketAddr,
-    /// Bearer token file; required to listen on a non-loopback address.
+    /// The API's Unix socket (default `/run/clusvc/clusvc.sock` for root,
+    /// `STATE-DIR/clusvc.sock` otherwise).
+    pub socket: Option<PathBuf>,
+    /// Members of this group may write through the socket (default
+    /// `clusvc` when that group exists; otherwise root only).
+    pub admin_group: Option<String>,
+    /// Users outside the admin group may read through the socket.
+    pub allow_read_all: bool,
+    /// A TCP address to serve the API on as well (token always; TLS off
+    /// loopback).
+    pub listen: Option<SocketAddr>,
+    /// Bearer token file for TCP (default: `STATE-DIR/token`, created on
+    /// first start).
     pub token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for the TCP listener.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP off loopback (warned about).
+    pub insecure_no_tls: bool,
     /// Services reconciled in parallel.
     pub concurrency: usize,
     /// Lease time-to-live of the local agent.
@@ -56,14 +74,73 @@ pub struct Config {
 }
 
 fn default_state_dir() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/clusvc");
+    paths::default_state_dir(
+        nix::unistd::geteuid().is_root(),
+        std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+/// The admin group: the one named (or numbered), which must exist, or
+/// `clusvc` when it exists.
+fn admin_group(name: Option<&str>) -> Result<Option<AdminGroup>, Error> {
+    let lookup = |n: &str| {
+        let by_name = nix::unistd::Group::from_name(n).ok().flatten();
+        match (by_name, n.parse::<u32>()) {
+            (Some(g), _) => Some(AdminGroup {
+                name: g.name,
+                gid: g.gid,
+            }),
+            // A numeric group id, named or not (as chown takes one).
+            (None, Ok(gid)) => Some(AdminGroup {
+                name: n.to_string(),
+                gid: nix::unistd::Gid::from_raw(gid),
+            }),
+            (None, Err(_)) => None,
+        }
+    };
+    match name {
+        Some(n) => lookup(n)
+            .map(Some)
+            .ok_or_else(|| Error::AdminGroup(n.to_string())),
+        None => Ok(lookup("clusvc")),
     }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("clusvc")
+}
+
+/// The token of the TCP listener: the file given, or `STATE-DIR/token`,
+/// created (0600, 32 random bytes in hex) when it does not exist yet.
+fn tcp_token(config: &Config, state_dir: &std::path::Path) -> Result<(String, PathBuf), Error> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(f) = &config.token_file {
+        return Ok((read_token(f)?, f.clone()));
+    }
+    let path = state_dir.join(paths::TOKEN_FILE);
+    let create = |source| Error::TokenFile {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            let mut bytes = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut r| r.read_exact(&mut bytes))
+                .map_err(create)?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            f.write_all(format!("{token}\n").as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(create)?;
+            tracing::info!("created the API token {}", path.display());
+            Ok((token, path))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((read_token(&path)?, path)),
+        Err(e) => Err(create(e)),
+    }
 }
 
 fn hostname() -> String {
@@ -128,9 +205,15 @@ pub enum Error {
         /// Why.
         why: String,
     },
-    /// The listen address was refused or could not be bound.
+    /// A listener was refused or could not be made.
     #[error(transparent)]
-    Listen(#[from] api::ServeError),
+    Listen(#[from] ServeError),
+    /// The admin group does not exist.
+    #[error("the admin group {0:?} does not exist (--admin-group)")]
+    AdminGroup(String),
+    /// Only one of the TLS certificate and key was given.
+    #[error("--tls-cert and --tls-key go together")]
+    TlsPair,
     /// The local member could not be declared.
     #[error(transparent)]
     Member(#[from] member::Error),
@@ -157,7 +240,9 @@ impl Error {
             Error::Runtime(_)
             | Error::TokenFile { .. }
             | Error::Token { .. }
-            | Error::Listen(_) => 2,
+            | Error::Listen(_)
+            | Error::AdminGroup(_)
+            | Error::TlsPair => 2,
             _ => 1,
         }
     }
@@ -200,15 +285,34 @@ fn host_for(config: &Config, member: &str, state_dir: &std::path::Path) -> Host 
 }
 
 async fn serve(config: Config) -> Result<(), Error> {
-    let token = match &config.token_file {
-        Some(f) => Some(read_token(f)?),
-        None => None,
-    };
-    let listener = api::bind(config.listen, token.as_deref()).await?;
     let state_dir = config.state_dir.clone().unwrap_or_else(default_state_dir);
-    let store = Arc::new(Embedded::open(state_dir.join("store"))?);
-    let member = config.member.clone().unwrap_or_else(hostname);
     std::fs::create_dir_all(&state_dir).map_err(Error::Serve)?;
+    let admin_group = admin_group(config.admin_group.as_deref())?;
+    // TCP: bad input fails here, before anything is touched.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => Some(listen::tls_config(c, k)?),
+        (None, None) => None,
+        _ => return Err(Error::TlsPair),
+    };
+    let (token, tcp) = match config.listen {
+        Some(addr) => {
+            let (token, file) = tcp_token(&config, &state_dir)?;
+            let l = listen::bind_tcp(addr, true, tls.is_some(), config.insecure_no_tls).await?;
+            (Some(token), Some((l, file)))
+        }
+        None => (None, None),
+    };
+    let store = Arc::new(Embedded::open(state_dir.join("store"))?);
+    let socket = config
+        .socket
+        .clone()
+        .unwrap_or_else(|| paths::default_socket(nix::unistd::geteuid().is_root(), &state_dir));
+    let unix = listen::bind_unix(
+        &socket,
+        admin_group.as_ref().map(|g| g.gid),
+        config.allow_read_all,
+    )?;
+    let member = config.member.clone().unwrap_or_else(hostname);
     let events = Arc::new(EventLog::open(state_dir.join("events.jsonl")).map_err(Error::Serve)?);
     let metrics = Arc::new(Metrics::default());
     let host = host_for(&config, &member, &state_dir);
@@ -260,52 +364,110 @@ async fn serve(config: Config) -> Result<(), Error> {
         shutdown: shutdown.clone(),
         cache: controller.reader(),
         controller,
-        token,
+        policy: Policy {
+            token,
+            admin_group: admin_group.clone(),
+            allow_read_all: config.allow_read_all,
+        },
         sync,
     });
-    // With `--listen 127.0.0.1:0` the kernel picks a free port: say which,
-    // in the log and in `<state-dir>/address`, for whoever started us.
-    let bound = listener.local_addr().map_err(Error::Serve)?;
-    publish_address(&state_dir, bound).map_err(Error::Serve)?;
+    let me = nix::unistd::geteuid();
+    let owner = if me.is_root() {
+        "root".to_string()
+    } else {
+        nix::unistd::User::from_uid(me)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {me}"), |u| format!("root and {}", u.name))
+    };
+    let who = match &admin_group {
+        Some(g) => format!("{owner} and group {}", g.name),
+        None => format!("{owner} only"),
+    };
+    let mut api = vec![format!("unix:{} ({who})", socket.display())];
+    let mut address = format!("unix:{}", socket.display());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some((tcp, token_file)) = tcp {
+        // With `--listen 127.0.0.1:0` the kernel picks a free port: say
+        // which, in the log and in `<state-dir>/address`.
+        let bound = tcp.local_addr().map_err(Error::Serve)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        address = format!("{scheme}://{bound}");
+        api.push(format!("{address} (token in {})", token_file.display()));
+        let service = api::router(app.clone()).into_make_service_with_connect_info::<Peer>();
+        let until = until_stopped(stopped.clone());
+        match tls {
+            Some(config) => {
+                let l = TlsListener::new(tcp, config).map_err(Error::Serve)?;
+                servers.spawn(async move {
+                    axum::serve(l, service).with_graceful_shutdown(until).await
+                });
+            }
+            None => {
+                servers.spawn(async move {
+                    axum::serve(tcp, service)
+                        .with_graceful_shutdown(until)
+                        .await
+                });
+            }
+        }
+    }
+    let service = api::router(app).into_make_service_with_connect_info::<Peer>();
+    let until = until_stopped(stopped.clone());
+    servers.spawn(async move {
+        axum::serve(unix, service)
+            .with_graceful_shutdown(until)
+            .await
+    });
+    publish_address(&state_dir, &address).map_err(Error::Serve)?;
+    let api = api.join(" and ");
     tracing::info!(
-        "clusvc run: member {member}, state in {}, API on http://{bound}",
+        "clusvc run: member {member}, state in {}, API on {api}",
         state_dir.display(),
     );
     eprintln!(
-        "clusvc: member {member}; API on http://{bound}; state in {}",
+        "clusvc: member {member}; API on {api}; state in {}",
         state_dir.display()
     );
-    axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
-            let signal = tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
-            tracing::info!(
-                "{signal} received: shutting down (services keep running; the next start probes them)"
-            );
-            // Open streams (`events --follow`) end now; whatever still
-            // holds a connection gets 2 s.
-            shutdown.notify_waiters();
-            tokio::spawn(async {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                tracing::warn!("connections still open after 2 s; exiting");
-                std::process::exit(0);
-            });
-        })
-        .await
-        .map_err(Error::Serve)?;
-    Ok(())
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        tracing::info!(
+            "{signal} received: shutting down (services keep running; the next start probes them)"
+        );
+        // Open streams (`events --follow`) end now; whatever still holds a
+        // connection gets 2 s.
+        shutdown.notify_waiters();
+        let _ = stop.send(true);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tracing::warn!("connections still open after 2 s; exiting");
+        std::process::exit(0);
+    });
+    let mut result = Ok(());
+    while let Some(done) = servers.join_next().await {
+        if let Ok(Err(e)) = done {
+            result = Err(Error::Serve(e));
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    result
 }
 
-/// Writes the bound API address to `<state-dir>/address` (atomically: a
+/// Writes the API's address (the TCP URL, else `unix:PATH`) to
+/// `<state-dir>/address` (atomically: a
 /// reader sees the old file or the new one, never half of it).
-fn publish_address(state_dir: &std::path::Path, addr: SocketAddr) -> std::io::Result<()> {
+fn publish_address(state_dir: &std::path::Path, address: &str) -> std::io::Result<()> {
     let tmp = state_dir.join(".address.tmp");
-    std::fs::write(&tmp, format!("http://{addr}\n"))?;
+    std::fs::write(&tmp, format!("{address}\n"))?;
     std::fs::rename(&tmp, state_dir.join("address"))
 }
 

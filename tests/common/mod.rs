@@ -440,12 +440,15 @@ impl Drop for Ganesha {
     }
 }
 
-/// A `clusvc run` daemon on a free port with its own state directory;
-/// killed on drop.
+/// A `clusvc run` daemon with its own state directory, socket
+/// (`STATE/clusvc.sock`, which the CLI uses) and TCP port (with the token
+/// it creates, for raw HTTP); killed on drop.
 pub struct Daemon {
     child: Option<Child>,
-    /// Its URL.
+    /// Its TCP URL.
     pub url: String,
+    /// Its bearer token for TCP.
+    pub token: String,
     /// Its state directory.
     pub state: PathBuf,
     args: Vec<String>,
@@ -460,6 +463,7 @@ impl Daemon {
         let mut d = Self {
             child: None,
             url: String::new(),
+            token: String::new(),
             state,
             args: extra.iter().map(|s| s.to_string()).collect(),
             _dir: Some(dir),
@@ -477,6 +481,8 @@ impl Daemon {
             .args(["run", "--member", "node1", "--listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(&self.state)
+            .arg("--socket")
+            .arg(self.socket())
             .args(&self.args)
             .env("CLUSVC_LOG", "warn")
             .stdin(Stdio::null())
@@ -488,7 +494,7 @@ impl Daemon {
         assert!(
             wait_until(Duration::from_secs(20), || {
                 std::fs::read_to_string(&address)
-                    .is_ok_and(|a| a.starts_with("http://") && a.ends_with('\n'))
+                    .is_ok_and(|a| a.starts_with("http") && a.ends_with('\n'))
             }),
             "clusvc run did not come up"
         );
@@ -496,6 +502,41 @@ impl Daemon {
             .unwrap()
             .trim()
             .to_string();
+        let token_file = self
+            .args
+            .iter()
+            .position(|a| a == "--token-file")
+            .map_or_else(
+                || self.state.join("token"),
+                |i| self.args[i + 1].clone().into(),
+            );
+        self.token = std::fs::read_to_string(token_file)
+            .unwrap()
+            .trim()
+            .to_string();
+    }
+
+    /// Its Unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.state.join("clusvc.sock")
+    }
+
+    /// An HTTP agent that sends the token and returns error statuses as
+    /// answers.
+    pub fn http(&self) -> ureq::Agent {
+        let auth = format!("Bearer {}", self.token);
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .middleware(
+                move |mut req: ureq::http::Request<ureq::SendBody>,
+                      next: ureq::middleware::MiddlewareNext| {
+                    req.headers_mut()
+                        .insert("authorization", auth.parse().unwrap());
+                    next.handle(req)
+                },
+            )
+            .build()
+            .into()
     }
 
     /// The daemon's process id.
@@ -517,10 +558,10 @@ impl Daemon {
         }
     }
 
-    /// The CLI pointed at this daemon.
+    /// The CLI pointed at this daemon's socket.
     pub fn cli(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_clusvc"));
-        c.env("CLUSVC_SERVER", &self.url)
+        c.env("CLUSVC_SERVER", format!("unix:{}", self.socket().display()))
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         c
     }
@@ -537,7 +578,11 @@ impl Daemon {
 
     /// GET a JSON document from the API.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
-        let mut r = ureq::get(&format!("{}{path}", self.url)).call().unwrap();
+        let mut r = self
+            .http()
+            .get(&format!("{}{path}", self.url))
+            .call()
+            .unwrap();
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
     }
 
@@ -561,7 +606,7 @@ impl Daemon {
     /// Events of a service, as the API returns them.
     pub fn events_json(&self, service: &str) -> Vec<serde_json::Value> {
         let url = format!("{}/v1/events?service={service}&limit=1000", self.url);
-        let mut r = ureq::get(&url).call().unwrap();
+        let mut r = self.http().get(&url).call().unwrap();
         r.body_mut()
             .read_to_string()
             .unwrap()

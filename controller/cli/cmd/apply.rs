@@ -17,13 +17,18 @@ use crate::client::Client;
 pub struct ApplyArgs {
     #[command(flatten)]
     files: Files,
-    /// Delete objects previously applied with `apply` that are not in the input.
+    /// Delete objects you applied before with the same --source that are
+    /// not in the input.
     #[arg(long)]
     prune: bool,
     /// With --prune and an input that declares nothing: prune every object
-    /// `apply` created (refused otherwise).
+    /// of this source (refused otherwise).
     #[arg(long, requires = "prune")]
     allow_empty: bool,
+    /// A label for this set of objects; the server records them as
+    /// LABEL@YOU (`apply@root`), and --prune touches only those.
+    #[arg(long, value_name = "LABEL", default_value = APPLY_SOURCE)]
+    source: String,
     /// Validate on the server and report; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -45,13 +50,13 @@ pub fn apply(client: &Client, args: ApplyArgs) -> Result<u8, CliError> {
     let declared = loaded.desired.members().len() + loaded.desired.services().len();
     if declared == 0 && !args.allow_empty {
         return Err(CliError::bad_input(
-            "error: no objects passed to apply (with --prune, --allow-empty prunes everything apply created)",
+            "error: no objects passed to apply (with --prune, --allow-empty prunes everything of this source)",
         ));
     }
     let req = ApplyRequest {
         members: loaded.desired.members().values().cloned().collect(),
         services: loaded.desired.services().values().cloned().collect(),
-        source: APPLY_SOURCE.into(),
+        source: args.source,
         prune: args.prune,
         dry_run: args.dry_run,
         force: args.force,

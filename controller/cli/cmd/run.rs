@@ -22,12 +22,36 @@ pub struct Args {
     /// manifests do not declare it).
     #[arg(long, value_name = "NAME")]
     member: Option<String>,
-    /// API address.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7450")]
-    listen: SocketAddr,
-    /// Bearer token file; required to listen on a non-loopback address.
-    #[arg(long, value_name = "FILE")]
+    /// The API's Unix socket [default: /run/clusvc/clusvc.sock as root,
+    /// STATE-DIR/clusvc.sock otherwise].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Members of this group may change objects through the socket
+    /// [default: clusvc, if that group exists; otherwise root only].
+    #[arg(long, value_name = "GROUP")]
+    admin_group: Option<String>,
+    /// Let every local user read (get, describe, events, plan) through the
+    /// socket; only root and the admin group may change anything.
+    #[arg(long)]
+    allow_read_all: bool,
+    /// Serve the API on TCP as well (e.g. 127.0.0.1:7450; port 0 picks a
+    /// free one): always with a bearer token, off loopback with TLS.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// The bearer token TCP clients must send [default: STATE-DIR/token,
+    /// created on first start]; non-empty, readable by its owner only.
+    #[arg(long, value_name = "FILE", requires = "listen")]
     token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for --listen.
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --listen; not readable by others.
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen address (the token and
+    /// every object cross the network readable; logged as a warning).
+    #[arg(long, requires = "listen", conflicts_with = "tls_cert")]
+    insecure_no_tls: bool,
     /// Services reconciled in parallel.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -65,8 +89,14 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         manifests: args.manifests,
         state_dir: args.state_dir,
         member: args.member,
+        socket: args.socket,
+        admin_group: args.admin_group,
+        allow_read_all: args.allow_read_all,
         listen: args.listen,
         token_file: args.token_file,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        insecure_no_tls: args.insecure_no_tls,
         concurrency: args.concurrency,
         lease_ttl: args.lease_ttl,
         resync: args.resync,

@@ -16,7 +16,11 @@ pub struct ApplyRequest {
     /// Services to create or update.
     #[serde(default)]
     pub services: Vec<Service>,
-    /// Who applies (`apply`, `gitops:DIR`); recorded on the objects.
+    /// A label for the client (`apply` by default, `clusvc apply --source
+    /// NAME`). The server records the objects under `LABEL@CALLER`
+    /// (`apply@root`, `ci@token`), so a prune removes only what the same
+    /// caller applied with the same label; manifests directories' sources
+    /// (`gitops:DIR`) cannot be named.
     #[serde(default = "default_source")]
     pub source: String,
     /// Remove objects of the same source that are not in the request.

@@ -12,6 +12,8 @@ pub enum ErrorCode {
     BadRequest,
     /// A missing or wrong credential (401).
     Unauthorized,
+    /// The caller is known but may not do this (403).
+    Forbidden,
     /// The object does not exist (404).
     NotFound,
     /// The route does not take this method (405).
@@ -33,6 +35,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
@@ -46,7 +49,8 @@ impl ErrorCode {
     /// a body limit).
     pub fn from_status(status: u16) -> Self {
         match status {
-            401 | 403 => ErrorCode::Unauthorized,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
             409 => ErrorCode::Conflict,

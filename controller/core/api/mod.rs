@@ -18,6 +18,7 @@
 mod apply;
 mod error;
 mod ops;
+pub mod paths;
 mod plan;
 mod sync;
 mod views;

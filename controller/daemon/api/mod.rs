@@ -4,24 +4,25 @@
 //! [`clusvc_core::api`]; every failure answers an [`ApiError`] with the
 //! status of its code.
 //!
-//! It binds 127.0.0.1 by default; listening elsewhere requires a bearer
-//! token, and every request without it gets 401. Request bodies are
-//! size-limited.
+//! It listens on a Unix socket by default and, when asked, on TCP; who may
+//! do what is decided in [`access`], the listeners are made in [`listen`].
+//! Request bodies are size-limited.
 
+pub mod access;
 mod events;
 mod health;
+pub mod listen;
 mod members;
 mod objects;
 mod ops;
 mod plan;
 mod services;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -42,8 +43,8 @@ pub struct App<S: Store> {
     pub controller: Arc<Controller<S>>,
     /// What the controller knows, read-only.
     pub cache: Reader,
-    /// Required bearer token, if any.
-    pub token: Option<String>,
+    /// Who may do what.
+    pub policy: access::Policy,
     /// GitOps sync status.
     pub sync: Arc<Mutex<SyncStatus>>,
     /// Notified when the server shuts down: open streams end.
@@ -51,6 +52,7 @@ pub struct App<S: Store> {
 }
 
 /// An [`ApiError`] as a response.
+#[derive(Debug)]
 pub(crate) struct Rejection(pub ApiError);
 
 impl IntoResponse for Rejection {
@@ -158,39 +160,6 @@ async fn no_method() -> Rejection {
     )
 }
 
-/// Equality whose time does not depend on where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-async fn auth<S: Store>(
-    State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &app.token {
-        // `Bearer` in any case (RFC 7235 schemes are case-insensitive); the
-        // token compared in constant time.
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return fail(ErrorCode::Unauthorized, "missing or wrong bearer token").into_response();
-        }
-    }
-    next.run(request).await
-}
-
 /// The API router.
 pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
@@ -212,38 +181,10 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/sync", get(health::sync::<S>))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
-        .layer(middleware::from_fn_with_state(app.clone(), auth::<S>))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            access::authorize::<S>,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
-}
-
-/// Why the server cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// A non-loopback listen address without a token.
-    #[error(
-        "refusing to listen on {0} without --token-file: only loopback addresses may be used without a token"
-    )]
-    NeedsToken(SocketAddr),
-    /// Binding failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The error of bind(2).
-        source: std::io::Error,
-    },
-}
-
-/// Checks the listen policy and binds.
-pub async fn bind(
-    addr: SocketAddr,
-    token: Option<&str>,
-) -> std::result::Result<tokio::net::TcpListener, ServeError> {
-    if !addr.ip().is_loopback() && token.is_none() {
-        return Err(ServeError::NeedsToken(addr));
-    }
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })
 }

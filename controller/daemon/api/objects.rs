@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 
 use clusvc_core::api::{
     ApiError, ApplyRequest, ApplyResult, Deleted, ErrorCode, GITOPS_SOURCE_PREFIX,
@@ -12,13 +12,39 @@ use clusvc_core::api::{
 use clusvc_core::model::Service;
 use clusvc_store::{Compare, Store, Txn, Write, keys};
 
+use super::access::Identity;
 use super::{ApiJson, ApiQuery, App, Rejection, Result, fail};
 use crate::sync::apply::{self, ScriptChecks};
 
+/// The source a client's objects are recorded under: its label (`apply`
+/// by default, `--source NAME`) and who it is, as in `apply@root`. A
+/// client cannot name another caller's source or a manifests directory's,
+/// so its prune touches only what it applied itself.
+fn source_of(label: &str, who: &Identity) -> Result<String> {
+    let valid = !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    if !valid {
+        return Err(fail(
+            ErrorCode::Invalid,
+            format!(
+                "source: {label:?} is not a valid source label (lowercase letters, digits and '-', at most 63)"
+            ),
+        ));
+    }
+    Ok(format!("{label}@{}", who.name()))
+}
+
 pub(crate) async fn apply<S: Store>(
     State(app): State<Arc<App<S>>>,
-    ApiJson(req): ApiJson<ApplyRequest>,
+    Extension(who): Extension<Identity>,
+    ApiJson(mut req): ApiJson<ApplyRequest>,
 ) -> Result<Json<ApplyResult>> {
+    req.source = source_of(&req.source, &who)?;
     apply::apply(app.store.as_ref(), req, ScriptChecks::Check)
         .await
         .map(Json)
@@ -120,4 +146,19 @@ pub(crate) async fn delete<S: Store>(
         ));
     }
     Ok(Json(Deleted { kind, name }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_is_the_label_at_the_caller() {
+        let root = Identity::User("root".into());
+        assert_eq!(source_of("apply", &root).unwrap(), "apply@root");
+        assert_eq!(source_of("ci-2", &Identity::Token).unwrap(), "ci-2@token");
+        for bad in ["", "gitops:/srv", "a@b", "Apply", "-a", &"a".repeat(64)] {
+            assert!(source_of(bad, &root).is_err(), "{bad:?}");
+        }
+    }
 }
