@@ -740,6 +740,48 @@ fn a_store_damaged_in_the_middle_stops_the_start_with_the_offset() {
         "{err}"
     );
     assert_eq!(std::fs::read(&wal).unwrap(), bytes, "the log was changed");
+    assert!(err.contains("clusvc store repair"), "{err}");
+
+    // `store check` says what reads, changing nothing (exit 1: damaged).
+    let store = |verb: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
+            .args(["store", verb, "--state-dir"])
+            .arg(&d.state)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, report) = store("check");
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("DAMAGED at byte offset"), "{report}");
+    assert_eq!(std::fs::read(&wal).unwrap(), bytes, "check changed the log");
+    // `store repair` keeps the original and rebuilds from what reads.
+    let (code, report) = store("repair");
+    assert_eq!(code, Some(0), "{report}");
+    let backup = report
+        .lines()
+        .find_map(|l| l.strip_prefix("kept a copy of the damaged files in "))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(
+        std::fs::read(Path::new(backup).join("wal")).unwrap(),
+        bytes,
+        "the copy is not the original"
+    );
+    assert_eq!(store("check").0, Some(0));
+    // The daemon starts again; the services outside the damaged record are
+    // there.
+    d.crash_and_restart();
+    let listed = d.get_json("/v1/services");
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(names.contains(&"w4") && names.len() >= 3, "{names:?}");
 }
 
 #[test]

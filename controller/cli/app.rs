@@ -5,7 +5,7 @@
 use crate::client;
 use crate::cmd::{
     apply, completion, create, delete, describe, diff, events, get, operate, plan, run, schema,
-    validate,
+    store, validate,
 };
 use clusvc_core::api::Operation;
 
@@ -106,6 +106,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Print JSON Schemas of the manifest kinds, or write them with CRD-style YAML.
     Schema(schema::Args),
+    /// Check or repair the embedded store, offline (stop the daemon first).
+    Store(store::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
     /// Print the man page (roff).
@@ -211,6 +213,7 @@ pub fn main() -> ExitCode {
         Command::Events(r) => r.conn.client().and_then(|c| events::events(&c, r.args)),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Store(args) => store::run(args),
         Command::Completion(args) => completion::completion(args),
         Command::Man => completion::man(),
     };

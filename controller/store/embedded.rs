@@ -43,7 +43,7 @@ pub struct Embedded {
 
 /// Takes the directory's exclusive lock: two processes writing one log would
 /// corrupt it (and could each run the same services).
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     use std::os::fd::AsRawFd;
     let path = dir.join("lock");
     let mut f = OpenOptions::new()
@@ -91,7 +91,7 @@ struct Inner {
     read_only: Option<String>,
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -158,7 +158,7 @@ fn encode_ops(rev: Revision, ops: &[Write]) -> Vec<u8> {
     p
 }
 
-fn decode_ops(p: &[u8]) -> Option<(Revision, Vec<Write>)> {
+pub(crate) fn decode_ops(p: &[u8]) -> Option<(Revision, Vec<Write>)> {
     let mut r = Reader(p);
     let rev = r.u64()?;
     let mut ops = Vec::new();
@@ -194,7 +194,7 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 
 /// What ends the valid prefix of a log.
 #[derive(Debug, PartialEq, Eq)]
-enum LogEnd {
+pub(crate) enum LogEnd {
     /// The log ends cleanly.
     Clean,
     /// The last record is incomplete or fails its checksum and nothing
@@ -211,7 +211,7 @@ enum LogEnd {
 }
 
 /// Classifies what stops [`unframe`] at `at`.
-fn log_end(buf: &[u8], at: usize) -> LogEnd {
+pub(crate) fn log_end(buf: &[u8], at: usize) -> LogEnd {
     let rest = buf.len() - at;
     if rest == 0 {
         return LogEnd::Clean;
@@ -248,7 +248,7 @@ fn log_end(buf: &[u8], at: usize) -> LogEnd {
 }
 
 /// Splits framed records; returns them and the length of the valid prefix.
-fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
+pub(crate) fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
     while buf.len() - at >= 8 {
@@ -266,7 +266,7 @@ fn unframe(buf: &[u8]) -> (Vec<&[u8]>, usize) {
     (out, at)
 }
 
-fn encode_snapshot(rev: Revision, data: &BTreeMap<String, KeyValue>) -> Vec<u8> {
+pub(crate) fn encode_snapshot(rev: Revision, data: &BTreeMap<String, KeyValue>) -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(&rev.to_le_bytes());
     for kv in data.values().filter(|kv| kv.lease.is_none()) {
@@ -279,13 +279,13 @@ fn encode_snapshot(rev: Revision, data: &BTreeMap<String, KeyValue>) -> Vec<u8> 
     frame(&p)
 }
 
-fn decode_snapshot(buf: &[u8]) -> Result<(Revision, BTreeMap<String, KeyValue>)> {
+pub(crate) fn decode_snapshot(buf: &[u8]) -> Result<(Revision, BTreeMap<String, KeyValue>)> {
     let (records, _) = unframe(buf);
     let p = records
         .first()
-        .ok_or_else(|| Error::Corrupt("snapshot checksum mismatch".into()))?;
+        .ok_or_else(|| Error::Corrupt("the snapshot fails its checksum".into()))?;
     let mut r = Reader(p);
-    let bad = || Error::Corrupt("snapshot truncated".into());
+    let bad = || Error::Corrupt("the snapshot is truncated".into());
     let rev = r.u64().ok_or_else(bad)?;
     let mut data = BTreeMap::new();
     while !r.0.is_empty() {
@@ -309,7 +309,7 @@ fn decode_snapshot(buf: &[u8]) -> Result<(Revision, BTreeMap<String, KeyValue>)>
     Ok((rev, data))
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
@@ -324,7 +324,13 @@ impl Embedded {
         let lock = lock_dir(&dir)?;
         let snap_path = dir.join("snapshot");
         let (mut rev, mut data) = match std::fs::read(&snap_path) {
-            Ok(buf) => decode_snapshot(&buf)?,
+            Ok(buf) => decode_snapshot(&buf).map_err(|e| {
+                Error::Corrupt(format!(
+                    "{}: {e}. Nothing was changed. Run `clusvc store check` to see what reads, and \
+                     `clusvc store repair` to rebuild the store from the log (it keeps a copy first)",
+                    snap_path.display()
+                ))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, BTreeMap::new()),
             Err(e) => return Err(io(&snap_path)(e)),
         };
@@ -339,10 +345,9 @@ impl Embedded {
             return Err(Error::Corrupt(format!(
                 "{}: the record at byte offset {offset} fails its checksum and {following} bytes of log follow it; \
                  this is damage in the middle of the log, not a torn last write, and acknowledged writes may follow it. \
-                 Nothing was changed. Keep a copy of {}, then restore it from a backup, or move the log aside to \
-                 start from the last snapshot (losing what was written after it)",
-                wal_path.display(),
-                dir.display()
+                 Nothing was changed. Run `clusvc store check` to see what reads, and `clusvc store repair` to \
+                 rebuild the store from every intact record (it keeps a copy of the damaged files first)",
+                wal_path.display()
             )));
         }
         for payload in records {
@@ -407,7 +412,7 @@ impl Embedded {
     }
 }
 
-fn apply_ops(
+pub(crate) fn apply_ops(
     data: &mut BTreeMap<String, KeyValue>,
     rev: Revision,
     ops: &[Write],

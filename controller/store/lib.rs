@@ -9,6 +9,7 @@
 //! - [`embedded`]: the default backend: in-process, persisted in a state
 //!   directory through a write-ahead log, crash-safe (an acknowledged write
 //!   survives `kill -9`). The etcd backend will sit beside it.
+//! - [`repair`]: `clusvc store check|repair`, offline.
 //! - [`keys`]: where clusvc keeps what in the store (the key layout) and
 //!   how values are encoded.
 //!
@@ -17,6 +18,7 @@
 
 pub mod embedded;
 pub mod keys;
+pub mod repair;
 
 use std::future::Future;
 use std::time::Duration;

@@ -15,6 +15,7 @@ pub mod operate;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod store;
 pub mod validate;
 
 use clusvc_manifest::{self as manifest, Options};
