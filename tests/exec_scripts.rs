@@ -306,3 +306,100 @@ async fn ocf_agents_run_with_their_environment_and_exit_codes() {
         Some("OCF agent /usr/lib/ocf/resource.d/heartbeat/NoSuchAgent is not installed")
     );
 }
+
+/// Pids a script wrote to `file`, once it has written `n`.
+fn pids_in(file: &Path, n: usize) -> Vec<i32> {
+    assert!(
+        common::wait_until(Duration::from_secs(5), || std::fs::read_to_string(file)
+            .is_ok_and(|t| t.lines().count() >= n)),
+        "the script did not write its pids"
+    );
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split(' ').nth(2).is_none_or(|st| st != "Z"))
+}
+
+/// A start that puts processes in new sessions (`setsid`), one ignoring
+/// SIGTERM, then hangs.
+fn escaping_script(dir: &Path, pids: &Path) -> PathBuf {
+    write_script(
+        dir,
+        "escape_artist",
+        &format!(
+            r#"escape() {{
+    [ "$1" = start ] || return 0
+    setsid sleep 1000 < /dev/null > /dev/null 2>&1 & echo $! >> {pids}
+    setsid bash -c 'trap "" TERM; echo $$ >> {pids}; while :; do sleep 1; done' < /dev/null > /dev/null 2>&1 &
+    echo $$ >> {pids}
+    sleep 1000
+}}
+"#,
+            pids = pids.display()
+        ),
+        0o755,
+    )
+}
+
+#[tokio::test]
+async fn a_timed_out_action_leaves_nothing_behind_even_processes_that_called_setsid() {
+    require_root!();
+    use clusvc_agent::resources::sys::cgroup::Cgroups;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Process groups alone: a process that called setsid is out of reach
+    // (what happened before actions had cgroups).
+    let pids = dir.path().join("pids-pg");
+    let (exec, _) = executor(dir.path());
+    let p = escaping_script(dir.path(), &pids);
+    let report = exec
+        .start(&svc("pg", 1, Duration::from_secs(1)), &script_app(&p))
+        .await;
+    assert_eq!(report.reason(), Some("timed out after 1s"));
+    let escaped: Vec<i32> = pids_in(&pids, 3)
+        .into_iter()
+        .filter(|p| alive(*p))
+        .collect();
+    assert!(
+        !escaped.is_empty(),
+        "expected setsid escapees without cgroups"
+    );
+    for p in escaped {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
+    // Each action in its own cgroup: nothing survives the timeout, and the
+    // cgroup is removed.
+    let cgroups = Arc::new(Cgroups::detect().expect("cgroup2 is writable as root"));
+    let mut host = Host::new("node1");
+    host.state_dir = dir.path().join("state");
+    host.ha_rsctmp = dir.path().join("rsctmp");
+    host.kill_grace = Duration::from_millis(500);
+    host.ns.cgroups = Some(cgroups.clone());
+    let exec = Executor::new(Arc::new(host), Arc::new(Recorder::default()));
+    let pids = dir.path().join("pids-cg");
+    let p = escaping_script(dir.path(), &pids);
+    let report = exec
+        .start(&svc("cg", 2, Duration::from_secs(1)), &script_app(&p))
+        .await;
+    assert_eq!(report.reason(), Some("timed out after 1s"));
+    let pids = pids_in(&pids, 3);
+    let survivors: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(survivors.is_empty(), "survived the timeout: {survivors:?}");
+    let left: Vec<_> = std::fs::read_dir(cgroups.parent())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "action cgroups left: {left:?}");
+}

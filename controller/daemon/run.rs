@@ -277,6 +277,19 @@ fn host_for(config: &Config, member: &str, state_dir: &std::path::Path) -> Host 
     if let Some(p) = &config.ganesha_pid {
         host.ganesha_pid = p.clone();
     }
+    match clusvc_agent::resources::sys::cgroup::Cgroups::detect() {
+        Ok(c) => {
+            tracing::info!(
+                "each action runs in its own cgroup under {}",
+                c.parent().display()
+            );
+            host.ns.cgroups = Some(Arc::new(c));
+        }
+        Err(e) if nix::unistd::geteuid().is_root() => tracing::warn!(
+            "actions run in their process group only (a process that calls setsid escapes the kill at a timeout): {e}"
+        ),
+        Err(e) => tracing::info!("actions run in their process group only: {e}"),
+    }
     host.state_dir = state_dir.join("agent");
     if !nix::unistd::geteuid().is_root() {
         host.ha_rsctmp = state_dir.join("rsctmp");

@@ -1,8 +1,9 @@
 //! The system interfaces the kinds are built on: child processes with
-//! deadlines and namespaces, netlink, ARP, mountinfo, managed include
+//! deadlines, namespaces and their own cgroups, netlink, ARP, mountinfo, managed include
 //! files, and the member's host settings.
 
 pub mod arp;
+pub mod cgroup;
 pub mod host;
 pub mod managed_file;
 pub mod mountinfo;

@@ -1,9 +1,11 @@
 //! Running one action's command: by argv (never through a shell with
-//! manifest text interpolated), in its own process group, optionally inside
-//! a member's network and mount namespaces, with a deadline.
+//! manifest text interpolated), in its own process group and, where cgroup2
+//! is writable, its own cgroup ([`super::cgroup`]), optionally inside a
+//! member's network and mount namespaces, with a deadline.
 //!
-//! At the deadline the whole group gets SIGTERM, then SIGKILL after the
-//! grace period; the action fails. Output is captured (bounded). After a
+//! At the deadline the whole group and cgroup get SIGTERM, then SIGKILL
+//! after the grace period (`cgroup.kill`: a process that left the group by
+//! `setsid` dies too); the action fails. Output is captured (bounded). After a
 //! normal exit, processes the action left running (daemons it started) keep
 //! running; their inherited output is read and discarded so they never get
 //! SIGPIPE.
@@ -18,6 +20,8 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::cgroup::{self, ActionCgroup, Cgroups};
 use tokio::sync::oneshot;
 
 /// Most bytes kept of each output stream.
@@ -50,13 +54,17 @@ pub enum Error {
     },
 }
 
-/// Namespaces a member's commands run in.
+/// Where a member's commands run: namespaces, and the parent of their
+/// cgroups.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Namespaces {
     /// A network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`).
     pub net: Option<PathBuf>,
     /// A mount namespace file (`/proc/PID/ns/mnt`).
     pub mnt: Option<PathBuf>,
+    /// Each action in its own cgroup under these; none = process groups
+    /// only.
+    pub cgroups: Option<std::sync::Arc<Cgroups>>,
 }
 
 /// A command to run.
@@ -220,12 +228,31 @@ pub async fn run_tracked(
         path
     });
     let pending = Marker(pending);
-    if net.is_some() || mnt.is_some() {
+    let cgroups = ns.cgroups.clone();
+    let cg: Option<ActionCgroup<'_>> = match cgroups.as_deref().map(Cgroups::create) {
+        Some(Ok(cg)) => Some(cg),
+        Some(Err(e)) => {
+            tracing::warn!(
+                "cannot create a cgroup for {}: {e}; it runs in its process group only",
+                cmd.program()
+            );
+            None
+        }
+        None => None,
+    };
+    if net.is_some() || mnt.is_some() || cg.is_some() {
         let net_fd = net.as_ref().map(|f| f.as_raw_fd());
         let mnt_fd = mnt.as_ref().map(|f| f.as_raw_fd());
-        // SAFETY: only async-signal-safe syscalls (setns) between fork and exec.
+        let cg_fd = cg.as_ref().map(ActionCgroup::procs_fd);
+        // SAFETY: only async-signal-safe syscalls (write, setns) between
+        // fork and exec.
         unsafe {
             c.pre_exec(move || {
+                if let Some(fd) = cg_fd
+                    && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if let Some(fd) = net_fd {
                     nix::sched::setns(
                         std::os::fd::BorrowedFd::borrow_raw(fd),
@@ -253,7 +280,11 @@ pub async fn run_tracked(
     let marker = match (track, pgid) {
         (Some(dir), Some(pgid)) => {
             let path = dir.join(pgid.as_raw().to_string());
-            let _ = std::fs::write(&path, deadline_ms.to_string());
+            let cgroup = cg
+                .as_ref()
+                .map(|c| c.path().display().to_string())
+                .unwrap_or_default();
+            let _ = std::fs::write(&path, format!("{deadline_ms}\n{cgroup}"));
             Some(path)
         }
         _ => None,
@@ -278,9 +309,7 @@ pub async fn run_tracked(
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.ok(),
         Err(_) => {
-            if let Some(pgid) = pgid {
-                kill_group(pgid, grace).await;
-            }
+            kill_action(pgid, cg.as_ref(), grace).await;
             let _ = child.wait().await;
             let _ = stop_tx.send(true);
             return Err(Error::Timeout(timeout));
@@ -385,25 +414,26 @@ pub async fn await_orphans(track: &Path) {
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
         for pgid in tagged_groups(&token) {
-            wait_group(pgid, deadline_ms).await;
+            let _ = wait_group(pgid, deadline_ms).await;
         }
         let _ = std::fs::remove_file(&path);
     }
     await_marked(track).await;
 }
 
-/// Waits for a process group to end, killing it at `deadline_ms`.
-async fn wait_group(pgid: Pid, deadline_ms: u128) {
+/// Waits for a process group to end, killing it at `deadline_ms`; returns
+/// whether it had to be killed.
+async fn wait_group(pgid: Pid, deadline_ms: u128) -> bool {
     loop {
         if killpg(pgid, None).is_err() {
-            return;
+            return false;
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         if now >= deadline_ms {
             let _ = killpg(pgid, Signal::SIGKILL);
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -419,12 +449,18 @@ async fn await_marked(track: &Path) {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.parse::<i32>().ok());
-        let deadline_ms: u128 = std::fs::read_to_string(&path)
-            .ok()
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut lines = text.lines();
+        let deadline_ms: u128 = lines
+            .next()
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
-        if let Some(pgid) = pgid.map(Pid::from_raw) {
-            wait_group(pgid, deadline_ms).await;
+        let cgroup = lines.next().filter(|c| !c.is_empty()).map(PathBuf::from);
+        if let Some(pgid) = pgid.map(Pid::from_raw)
+            && wait_group(pgid, deadline_ms).await
+            && let Some(cg) = &cgroup
+        {
+            cgroup::kill_path(cg, Duration::from_secs(5)).await;
         }
         let _ = std::fs::remove_file(&path);
     }
@@ -470,18 +506,27 @@ async fn capture(
     }
 }
 
-/// SIGTERM to the group, then SIGKILL once `grace` has passed (or at once
-/// when the group is already empty).
-async fn kill_group(pgid: Pid, grace: Duration) {
-    let _ = killpg(pgid, Signal::SIGTERM);
+/// SIGTERM to the group and everything in the cgroup, then SIGKILL once
+/// `grace` has passed (at once when they are already gone); returns when
+/// the cgroup is empty.
+async fn kill_action(pgid: Option<Pid>, cg: Option<&ActionCgroup<'_>>, grace: Duration) {
+    let group_alive = || pgid.is_some_and(|g| killpg(g, None).is_ok());
+    if let Some(g) = pgid {
+        let _ = killpg(g, Signal::SIGTERM);
+    }
+    if let Some(cg) = cg {
+        cg.signal(Signal::SIGTERM);
+    }
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if killpg(pgid, None).is_err() {
-            return;
-        }
+    while Instant::now() < deadline && (group_alive() || cg.is_some_and(ActionCgroup::populated)) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = killpg(pgid, Signal::SIGKILL);
+    if let Some(g) = pgid {
+        let _ = killpg(g, Signal::SIGKILL);
+    }
+    if let Some(cg) = cg {
+        cg.kill(Duration::from_secs(5)).await;
+    }
 }
 
 #[cfg(test)]
