@@ -1,5 +1,6 @@
 //! Execution costs on a real member (run as root; prints a note and exits
-//! otherwise): the script runner's overhead over a bare `bash -c true`,
+//! otherwise): the script runner's overhead over a bare `bash -c true`
+//! (with and without a cgroup of its own),
 //! native status checks (filesystem, IP, export), and a full start of a
 //! six-kind service. `cargo bench --bench exec`.
 
@@ -83,6 +84,25 @@ fn bench(c: &mut Criterion) {
             rt.block_on(process::run(
                 &cmd,
                 &Namespaces::default(),
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+            ))
+            .unwrap()
+        })
+    });
+    let cgroups = Arc::new(
+        clusvc_agent::resources::sys::cgroup::Cgroups::detect().expect("cgroup2 is writable"),
+    );
+    g.bench_function("bare bash -c true in its own cgroup", |b| {
+        let cmd = Command::new(["bash", "-c", "true"]);
+        let ns = Namespaces {
+            cgroups: Some(cgroups.clone()),
+            ..Namespaces::default()
+        };
+        b.iter(|| {
+            rt.block_on(process::run(
+                &cmd,
+                &ns,
                 Duration::from_secs(10),
                 Duration::from_secs(1),
             ))

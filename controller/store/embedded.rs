@@ -34,6 +34,9 @@ use super::{
 /// Log size that triggers a snapshot.
 const COMPACT_AT: u64 = 32 << 20;
 
+/// How long opening waits for the directory's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// The embedded backend.
 #[derive(Clone)]
 pub struct Embedded {
@@ -53,8 +56,18 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(io(&path))?;
-    // SAFETY: flock on a descriptor we own.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // A child that a crashed holder forked keeps the lock until it execs
+    // (a few milliseconds while it joins its cgroup): wait that long, not
+    // for a live holder.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let r = loop {
+        // SAFETY: flock on a descriptor we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 || std::time::Instant::now() >= deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     if r != 0 {
         let holder = std::fs::read_to_string(&path).unwrap_or_default();
         return Err(Error::Unavailable(format!(

@@ -487,7 +487,7 @@ impl Daemon {
             .env("CLUSVC_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -496,7 +496,8 @@ impl Daemon {
                 std::fs::read_to_string(&address)
                     .is_ok_and(|a| a.starts_with("http") && a.ends_with('\n'))
             }),
-            "clusvc run did not come up"
+            "clusvc run did not come up; its log:\n{}",
+            std::fs::read_to_string(self.log_path()).unwrap_or_default()
         );
         self.url = std::fs::read_to_string(&address)
             .unwrap()
@@ -514,6 +515,19 @@ impl Daemon {
             .unwrap()
             .trim()
             .to_string();
+    }
+
+    /// Where its stderr goes (appended across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.state.with_file_name("daemon.log")
+    }
+
+    fn log_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
     /// Its Unix socket.
