@@ -699,6 +699,13 @@ impl Store for Embedded {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn keeps_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path()).unwrap();
+        crate::contract::all(&s, "/contract").await;
+    }
+
     fn put(k: &str, v: &str) -> Write {
         Write::Put {
             key: k.into(),

@@ -8,7 +8,9 @@
 //!   [`Txn`], [`Watch`], leases).
 //! - [`embedded`]: the default backend: in-process, persisted in a state
 //!   directory through a write-ahead log, crash-safe (an acknowledged write
-//!   survives `kill -9`). The etcd backend will sit beside it.
+//!   survives `kill -9`).
+//! - [`etcd`] (feature `etcd`): the same trait on an etcd v3 cluster.
+//! - `contract.rs` (tests): what every backend keeps, run against both.
 //! - [`repair`]: `clusvc store check|repair`, offline.
 //! - [`keys`]: where clusvc keeps what in the store (the key layout) and
 //!   how values are encoded.
@@ -16,7 +18,11 @@
 //! Dependencies: none on other clusvc crates; the key layout names model
 //! objects only by prefix, and values are opaque JSON.
 
+#[cfg(test)]
+mod contract;
 pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod keys;
 pub mod repair;
 
