@@ -1,0 +1,88 @@
+//! The lease and self-fencing protocol's safety, checked by spin on the
+//! Promela model `tests/model/lease.pml` (see `docs/cluster.md`, "Why a
+//! service never runs on two members"): exhaustively, with the documented
+//! bound `GRACE > STOP - MARGIN + 3 * DRIFT` met, no state has two members
+//! running the service; one tick short of the bound, spin finds one (so
+//! this test can fail).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs spin on the model with these `-D` definitions; returns pan's
+/// report.
+fn check(defines: &[(&str, u32)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/model/lease.pml");
+    let mut spin = Command::new("spin");
+    for (k, v) in defines {
+        spin.arg(format!("-D{k}={v}"));
+    }
+    let out = spin
+        .arg("-a")
+        .arg(&model)
+        .current_dir(dir.path())
+        .output()
+        .expect("spin (Debian package spin) is installed");
+    assert!(
+        out.status.success(),
+        "spin -a: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new("gcc")
+        .args(["-O2", "-DSAFETY", "-DCOLLAPSE", "-o", "pan", "pan.c"])
+        .current_dir(dir.path())
+        .output()
+        .expect("gcc is installed");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(dir.path().join("pan"))
+        .arg("-m100000")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tools_present() -> bool {
+    let ok = |c: &str, a: &str| Command::new(c).arg(a).output().is_ok();
+    if ok("spin", "-V") && ok("gcc", "--version") {
+        return true;
+    }
+    common::skip("needs spin and gcc (Debian packages spin, gcc)");
+    false
+}
+
+#[test]
+fn no_two_members_run_a_service_with_the_documented_timing() {
+    if !tools_present() {
+        return;
+    }
+    // The defaults of the model: TTL 4, MARGIN 1, STOP 1, DRIFT 1, GRACE 4.
+    let report = check(&[]);
+    assert!(report.contains("errors: 0"), "{report}");
+    assert!(
+        !report.contains("assertion violated") && !report.contains("violated"),
+        "{report}"
+    );
+    // Exhaustive: pan ran out of nothing.
+    assert!(!report.contains("max search depth too small"), "{report}");
+}
+
+#[test]
+fn one_tick_short_of_the_bound_the_checker_finds_two_owners() {
+    if !tools_present() {
+        return;
+    }
+    for defines in [&[("GRACE", 3)][..], &[("GRACE", 4), ("MARGIN", 0)][..]] {
+        let report = check(defines);
+        assert!(
+            report.contains("assertion violated") && !report.contains("errors: 0"),
+            "{defines:?}: {report}"
+        );
+    }
+}
