@@ -481,6 +481,13 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn elects_one_leader_and_fences_the_old_one() {
+        let Some(e) = etcd() else { return };
+        let s = std::sync::Arc::new(connect(&e).await);
+        crate::election::tests::failover(s).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_watch_resumes_after_etcd_restarts() {
         let Some(mut e) = etcd() else { return };
         let s = connect(&e).await;

@@ -12,6 +12,8 @@
 //! - [`etcd`] (feature `etcd`): the same trait on an etcd v3 cluster.
 //! - `contract.rs` (tests): what every backend keeps, run against both.
 //! - [`repair`]: `clusvc store check|repair`, offline.
+//! - [`election`]: leader election on any backend, and [`election::Guarded`]
+//!   writes that fail once the writer is no longer the leader.
 //! - [`keys`]: where clusvc keeps what in the store (the key layout) and
 //!   how values are encoded.
 //!
@@ -20,6 +22,7 @@
 
 #[cfg(test)]
 mod contract;
+pub mod election;
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
@@ -161,6 +164,9 @@ pub enum Error {
     /// The backend is unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A guarded write of a leader that has been deposed.
+    #[error("not the leader any more (elected at revision {0}; another server leads now)")]
+    NotLeader(Revision),
 }
 
 /// Result of store calls.
