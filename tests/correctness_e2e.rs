@@ -714,9 +714,14 @@ fn a_store_damaged_in_the_middle_stops_the_start_with_the_offset() {
     d.kill9();
     let wal = d.state.join("store/wal");
     let mut bytes = std::fs::read(&wal).unwrap();
-    let offset = bytes.len() / 3;
-    // Flip a byte somewhere in the first third: a record there fails its
+    // Damage the record that created w2's desired object: it fails its
     // checksum, and acknowledged records follow it.
+    let needle = b"/clusvc/desired/service/w2";
+    let offset = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("w2's desired object is in the log")
+        + 3;
     bytes[offset] ^= 0xff;
     std::fs::write(&wal, &bytes).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_clusvc"))
@@ -757,10 +762,15 @@ fn a_store_damaged_in_the_middle_stops_the_start_with_the_offset() {
     let (code, report) = store("check");
     assert_eq!(code, Some(1), "{report}");
     assert!(report.contains("DAMAGED at byte offset"), "{report}");
+    assert!(report.contains("lost"), "{report}");
     assert_eq!(std::fs::read(&wal).unwrap(), bytes, "check changed the log");
     // `store repair` keeps the original and rebuilds from what reads.
     let (code, report) = store("repair");
     assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("restored service/w2 from the spec it runs with"),
+        "{report}"
+    );
     let backup = report
         .lines()
         .find_map(|l| l.strip_prefix("kept a copy of the damaged files in "))
@@ -781,7 +791,22 @@ fn a_store_damaged_in_the_middle_stops_the_start_with_the_offset() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert!(names.contains(&"w4") && names.len() >= 3, "{names:?}");
+    // Every service is still there: one whose desired object was in the
+    // damaged record is restored from the spec it runs with, not stopped
+    // as deleted.
+    for i in 0..5 {
+        assert!(
+            names.contains(&format!("w{i}").as_str()),
+            "{names:?}\n{report}"
+        );
+    }
+    assert!(
+        !d.events("w0")
+            .iter()
+            .chain(d.events("w1").iter())
+            .any(|e| e.contains("deleted")),
+        "a service was stopped as deleted"
+    );
 }
 
 #[test]

@@ -127,8 +127,8 @@ fn the_socket_admits_root_and_the_admin_group_and_refuses_everyone_else() {
     let (code, _, err) = d.run(&["apply", "-f", roots.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(source_of(&d, "roots"), "apply@root");
-    let other = manifest(files.path(), "other");
-    for label in ["apply", "local"] {
+    for (label, object) in [("apply", "other"), ("local", "other2")] {
+        let f = manifest(files.path(), object);
         let out = as_user(
             NOBODY,
             ADMINS,
@@ -139,11 +139,25 @@ fn the_socket_admits_root_and_the_admin_group_and_refuses_everyone_else() {
                 "--source",
                 label,
                 "-f",
-                other.to_str().unwrap(),
+                f.to_str().unwrap(),
             ],
         );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
+    // Nor take root's object over by applying it (then pruning it).
+    let out = as_user(
+        NOBODY,
+        ADMINS,
+        &sock,
+        &["apply", "-f", roots.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("service/roots is managed by apply@root"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(source_of(&d, "roots"), "apply@root");
     assert!(d.service("roots").is_some(), "root's service was pruned");
     assert!(
         d.get_json("/v1/members/node1")["name"] == "node1",
@@ -289,6 +303,17 @@ fn a_tcp_listener_without_a_token_gets_one_created_on_first_start() {
     let file = d.state.join("token");
     let md = std::fs::metadata(&file).unwrap();
     assert_eq!(md.mode() & 0o777, 0o600);
+    // What the daemon keeps is its own: the store and events are private,
+    // the state directory can only be passed through.
+    for (path, mode) in [
+        (d.state.clone(), 0o711),
+        (d.state.join("store"), 0o700),
+        (d.state.join("store/wal"), 0o600),
+        (d.state.join("events.jsonl"), 0o600),
+    ] {
+        let m = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(m, mode, "{} is {m:o}", path.display());
+    }
     let first = d.token.clone();
     assert_eq!(first.len(), 64, "{first}");
     assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -536,4 +561,130 @@ fn the_cli_finds_the_default_socket_with_no_setup() {
     let _ = daemon.wait();
     assert!(up, "no socket at {}", sock.display());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// A local user holding connections open cannot starve the daemon: past
+/// its per-user cap a connection is closed at once, idle ones are closed
+/// when no request head arrives in time, and root is still served.
+#[test]
+fn a_user_holding_connections_open_does_not_starve_the_daemon() {
+    require_root!();
+    let d = Daemon::start(&["--allow-read-all"]);
+    let script = r#"
+import socket, sys, time, select
+path, n = sys.argv[1], int(sys.argv[2])
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    socks.append(s)
+def closed(s, wait):
+    r, _, _ = select.select([s], [], [], wait)
+    return bool(r) and s.recv(1) == b""
+at_once = sum(1 for s in socks[40:] if closed(s, 2.0))
+print("closed_at_once", at_once, flush=True)
+sys.stdin.readline()
+t0 = time.time()
+left = socks[:40]
+while left and time.time() - t0 < 30:
+    left = [s for s in left if not closed(s, 0.2)]
+print("still_open", len(left), "after", round(time.time() - t0), flush=True)
+"#;
+    let mut attacker = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", script])
+        .arg(d.socket())
+        .arg("200")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (Debian python3) is installed");
+    use std::io::{BufRead, Write};
+    let mut lines = std::io::BufReader::new(attacker.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    // 200 opened, 32 allowed: of the last 160, every one closed at once.
+    assert_eq!(first, "closed_at_once 160", "{first}");
+    // Root is served meanwhile.
+    let (code, out, err) = d.run(&["get", "members"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The held ones are closed once no request head came in time.
+    writeln!(attacker.stdin.as_mut().unwrap()).unwrap();
+    let last = lines.next().unwrap().unwrap();
+    assert!(last.starts_with("still_open 0 "), "{last}");
+    let _ = attacker.wait();
+}
+
+/// Files root writes go only into directories no one else can change,
+/// and are never followed through links; the CLI talks only to a socket
+/// root or the caller made.
+#[test]
+fn directories_and_files_another_user_controls_are_refused() {
+    require_root!();
+    let base = open_dir();
+    let theirs = base.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    nix::unistd::chown(
+        &theirs,
+        Some(nix::unistd::Uid::from_raw(4242)),
+        Some(nix::unistd::Gid::from_raw(4242)),
+    )
+    .unwrap();
+    let run = |state: &Path, socket: &Path, extra: &[&str]| {
+        Command::new(BIN)
+            .args(["run", "--member", "node1", "--state-dir"])
+            .arg(state)
+            .arg("--socket")
+            .arg(socket)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // A state directory another user owns.
+    let out = run(&theirs, &base.path().join("a.sock"), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("belongs to uid 4242"), "{}", text(&out));
+    // A socket in a directory another user owns.
+    let mine = base.path().join("mine");
+    let out = run(&mine, &theirs.join("s.sock"), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("socket's directory"), "{}", text(&out));
+    // A token that is a link to a file another user can read.
+    let leak = theirs.join("known");
+    std::fs::write(&leak, "attacker-knows-this\n").unwrap();
+    std::fs::set_permissions(&leak, std::fs::Permissions::from_mode(0o600)).unwrap();
+    nix::unistd::chown(&leak, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+    std::fs::create_dir_all(&mine).unwrap();
+    std::os::unix::fs::symlink(&leak, mine.join("token")).unwrap();
+    let out = run(
+        &mine,
+        &base.path().join("b.sock"),
+        &["--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("symbolic link"), "{}", text(&out));
+    // Nor as --token-file: the file belongs to another user.
+    let out = run(
+        &mine,
+        &base.path().join("c.sock"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            leak.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("belongs to uid 4242"), "{}", text(&out));
+    // The CLI does not talk to a socket another user made.
+    let fake = theirs.join("fake.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&fake).unwrap();
+    nix::unistd::chown(&fake, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+    let out = Command::new(BIN)
+        .args(["get", "services", "--server"])
+        .arg(format!("unix:{}", fake.display()))
+        .output()
+        .unwrap();
+    drop(listener);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("refusing to talk to"), "{}", text(&out));
 }

@@ -79,6 +79,30 @@ fn default_socket() -> PathBuf {
         .clone()
 }
 
+/// Talks only to a socket that root or the caller made: another user
+/// could otherwise put their own server where the daemon's socket was and
+/// read what the caller sends.
+fn check_socket_owner(socket: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(socket) else {
+        // Missing: the connect says so, with its hint.
+        return Ok(());
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if md.uid() != 0 && md.uid() != me {
+        return Err(CliError {
+            code: 1,
+            message: format!(
+                "error: refusing to talk to {}: the socket belongs to uid {}, not to root or you",
+                socket.display(),
+                md.uid()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn nix_is_root() -> bool {
     // SAFETY: geteuid cannot fail and has no side effects.
     unsafe { libc::geteuid() == 0 }
@@ -164,8 +188,11 @@ impl Client {
         json: Option<Vec<u8>>,
     ) -> Result<(u16, Box<dyn std::io::Read>), CliError> {
         match &self.transport {
-            Transport::Unix(socket) => unix_http::request(socket, method, path, json.as_deref())
-                .map_err(|e| self.unreachable(&e)),
+            Transport::Unix(socket) => {
+                check_socket_owner(socket)?;
+                unix_http::request(socket, method, path, json.as_deref())
+                    .map_err(|e| self.unreachable(&e))
+            }
             Transport::Http { agent, token } => {
                 let url = format!("{}{path}", self.base);
                 let auth = token.as_ref().map(|t| format!("Bearer {t}"));

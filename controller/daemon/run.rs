@@ -13,8 +13,9 @@ use clusvc_agent::resources::Host;
 use clusvc_agent::{Agent, LocalAgent};
 use clusvc_store::embedded::Embedded;
 
-use crate::api::access::{AdminGroup, Peer, Policy};
+use crate::api::access::{AdminGroup, Policy};
 use crate::api::listen::{self, ServeError, TlsListener};
+use crate::api::serve;
 use crate::api::{self, App};
 use crate::heartbeat;
 use crate::reconcile::{Controller, EventLog, Metrics, Settings};
@@ -124,6 +125,7 @@ fn tcp_token(config: &Config, state_dir: &std::path::Path) -> Result<(String, Pa
         .write(true)
         .create_new(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
     {
         Ok(mut f) => {
@@ -152,35 +154,92 @@ fn hostname() -> String {
         .unwrap_or_else(|| "node1".to_string())
 }
 
-/// Reads the bearer token: a file only its owner may read, holding a
-/// non-empty token.
+/// Reads the bearer token: a regular file (not a link) owned by the
+/// daemon's user (or root) that only its owner may read, holding a
+/// non-empty token. The checks are made on the opened file.
 fn read_token(path: &std::path::Path) -> Result<String, Error> {
-    use std::os::unix::fs::MetadataExt;
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let unsafe_token = |why: String| Error::Token {
         path: path.to_path_buf(),
         why,
     };
-    let md = std::fs::metadata(path).map_err(|source| Error::TokenFile {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => unsafe_token("it is a symbolic link".into()),
+            _ => Error::TokenFile {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+    let md = f.metadata().map_err(|source| Error::TokenFile {
         path: path.to_path_buf(),
         source,
     })?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !md.is_file() {
+        return Err(unsafe_token("it is not a regular file".into()));
+    }
+    if md.uid() != me && md.uid() != 0 {
+        return Err(unsafe_token(format!(
+            "it belongs to uid {}, not to the daemon's user or root",
+            md.uid()
+        )));
+    }
     if md.mode() & 0o077 != 0 {
         return Err(unsafe_token(format!(
             "it is readable or writable by others (mode {:o}); chmod 600 it",
             md.mode() & 0o777
         )));
     }
-    let token = std::fs::read_to_string(path)
+    let mut token = String::new();
+    f.take(64 << 10)
+        .read_to_string(&mut token)
         .map_err(|source| Error::TokenFile {
             path: path.to_path_buf(),
             source,
-        })?
-        .trim()
-        .to_string();
+        })?;
+    let token = token.trim().to_string();
     if token.is_empty() {
         return Err(unsafe_token("it is empty".into()));
     }
     Ok(token)
+}
+
+/// A directory the daemon keeps files in must be its own: a real directory
+/// (not a link), owned by the daemon's user or root, and not writable by
+/// anyone else (unless sticky, like /tmp, where others cannot replace what
+/// is ours). Otherwise another user could swap the files root writes for
+/// links.
+fn check_dir(dir: &std::path::Path, what: &'static str) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(dir).map_err(Error::Serve)?;
+    let refuse = |why: String| Error::UnsafeDir {
+        what,
+        dir: dir.to_path_buf(),
+        why,
+    };
+    if !md.is_dir() {
+        return Err(refuse("it is not a directory (a link is refused)".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if md.uid() != me && md.uid() != 0 {
+        return Err(refuse(format!(
+            "it belongs to uid {}, not to the daemon's user or root",
+            md.uid()
+        )));
+    }
+    let sticky = md.mode() & 0o1000 != 0;
+    if md.mode() & 0o022 != 0 && !sticky {
+        return Err(refuse(format!(
+            "it is writable by group or others (mode {:o}); chmod go-w it",
+            md.mode() & 0o777
+        )));
+    }
+    Ok(())
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -208,6 +267,16 @@ pub enum Error {
     /// A listener was refused or could not be made.
     #[error(transparent)]
     Listen(#[from] ServeError),
+    /// A directory the daemon writes in is not safe.
+    #[error("refusing the {what} {}: {why}", dir.display())]
+    UnsafeDir {
+        /// Which directory.
+        what: &'static str,
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The admin group does not exist.
     #[error("the admin group {0:?} does not exist (--admin-group)")]
     AdminGroup(String),
@@ -242,6 +311,7 @@ impl Error {
             | Error::Token { .. }
             | Error::Listen(_)
             | Error::AdminGroup(_)
+            | Error::UnsafeDir { .. }
             | Error::TlsPair => 2,
             _ => 1,
         }
@@ -258,6 +328,7 @@ pub fn run(config: Config) -> Result<(), Error> {
 }
 
 fn host_for(config: &Config, member: &str, state_dir: &std::path::Path) -> Host {
+    // (The action cgroups, when available, are in `host.ns.cgroups`.)
     let mut host = Host::new(member);
     if let Some(ns) = &config.member_netns {
         host = host.with_network_namespace(ns);
@@ -299,7 +370,17 @@ fn host_for(config: &Config, member: &str, state_dir: &std::path::Path) -> Host 
 
 async fn serve(config: Config) -> Result<(), Error> {
     let state_dir = config.state_dir.clone().unwrap_or_else(default_state_dir);
-    std::fs::create_dir_all(&state_dir).map_err(Error::Serve)?;
+    if !state_dir.exists() {
+        std::fs::create_dir_all(&state_dir).map_err(Error::Serve)?;
+    }
+    check_dir(&state_dir, "state directory")?;
+    {
+        // Others may pass through (to a socket kept here) but not list or
+        // read: the files are private anyway.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(Error::Serve)?;
+    }
     let admin_group = admin_group(config.admin_group.as_deref())?;
     // TCP: bad input fails here, before anything is touched.
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -320,6 +401,12 @@ async fn serve(config: Config) -> Result<(), Error> {
         .socket
         .clone()
         .unwrap_or_else(|| paths::default_socket(nix::unistd::geteuid().is_root(), &state_dir));
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(Error::Serve)?;
+        }
+        check_dir(dir, "socket's directory")?;
+    }
     let unix = listen::bind_unix(
         &socket,
         admin_group.as_ref().map(|g| g.gid),
@@ -329,6 +416,7 @@ async fn serve(config: Config) -> Result<(), Error> {
     let events = Arc::new(EventLog::open(state_dir.join("events.jsonl")).map_err(Error::Serve)?);
     let metrics = Arc::new(Metrics::default());
     let host = host_for(&config, &member, &state_dir);
+    let cgroups = host.ns.cgroups.clone();
     let exec = Arc::new(Executor::new(
         Arc::new(host),
         events.clone() as Arc<dyn Events>,
@@ -388,10 +476,10 @@ async fn serve(config: Config) -> Result<(), Error> {
     let owner = if me.is_root() {
         "root".to_string()
     } else {
-        nix::unistd::User::from_uid(me)
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid {me}"), |u| format!("root and {}", u.name))
+        nix::unistd::User::from_uid(me).ok().flatten().map_or_else(
+            || format!("root and uid {me}"),
+            |u| format!("root and {}", u.name),
+        )
     };
     let who = match &admin_group {
         Some(g) => format!("{owner} and group {}", g.name),
@@ -400,9 +488,8 @@ async fn serve(config: Config) -> Result<(), Error> {
     let mut api = vec![format!("unix:{} ({who})", socket.display())];
     let mut address = format!("unix:{}", socket.display());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let limits = serve::Limits::for_nofile(serve::raise_nofile());
+    let policy = app.policy.clone();
     let mut servers = tokio::task::JoinSet::new();
     if let Some((tcp, token_file)) = tcp {
         // With `--listen 127.0.0.1:0` the kernel picks a free port: say
@@ -411,31 +498,36 @@ async fn serve(config: Config) -> Result<(), Error> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         address = format!("{scheme}://{bound}");
         api.push(format!("{address} (token in {})", token_file.display()));
-        let service = api::router(app.clone()).into_make_service_with_connect_info::<Peer>();
-        let until = until_stopped(stopped.clone());
+        let router = api::router(app.clone());
         match tls {
             Some(config) => {
                 let l = TlsListener::new(tcp, config).map_err(Error::Serve)?;
-                servers.spawn(async move {
-                    axum::serve(l, service).with_graceful_shutdown(until).await
-                });
+                servers.spawn(serve::serve(
+                    l,
+                    router,
+                    policy.clone(),
+                    limits,
+                    stopped.clone(),
+                ));
             }
             None => {
-                servers.spawn(async move {
-                    axum::serve(tcp, service)
-                        .with_graceful_shutdown(until)
-                        .await
-                });
+                servers.spawn(serve::serve(
+                    tcp,
+                    router,
+                    policy.clone(),
+                    limits,
+                    stopped.clone(),
+                ));
             }
         }
     }
-    let service = api::router(app).into_make_service_with_connect_info::<Peer>();
-    let until = until_stopped(stopped.clone());
-    servers.spawn(async move {
-        axum::serve(unix, service)
-            .with_graceful_shutdown(until)
-            .await
-    });
+    servers.spawn(serve::serve(
+        unix,
+        api::router(app),
+        policy,
+        limits,
+        stopped.clone(),
+    ));
     publish_address(&state_dir, &address).map_err(Error::Serve)?;
     let api = api.join(" and ");
     tracing::info!(
@@ -464,23 +556,29 @@ async fn serve(config: Config) -> Result<(), Error> {
         tracing::warn!("connections still open after 2 s; exiting");
         std::process::exit(0);
     });
-    let mut result = Ok(());
-    while let Some(done) = servers.join_next().await {
-        if let Ok(Err(e)) = done {
-            result = Err(Error::Serve(e));
-            break;
-        }
-    }
+    while servers.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&socket);
-    result
+    if let Some(c) = &cgroups {
+        c.remove_empty();
+    }
+    Ok(())
 }
 
 /// Writes the API's address (the TCP URL, else `unix:PATH`) to
 /// `<state-dir>/address` (atomically: a
 /// reader sees the old file or the new one, never half of it).
 fn publish_address(state_dir: &std::path::Path, address: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = state_dir.join(".address.tmp");
-    std::fs::write(&tmp, format!("{address}\n"))?;
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?
+        .write_all(format!("{address}\n").as_bytes())?;
     std::fs::rename(&tmp, state_dir.join("address"))
 }
 

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write as _};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -251,13 +252,21 @@ pub(crate) fn log_end(buf: &[u8], at: usize) -> LogEnd {
                 .is_some_and(|p| crc32fast::hash(p) == crc)
     });
     if valid_after {
-        LogEnd::Corrupt {
+        return LogEnd::Corrupt {
             offset: at,
             following: buf.len() - at,
-        }
-    } else {
-        LogEnd::TornTail
+        };
     }
+    // A whole last record whose checksum fails was written in full and
+    // then damaged (it may have been acknowledged), unless its payload is
+    // all zeros: what a file extended by an interrupted append holds.
+    if end == buf.len() && buf[at + 8..].iter().any(|b| *b != 0) {
+        return LogEnd::Corrupt {
+            offset: at,
+            following: 0,
+        };
+    }
+    LogEnd::TornTail
 }
 
 /// Splits framed records; returns them and the length of the valid prefix.
@@ -334,6 +343,12 @@ impl Embedded {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // Every object is in here: readable by the daemon's user only.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(&dir))?;
+        }
         let lock = lock_dir(&dir)?;
         let snap_path = dir.join("snapshot");
         let (mut rev, mut data) = match std::fs::read(&snap_path) {
@@ -357,7 +372,7 @@ impl Embedded {
             // Never cut acknowledged writes silently: refuse, and say where.
             return Err(Error::Corrupt(format!(
                 "{}: the record at byte offset {offset} fails its checksum and {following} bytes of log follow it; \
-                 this is damage in the middle of the log, not a torn last write, and acknowledged writes may follow it. \
+                 this is damage, not a torn last write, and acknowledged writes may be in or after it. \
                  Nothing was changed. Run `clusvc store check` to see what reads, and `clusvc store repair` to \
                  rebuild the store from every intact record (it keeps a copy of the damaged files first)",
                 wal_path.display()
@@ -375,10 +390,16 @@ impl Embedded {
         let wal = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&wal_path)
             .map_err(io(&wal_path))?;
         if (valid as u64) < buf.len() as u64 {
             // A torn tail: the write was never acknowledged.
+            tracing::warn!(
+                "{}: cutting a torn last write ({} bytes at byte offset {valid}, never acknowledged)",
+                wal_path.display(),
+                buf.len() - valid
+            );
             wal.set_len(valid as u64).map_err(io(&wal_path))?;
             wal.sync_all().map_err(io(&wal_path))?;
         }
@@ -554,7 +575,13 @@ impl Inner {
     fn snapshot(&mut self) -> Result<()> {
         let tmp = self.dir.join("snapshot.tmp");
         let path = self.dir.join("snapshot");
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         f.write_all(&encode_snapshot(self.rev, &self.data))
             .map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;

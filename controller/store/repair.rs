@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::embedded::{
@@ -67,6 +68,9 @@ pub struct Report {
     pub gaps: Vec<Gap>,
     /// Intact records after the first damage.
     pub salvageable: usize,
+    /// With a damaged snapshot: the revisions only it held (everything
+    /// before the log's first record).
+    pub lost_with_snapshot: Option<(Revision, Revision)>,
     /// The revision and key count the store has once repaired (or, when
     /// healthy, as the daemon opens it).
     pub revision: Revision,
@@ -145,6 +149,11 @@ fn scan(dir: &Path) -> Result<Scan> {
     };
     let (records, valid) = unframe(&buf);
     let count = records.len();
+    let first_log_rev = records.first().and_then(|p| decode_ops(p)).map(|(r, _)| r);
+    let lost_with_snapshot = match (&snapshot, first_log_rev) {
+        (Snapshot::Damaged(_), Some(first)) if first > 1 => Some((1, first - 1)),
+        _ => None,
+    };
     for p in records {
         if !replay(p, &mut rev) {
             return Err(Error::Corrupt(format!(
@@ -196,8 +205,10 @@ fn scan(dir: &Path) -> Result<Scan> {
         end,
         gaps,
         salvageable,
+        lost_with_snapshot,
         revision: rev,
-        keys: data.len(),
+        // Keys on a lease do not survive a restart (nor the snapshot).
+        keys: data.values().filter(|kv| kv.lease.is_none()).count(),
     };
     Ok(Scan { report, data })
 }
@@ -233,18 +244,34 @@ pub struct Repaired {
     /// Where the original files were copied; `None` when the store was
     /// healthy and left alone.
     pub backup: Option<PathBuf>,
+    /// What the `fix` of [`repair_with`] reported.
+    pub fixed: Vec<String>,
 }
 
 /// Repairs the store in `dir` when it needs it: copies the damaged files
 /// to `dir/damaged-UNIXTIME/`, then writes a snapshot of everything that
 /// reads and an empty log. A healthy store is left alone.
 pub fn repair(dir: &Path) -> Result<Repaired> {
+    repair_with(dir, |_, _| Vec::new())
+}
+
+/// [`repair`], letting `fix` amend the rebuilt keys before they are
+/// written (given the map and the revision to write them at), e.g. to
+/// restore objects whose last write was lost; what it returns is reported.
+pub fn repair_with(
+    dir: &Path,
+    fix: impl FnOnce(&mut BTreeMap<String, KeyValue>, Revision) -> Vec<String>,
+) -> Result<Repaired> {
     let _lock = lock_dir(dir)?;
-    let Scan { report, data } = scan(dir)?;
+    let Scan {
+        mut report,
+        mut data,
+    } = scan(dir)?;
     if report.healthy() {
         return Ok(Repaired {
             report,
             backup: None,
+            fixed: Vec::new(),
         });
     }
     let stamp = std::time::SystemTime::now()
@@ -267,18 +294,30 @@ pub fn repair(dir: &Path) -> Result<Repaired> {
     // The new snapshot and an empty log, each written aside and renamed.
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let tmp = dir.join(format!("{name}.repair"));
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         let path = dir.join(name);
         std::fs::rename(&tmp, &path).map_err(io(&path))
     };
+    let fixed = fix(&mut data, report.revision + 1);
+    if !fixed.is_empty() {
+        report.revision += 1;
+        report.keys = data.values().filter(|kv| kv.lease.is_none()).count();
+    }
     write("snapshot", &encode_snapshot(report.revision, &data))?;
     write("wal", &[])?;
     fsync_dir(dir)?;
     Ok(Repaired {
         report,
         backup: Some(backup),
+        fixed,
     })
 }
 
@@ -363,6 +402,50 @@ mod tests {
         repair(dir.path()).unwrap();
         let s = Embedded::open(dir.path()).unwrap();
         assert_eq!(s.list("/k/").await.unwrap().0.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_snapshot_names_the_revisions_only_it_held() {
+        // A snapshot (written by a repair) at revision 10, then three
+        // writes in the log.
+        let (dir, wal, mut bytes) = store_of(10).await;
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&wal, &bytes).unwrap();
+        repair(dir.path()).unwrap();
+        {
+            let s = Embedded::open(dir.path()).unwrap();
+            for i in 0..3 {
+                s.put(&format!("/later/{i}"), b"v".to_vec()).await.unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("snapshot"), b"garbage!garbage!").unwrap();
+        assert!(Embedded::open(dir.path()).is_err());
+        let r = check(dir.path()).unwrap();
+        assert!(!r.healthy());
+        let first_log = r.revision - 2;
+        assert_eq!(r.lost_with_snapshot, Some((1, first_log - 1)));
+        assert_eq!(r.keys, 3);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_last_record_is_not_taken_for_a_torn_write() {
+        let (dir, wal, mut bytes) = store_of(10).await;
+        let last = bytes.len() - 5;
+        bytes[last] ^= 0xff;
+        std::fs::write(&wal, &bytes).unwrap();
+        let r = check(dir.path()).unwrap();
+        assert!(!r.healthy(), "{r:?}");
+        assert!(Embedded::open(dir.path()).is_err());
+        // A zero-filled tail (an interrupted append) is a torn write.
+        let (dir, wal, mut bytes) = store_of(10).await;
+        let n = bytes.len();
+        let record = n / 10;
+        for b in &mut bytes[n - record + 8..] {
+            *b = 0;
+        }
+        std::fs::write(&wal, &bytes).unwrap();
+        assert!(check(dir.path()).unwrap().healthy());
     }
 
     #[tokio::test]

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             }
         }
         Action::Repair => {
-            let done = repair::repair(&dir).map_err(failed)?;
+            let done = repair::repair_with(&dir, restore_from_observed).map_err(failed)?;
             print_report(&done.report);
             match done.backup {
                 None => println!("the store is healthy: nothing to repair"),
@@ -78,7 +78,10 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                         "rebuilt the store: {} keys at revision {}",
                         done.report.keys, done.report.revision
                     );
-                    if done.report.gaps.iter().any(|g| g.lost.is_some())
+                    for f in &done.fixed {
+                        println!("{f}");
+                    }
+                    if !done.report.gaps.is_empty()
                         || matches!(done.report.snapshot, Snapshot::Damaged(_))
                     {
                         println!(
@@ -92,6 +95,61 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
 }
 
+/// Services that run (observed) but whose desired object was lost get it
+/// back from the spec they were started with, so the first start after the
+/// repair does not stop them as deleted; annotated so `describe` says so.
+fn restore_from_observed(
+    data: &mut std::collections::BTreeMap<String, clusvc_store::KeyValue>,
+    revision: clusvc_store::Revision,
+) -> Vec<String> {
+    use clusvc_core::model::{ObservedService, Service};
+    use clusvc_store::keys;
+    let mut restored = Vec::new();
+    let observed: Vec<(String, ObservedService)> = data
+        .range(keys::OBSERVED_SERVICES.to_string()..)
+        .take_while(|(k, _)| k.starts_with(keys::OBSERVED_SERVICES))
+        .filter_map(|(k, kv)| {
+            let name = k.strip_prefix(keys::OBSERVED_SERVICES)?.to_string();
+            keys::try_decode::<ObservedService>(&kv.value)
+                .ok()
+                .map(|o| (name, o))
+        })
+        .collect();
+    for (name, o) in observed {
+        let key = format!("{}{name}", keys::SERVICES);
+        if data.contains_key(&key) {
+            continue;
+        }
+        let Some(spec) = o.started_with else {
+            restored.push(format!(
+                "service/{name} has state but no desired object, and no spec to restore it from: apply its manifest again, or delete it"
+            ));
+            continue;
+        };
+        let mut svc = Service::new(&name);
+        svc.spec = spec;
+        svc.metadata.annotations.insert(
+            "clusvc.io/restored-by".into(),
+            "store repair: its desired object was lost; apply its manifest again".into(),
+        );
+        data.insert(
+            key.clone(),
+            clusvc_store::KeyValue {
+                key,
+                value: keys::encode(&svc),
+                create_revision: revision,
+                mod_revision: revision,
+                version: 1,
+                lease: None,
+            },
+        );
+        restored.push(format!(
+            "restored service/{name} from the spec it runs with (its desired object was lost): apply its manifest again"
+        ));
+    }
+    restored
+}
+
 fn print_report(r: &Report) {
     println!("store {}", r.dir.display());
     match &r.snapshot {
@@ -100,6 +158,11 @@ fn print_report(r: &Report) {
             println!("  snapshot: revision {revision}, {keys} keys")
         }
         Snapshot::Damaged(why) => println!("  snapshot: DAMAGED: {why}"),
+    }
+    if let Some((a, b)) = r.lost_with_snapshot {
+        println!(
+            "  lost with the snapshot: revisions {a}-{b} (what was written only before the log began)"
+        );
     }
     println!(
         "  log: {} bytes, {} records read in order",
@@ -119,6 +182,7 @@ fn print_report(r: &Report) {
         let lost = match g.lost {
             Some((a, b)) if a == b => format!("revision {a} lost"),
             Some((a, b)) => format!("revisions {a}-{b} lost"),
+            None if g.offset + g.bytes >= r.log_bytes => "what it held is lost".to_string(),
             None => "no revision lost".to_string(),
         };
         println!(

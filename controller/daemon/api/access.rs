@@ -15,18 +15,15 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use nix::unistd::{Gid, Uid, User};
 
 use clusvc_core::api::ErrorCode;
 use clusvc_store::Store;
 
-use super::listen::TlsListener;
 use super::{App, fail};
 
 /// The other end of a connection.
@@ -47,19 +44,18 @@ pub enum Peer {
     Unknown,
 }
 
-impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Self {
-        use std::os::fd::AsRawFd;
-        match stream.io().peer_cred() {
-            Ok(c) => Peer::Unix {
-                uid: c.uid(),
-                gid: c.gid(),
-                groups: peer_groups(stream.io().as_raw_fd()),
-            },
-            Err(e) => {
-                tracing::warn!("cannot read the peer credentials of a connection: {e}");
-                Peer::Unknown
-            }
+/// Who is on the other end of a socket connection, as the kernel says.
+pub(crate) fn unix_peer(stream: &tokio::net::UnixStream) -> Peer {
+    use std::os::fd::AsRawFd;
+    match stream.peer_cred() {
+        Ok(c) => Peer::Unix {
+            uid: c.uid(),
+            gid: c.gid(),
+            groups: peer_groups(stream.as_raw_fd()),
+        },
+        Err(e) => {
+            tracing::warn!("cannot read the peer credentials of a connection: {e}");
+            Peer::Unknown
         }
     }
 }
@@ -122,18 +118,6 @@ fn peer_groups(fd: std::os::fd::RawFd) -> Vec<u32> {
     Vec::new()
 }
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Peer::Tcp(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer::Tcp(*stream.remote_addr())
-    }
-}
-
 /// Who a request comes from, once authorised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -178,7 +162,7 @@ pub struct Policy {
 impl Policy {
     /// Whether a Unix peer may write: root, the daemon's own user, or a
     /// member (primary or supplementary) of the admin group.
-    fn is_admin(&self, uid: u32, gid: u32, groups: &[u32]) -> bool {
+    pub(crate) fn is_admin(&self, uid: u32, gid: u32, groups: &[u32]) -> bool {
         if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
             return true;
         }

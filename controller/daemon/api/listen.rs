@@ -193,24 +193,28 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
 /// backlog.
 const MAX_HANDSHAKES: usize = 256;
 
+/// Most handshakes in flight from one address.
+const MAX_HANDSHAKES_PER_ADDR: usize = 8;
+
 /// A handshake must finish within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A TCP listener that hands out connections once their TLS handshake is
-/// done. Handshakes run in their own tasks, bounded in number and time, so
-/// a slow or silent client holds up nobody else.
+/// done. Handshakes run in their own tasks, bounded in number (in all and
+/// per address) and in time, so a slow or silent client holds up nobody
+/// else.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
 }
 
 impl TlsListener {
     /// Serves TLS with `config` on `tcp`.
     pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let per_addr: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+            Arc::default();
         tokio::spawn(async move {
             loop {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -228,8 +232,17 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                {
+                    let mut m = per_addr.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = m.entry(addr.ip()).or_default();
+                    if *n >= MAX_HANDSHAKES_PER_ADDR {
+                        continue; // closed at once
+                    }
+                    *n += 1;
+                }
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
+                let per_addr = per_addr.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
@@ -238,27 +251,26 @@ impl TlsListener {
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {addr} failed: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {addr} timed out"),
                     }
+                    let mut m = per_addr.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(n) = m.get_mut(&addr.ip()) {
+                        *n -= 1;
+                        if *n == 0 {
+                            m.remove(&addr.ip());
+                        }
+                    }
                     drop(permit);
                 });
             }
         });
-        Ok(Self { ready, local })
+        Ok(Self { ready })
     }
-}
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection whose handshake is done.
+    pub async fn accept_tls(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
         match self.ready.recv().await {
             Some(c) => c,
             // The accept task ended (the runtime is shutting down).
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

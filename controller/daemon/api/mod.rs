@@ -16,6 +16,7 @@ mod members;
 mod objects;
 mod ops;
 mod plan;
+pub mod serve;
 mod services;
 
 use std::sync::{Arc, Mutex};

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write as _};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -113,7 +114,14 @@ impl Inner {
         let kept = self.kept();
         let lines = kept.len();
         {
-            let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+            let mut f = std::io::BufWriter::new(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?,
+            );
             for e in kept {
                 serde_json::to_writer(&mut f, e)?;
                 f.write_all(b"\n")?;
@@ -146,7 +154,16 @@ impl EventLog {
             Err(e) => return Err(e),
         }
         inner.expire();
-        let out = OpenOptions::new().create(true).append(true).open(&path)?;
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        // Files of earlier versions were 0644.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         inner.file = Some(Persist {
             path,
             out,

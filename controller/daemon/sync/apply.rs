@@ -193,21 +193,30 @@ pub fn plan_changes(
             return Err(Error::AlreadyExists(existing));
         }
     }
-    // Conflicts with objects a manifests directory owns.
+    // Conflicts with objects another source owns: a manifests directory,
+    // or another caller or label (`LABEL@CALLER`). Taking one over needs
+    // --force, so a prune never removes what someone else applied.
+    // Objects of the built-in sources (`local`, and `apply` from before
+    // sources named their caller) are taken over silently.
     let conflicts: Vec<String> = incoming
         .iter()
         .filter_map(|o| {
             let (cur, _) = current.objects.get(&(kind_of(o), o.name().to_string()))?;
             let owner = source_of(cur)?;
-            (owner != opts.source && owner.starts_with(GITOPS_SOURCE_PREFIX) && !opts.force).then(
-                || {
-                    format!(
-                        "{}/{} is managed by {owner}; change it there, or use --force",
-                        kind_of(o),
-                        o.name()
-                    )
-                },
-            )
+            let gitops = owner.starts_with(GITOPS_SOURCE_PREFIX);
+            let claimed = gitops || owner.contains('@');
+            (owner != opts.source && claimed && !opts.force).then(|| {
+                let hint = if gitops {
+                    "change it there"
+                } else {
+                    "apply it with that caller and --source label"
+                };
+                format!(
+                    "{}/{} is managed by {owner}; {hint}, or use --force to take it over",
+                    kind_of(o),
+                    o.name()
+                )
+            })
         })
         .collect();
     if !conflicts.is_empty() {
@@ -579,6 +588,22 @@ mod tests {
     }
 
     #[test]
+    fn another_callers_objects_conflict_unless_forced_built_in_sources_do_not() {
+        let mine = opts("apply@alice");
+        for (owner, conflict) in [
+            ("apply@root", true),
+            ("ci@alice", true),
+            ("apply@alice", false),
+            ("local", false),
+            ("apply", false),
+        ] {
+            let cur = current(vec![owned(Object::Service(Service::new("web")), owner)], 1);
+            let r = plan_changes(&cur, vec![Object::Service(Service::new("web"))], &mine);
+            assert_eq!(r.is_err(), conflict, "{owner}");
+        }
+    }
+
+    #[test]
     fn objects_of_a_manifests_directory_conflict_unless_forced() {
         let web = owned(Object::Service(Service::new("web")), "gitops:/srv/m");
         let cur = current(vec![web], 1);
@@ -590,7 +615,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "service/web is managed by gitops:/srv/m; change it there, or use --force"
+            "service/web is managed by gitops:/srv/m; change it there, or use --force to take it over"
         );
         let forced = Options {
             force: true,

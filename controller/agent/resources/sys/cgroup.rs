@@ -115,6 +115,12 @@ impl Cgroups {
         }
     }
 
+    /// Removes the empty action cgroups and, if then empty, the parent (at
+    /// shutdown; cgroups still holding daemons an action started stay).
+    pub fn remove_empty(&self) {
+        remove_tree(&self.parent);
+    }
+
     /// The directory holding the action cgroups.
     pub fn parent(&self) -> &Path {
         &self.parent
