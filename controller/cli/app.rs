@@ -4,8 +4,8 @@
 
 use crate::client;
 use crate::cmd::{
-    apply, completion, create, delete, describe, diff, events, get, operate, plan, run, schema,
-    store, validate,
+    agent, apply, completion, create, delete, describe, diff, events, get, operate, plan, run,
+    schema, store, validate,
 };
 use clusvc_core::api::Operation;
 
@@ -69,6 +69,8 @@ pub enum Output {
 pub enum Command {
     /// Single-machine daemon: API server, controller and local agent on an embedded store.
     Run(Box<run::Args>),
+    /// A member's agent: holds the member's lease through the servers and fences itself when it cannot.
+    Agent(agent::Args),
     /// Create or update objects from manifests (`service/web created|configured|unchanged`).
     ///
     /// With --wait: exit 0 once everything converged, 1 if an applied service
@@ -161,7 +163,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(cli.command, Command::Run(_) | Command::Agent(_)) {
         // A client piped into `head` ends quietly, as Unix tools do.
         // SAFETY: resetting a signal disposition at startup, before any threads.
         unsafe {
@@ -170,6 +172,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Agent(args) => agent::run(args),
         Command::Apply(r) => r.conn.client().and_then(|c| apply::apply(&c, r.args)),
         Command::Diff(r) => r.conn.client().and_then(|c| diff::diff(&c, r.args)),
         Command::Plan(r) => plan::run(r.args, || r.conn.client()),

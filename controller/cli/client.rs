@@ -134,6 +134,16 @@ impl Client {
     /// A client for `server` (`unix:/run/clusvc/clusvc.sock`,
     /// `http://127.0.0.1:7450`, `https://10.0.0.5:7450`).
     pub fn new(server: &str, conn: &Conn) -> Result<Self, CliError> {
+        Self::with_timeout(server, conn, None)
+    }
+
+    /// A client whose HTTP requests give up after `timeout` (the agent's
+    /// heartbeats must not hang past its lease).
+    pub fn with_timeout(
+        server: &str,
+        conn: &Conn,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Self, CliError> {
         if let Some(path) = server.strip_prefix("unix:") {
             // `unix:/p` and `unix:///p` alike.
             let path = PathBuf::from(format!("/{}", path.trim_start_matches('/')));
@@ -172,6 +182,7 @@ impl Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls.build())
+            .timeout_global(timeout)
             .build()
             .into();
         Ok(Self {

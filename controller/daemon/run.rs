@@ -52,6 +52,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP off loopback (warned about).
     pub insecure_no_tls: bool,
+    /// A directory of member agent tokens, `MEMBER.token` each: the agent
+    /// of MEMBER authenticates with it (over TCP) and may act only as
+    /// MEMBER.
+    pub agent_tokens: Option<PathBuf>,
     /// Services reconciled in parallel.
     pub concurrency: usize,
     /// Lease time-to-live of the local agent.
@@ -207,6 +211,38 @@ fn read_token(path: &std::path::Path) -> Result<String, Error> {
         return Err(unsafe_token("it is empty".into()));
     }
     Ok(token)
+}
+
+/// Reads `DIR/MEMBER.token` for each member: each as safe as the API
+/// token, each distinct.
+fn agent_tokens(dir: &std::path::Path) -> Result<Vec<(String, String)>, Error> {
+    check_dir(dir, "agent token directory")?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::TokenFile {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(member) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".token"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let token = read_token(&path)?;
+        if out.iter().any(|(_, t)| *t == token) {
+            return Err(Error::Token {
+                path,
+                why: "another member's agent has the same token".into(),
+            });
+        }
+        out.push((member, token));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// A directory the daemon keeps files in must be its own: a real directory
@@ -396,6 +432,10 @@ async fn serve(config: Config) -> Result<(), Error> {
         }
         None => (None, None),
     };
+    let agent_tokens = match &config.agent_tokens {
+        Some(dir) => agent_tokens(dir)?,
+        None => Vec::new(),
+    };
     let store = Arc::new(Embedded::open(state_dir.join("store"))?);
     let socket = config
         .socket
@@ -469,6 +509,7 @@ async fn serve(config: Config) -> Result<(), Error> {
             token,
             admin_group: admin_group.clone(),
             allow_read_all: config.allow_read_all,
+            agent_tokens,
         },
         sync,
     });

@@ -3,6 +3,7 @@
 //! commands (`validate`, `schema`, `plan --offline`, `create --dry-run`)
 //! read manifests with `clusvc_manifest`.
 
+pub mod agent;
 pub mod apply;
 pub mod completion;
 pub mod create;

@@ -52,6 +52,11 @@ pub struct Args {
     /// every object cross the network readable; logged as a warning).
     #[arg(long, requires = "listen", conflicts_with = "tls_cert")]
     insecure_no_tls: bool,
+    /// Accept members' agents (`clusvc agent`) over --listen: a directory
+    /// of MEMBER.token files (each readable by its owner only); the agent of
+    /// MEMBER authenticates with its token and may act only as MEMBER.
+    #[arg(long, value_name = "DIR", requires = "listen")]
+    agent_tokens: Option<PathBuf>,
     /// Services reconciled in parallel.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -97,6 +102,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         insecure_no_tls: args.insecure_no_tls,
+        agent_tokens: args.agent_tokens,
         concurrency: args.concurrency,
         lease_ttl: args.lease_ttl,
         resync: args.resync,

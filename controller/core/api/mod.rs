@@ -12,9 +12,11 @@
 //! | `POST /v1/services/NAME/ops/OP` | [`OperationRequest`] | [`OperationResult`] |
 //! | `GET /v1/events[?service=&follow=&limit=]` | | NDJSON of [`crate::model::event::Event`] |
 //! | `GET /v1/sync` | | [`SyncStatus`] |
+//! | `POST /v1/agent/heartbeat` (agents only) | [`agent::HeartbeatRequest`] | [`agent::HeartbeatResponse`] |
 //!
 //! Every error answer is an [`ApiError`].
 
+pub mod agent;
 mod apply;
 mod error;
 mod ops;

@@ -126,15 +126,19 @@ pub enum Identity {
     User(String),
     /// The holder of the daemon's bearer token.
     Token,
+    /// The agent of a member (its member's token): `/v1/agent/` only, as
+    /// that member only.
+    Agent(String),
 }
 
 impl Identity {
-    /// How the identity is written in sources and logs: the user name, or
-    /// `token`.
-    pub fn name(&self) -> &str {
+    /// How the identity is written in sources and logs: the user name,
+    /// `token`, or `agent:MEMBER`.
+    pub fn name(&self) -> String {
         match self {
-            Identity::User(n) => n,
-            Identity::Token => "token",
+            Identity::User(n) => n.clone(),
+            Identity::Token => "token".into(),
+            Identity::Agent(m) => format!("agent:{m}"),
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct Policy {
     pub admin_group: Option<AdminGroup>,
     /// Users outside the admin group may read.
     pub allow_read_all: bool,
+    /// Each member's agent token: (member, token).
+    pub agent_tokens: Vec<(String, String)>,
 }
 
 impl Policy {
@@ -250,15 +256,26 @@ pub(crate) async fn authorize<S: Store>(
             }
         }
         Some(Peer::Tcp(_)) => {
-            let ok = match (&policy.token, bearer(&headers)) {
+            let given = bearer(&headers);
+            let admin = match (&policy.token, given) {
                 (Some(token), Some(given)) => constant_time_eq(given.as_bytes(), token.as_bytes()),
                 _ => false,
             };
-            if !ok {
-                return fail(ErrorCode::Unauthorized, "missing or wrong bearer token")
-                    .into_response();
+            let agent = given.and_then(|g| {
+                policy
+                    .agent_tokens
+                    .iter()
+                    .find(|(_, t)| constant_time_eq(g.as_bytes(), t.as_bytes()))
+                    .map(|(m, _)| m.clone())
+            });
+            match (admin, agent) {
+                (true, _) => Identity::Token,
+                (false, Some(member)) => Identity::Agent(member),
+                (false, None) => {
+                    return fail(ErrorCode::Unauthorized, "missing or wrong bearer token")
+                        .into_response();
+                }
             }
-            Identity::Token
         }
         // A router served without connection info (in-process tests) or a
         // connection whose credentials are unknown: nobody.
@@ -267,6 +284,25 @@ pub(crate) async fn authorize<S: Store>(
                 .into_response();
         }
     };
+    // Agents use the agent routes, and only agents do.
+    let agent_route = path.starts_with("/v1/agent/");
+    match &identity {
+        Identity::Agent(m) if !agent_route => {
+            return fail(
+                ErrorCode::Forbidden,
+                format!("the agent credential of member {m} may only use /v1/agent/ routes"),
+            )
+            .into_response();
+        }
+        Identity::User(_) | Identity::Token if agent_route => {
+            return fail(
+                ErrorCode::Forbidden,
+                "/v1/agent/ routes are for members' agents, with their member's token",
+            )
+            .into_response();
+        }
+        _ => {}
+    }
     request.extensions_mut().insert(identity);
     next.run(request).await
 }

@@ -9,6 +9,7 @@
 //! Request bodies are size-limited.
 
 pub mod access;
+mod agent;
 mod events;
 mod health;
 pub mod listen;
@@ -180,6 +181,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/plan", post(plan::post::<S>))
         .route("/v1/events", get(events::get::<S>))
         .route("/v1/sync", get(health::sync::<S>))
+        .route("/v1/agent/heartbeat", post(agent::heartbeat::<S>))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(

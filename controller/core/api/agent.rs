@@ -1,0 +1,37 @@
+//! What a member's agent and a server say to each other
+//! (`/v1/agent/...`, see `docs/cluster.md`). An agent authenticates with
+//! its member's token and may act only as that member.
+
+use serde::{Deserialize, Serialize};
+
+/// Shortest lease an agent may ask for.
+pub const MIN_LEASE_TTL_MS: u64 = 1_000;
+/// Longest lease an agent may ask for.
+pub const MAX_LEASE_TTL_MS: u64 = 60_000;
+
+/// `POST /v1/agent/heartbeat`: keep the member's lease alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The member the agent runs on (must be its token's).
+    pub member: String,
+    /// Identifies this run of the agent (a new one after each restart).
+    pub incarnation: String,
+    /// The lease time to live it asks for, in milliseconds
+    /// ([`MIN_LEASE_TTL_MS`]..=[`MAX_LEASE_TTL_MS`]).
+    pub ttl_ms: u64,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatResponse {
+    /// The store lease now holding the member's liveness key.
+    pub lease: u64,
+    /// The lease was granted by this heartbeat: the member had none (its
+    /// previous lease, if any, expired; the agent must not go on running
+    /// what it ran under the old one without being told to again).
+    pub fresh: bool,
+    /// The time to live granted, in milliseconds.
+    pub ttl_ms: u64,
+}

@@ -1,0 +1,154 @@
+//! Cluster mode against the real binaries: a member's agent (`clusvc
+//! agent`) holds its member's lease through the server with its own
+//! credential, which lets it act only as that member, and fences itself
+//! before its lease can expire when it cannot renew.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Daemon, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusvc");
+const T: Duration = Duration::from_secs(20);
+
+/// A server accepting agents, with node2's agent token.
+fn server(dir: &Path) -> (Daemon, PathBuf) {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let token = tokens.join("node2.token");
+    std::fs::write(&token, "node2-agent-secret\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = Daemon::start(&["--agent-tokens", tokens.to_str().unwrap()]);
+    let member = dir.join("node2.yaml");
+    std::fs::write(
+        &member,
+        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {}\n",
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", member.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    (d, token)
+}
+
+/// `clusvc agent` for node2, its log in `log`.
+fn agent(d: &Daemon, token: &Path, log: &Path) -> Child {
+    Command::new(BIN)
+        .args([
+            "agent",
+            "--member",
+            "node2",
+            "--lease-ttl",
+            "2s",
+            "--server",
+        ])
+        .arg(format!("http://127.0.0.1:9,{}", d.url))
+        .arg("--token-file")
+        .arg(token)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn member_state(d: &Daemon, name: &str) -> String {
+    d.get_json(&format!("/v1/members/{name}"))["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn log_has(log: &Path, what: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|t| t.contains(what))
+}
+
+#[test]
+fn an_agent_holds_its_members_lease_as_that_member_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let log = dir.path().join("agent.log");
+    let mut a = agent(&d, &token, &log);
+    // It fails over from the dead first URL to the server.
+    assert!(
+        wait_until(T, || log_has(&log, "holding lease")),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(log_has(&log, "trying http://127.0.0.1:"));
+    assert_eq!(member_state(&d, "node2"), "alive");
+    // Killed: the member is dead once its lease expires.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
+    // Back: alive again.
+    let mut a = agent(&d, &token, &log);
+    assert!(wait_until(T, || member_state(&d, "node2") == "alive"));
+    let _ = a.kill();
+    let _ = a.wait();
+
+    // The agent's credential: its member's heartbeat only.
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let beat = |bearer: &str, member: &str| {
+        http.post(&format!("{}/v1/agent/heartbeat", d.url))
+            .header("Authorization", &format!("Bearer {bearer}"))
+            .send_json(serde_json::json!({"member": member, "incarnation": "t", "ttlMs": 2000}))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(beat("node2-agent-secret", "node2"), 200);
+    assert_eq!(beat("node2-agent-secret", "node1"), 403);
+    assert_eq!(beat("wrong", "node2"), 401);
+    // The admin token is not an agent's.
+    assert_eq!(beat(&d.token, "node2"), 403);
+    // Nor can the agent read or write objects.
+    let r = http
+        .get(&format!("{}/v1/services", d.url))
+        .header("Authorization", "Bearer node2-agent-secret")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(&format!("{}/v1/apply", d.url))
+        .header("Authorization", "Bearer node2-agent-secret")
+        .send_json(serde_json::json!({"services": []}))
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[test]
+fn an_agent_that_cannot_renew_fences_itself_before_its_lease_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let log = dir.path().join("agent.log");
+    let mut a = agent(&d, &token, &log);
+    assert!(wait_until(T, || log_has(&log, "holding lease")));
+    // The server stops answering (SIGSTOP): no renewal is acknowledged.
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let fenced = wait_until(T, || log_has(&log, "self-fencing node2"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = a.kill();
+    let _ = a.wait();
+    assert!(fenced, "{text}");
+    // It gave up before the 2 s lease could expire: 2 s minus the margin
+    // (400 ms), measured from when the last acknowledged renewal was sent.
+    let waited: f64 = text
+        .lines()
+        .find_map(|l| l.split("no renewal acknowledged for ").nth(1))
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        (1.5..2.0).contains(&waited),
+        "fenced after {waited} s\n{text}"
+    );
+}
