@@ -1304,9 +1304,10 @@ fn concurrent_creates_of_different_services_all_succeed() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let ids: std::collections::BTreeSet<u64> = (0..10)
-        .map(|i| d.service(&format!("p{i}")).unwrap()["id"].as_u64().unwrap())
-        .collect();
+    // The ID shows once the controller has recorded the service.
+    let id = |i: usize| d.service(&format!("p{i}")).and_then(|s| s["id"].as_u64());
+    assert!(wait_until(T, || (0..10).all(|i| id(i).is_some())));
+    let ids: std::collections::BTreeSet<u64> = (0..10).filter_map(id).collect();
     assert_eq!(ids.len(), 10, "IDs must be unique: {ids:?}");
 }
 
