@@ -212,6 +212,22 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, t)| t.trim())
 }
 
+/// Whether the request carries the API token or a member's agent token.
+pub(crate) fn holds_token(policy: &Policy, headers: &HeaderMap) -> bool {
+    let Some(given) = bearer(headers) else {
+        return false;
+    };
+    let admin = policy
+        .token
+        .as_ref()
+        .is_some_and(|t| constant_time_eq(given.as_bytes(), t.as_bytes()));
+    admin
+        || policy
+            .agent_tokens
+            .iter()
+            .any(|(_, t)| constant_time_eq(given.as_bytes(), t.as_bytes()))
+}
+
 /// The middleware: authorises the request or answers 401/403.
 pub(crate) async fn authorize<S: Store>(
     State(app): State<std::sync::Arc<App<S>>>,

@@ -3,8 +3,11 @@
 //! the socket, an address on TCP) for everyone but the trusted (root, the
 //! daemon's user, the admin group), and a deadline for each request head
 //! (`header_read_timeout`, also between requests on a kept-alive
-//! connection). Connections over a cap are closed at once, so they never
-//! hold a descriptor; the daemon's actions keep their own headroom.
+//! connection). A TCP connection counts against its address's cap only
+//! until it sends a valid token (many clients behind one address are
+//! fine once they authenticate). Connections over a cap are closed at
+//! once, so they never hold a descriptor; the daemon's actions keep their
+//! own headroom.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -34,13 +37,13 @@ pub struct Limits {
 
 impl Limits {
     /// The defaults for a process allowed `nofile` descriptors: a quarter of
-    /// them (at most 4,096) for connections, 32 per untrusted peer, 10 s for
+    /// them (at most 4,096) for connections, 64 per untrusted peer, 10 s for
     /// a request head.
     pub fn for_nofile(nofile: u64) -> Self {
         let connections = usize::try_from((nofile / 4).clamp(64, 4096)).unwrap_or(64);
         Self {
             connections,
-            per_peer: 32.min(connections / 2),
+            per_peer: 64.min(connections / 4),
             header_timeout: Duration::from_secs(10),
         }
     }
@@ -189,7 +192,15 @@ pub async fn serve<L: Accept>(
             continue;
         };
         let router = router.clone();
+        let (permit, slot) = slots;
+        let slot = Arc::new(Mutex::new(slot));
+        let held = slot.clone();
+        let policy = policy.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            if matches!(peer, Peer::Tcp(_)) && super::access::holds_token(&policy, req.headers()) {
+                // Authenticated: no longer held to its address's cap.
+                held.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
             req.extensions_mut().insert(ConnectInfo(peer.clone()));
             let mut router = router.clone();
             async move { tower_service::Service::call(&mut router, req).await }
@@ -201,7 +212,7 @@ pub async fn serve<L: Accept>(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
-            drop(slots);
+            drop((permit, slot));
         });
     }
     drop(listener);
@@ -248,7 +259,7 @@ mod tests {
     #[test]
     fn limits_leave_descriptors_for_actions() {
         let l = Limits::for_nofile(1024);
-        assert_eq!((l.connections, l.per_peer), (256, 32));
+        assert_eq!((l.connections, l.per_peer), (256, 64));
         assert_eq!(Limits::for_nofile(1 << 20).connections, 4096);
     }
 }
