@@ -152,3 +152,120 @@ fn an_agent_that_cannot_renew_fences_itself_before_its_lease_expires() {
         "fenced after {waited} s\n{text}"
     );
 }
+
+/// A service placed on node2 is started by node2's agent (the controller
+/// records the work, the agent runs it and reports by ID), checked there,
+/// and stopped by the agent when it fences itself.
+#[test]
+fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let log = dir.path().join("agent.log");
+    let mut a = Command::new(BIN)
+        .args([
+            "agent",
+            "--member",
+            "node2",
+            "--lease-ttl",
+            "2s",
+            "--server",
+        ])
+        .arg(&d.url)
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--state-dir")
+        .arg(dir.path().join("agent-state"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(T, || log_has(&log, "holding lease")));
+    let mark = dir.path().join("up-on-node2");
+    let starts = dir.path().join("starts");
+    let app = common::script(
+        dir.path(),
+        "remote_app",
+        &format!(
+            "app() {{ case $1 in start) echo \"$CLUSVC_MEMBER\" > {m}; echo x >> {s};; stop) rm -f {m};; status) [ -e {m} ];; esac; }}\n",
+            m = mark.display(),
+            s = starts.display()
+        ),
+    );
+    let svc = dir.path().join("remote.yaml");
+    std::fs::write(
+        &svc,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: remote\nspec:\n  checkInterval: 1s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", svc.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        d.wait_state("remote", "running", T),
+        "{:?}\n{}",
+        d.service("remote"),
+        log_text()
+    );
+    assert_eq!(d.service("remote").unwrap()["member"], "node2");
+    // The agent ran it, as node2.
+    assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "node2");
+    // Checks run there too: the check fails once the mark is gone, and the
+    // controller restarts it (through the agent) — the mark is back.
+    std::fs::remove_file(&mark).unwrap();
+    assert!(wait_until(T, || mark.exists()), "{}", log_text());
+    // The agent restarts (kill -9): what it ran is not run again, and it
+    // still knows what runs here.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let count = || {
+        std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = count();
+    let mut a = Command::new(BIN)
+        .args([
+            "agent",
+            "--member",
+            "node2",
+            "--lease-ttl",
+            "2s",
+            "--server",
+        ])
+        .arg(&d.url)
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--state-dir")
+        .arg(dir.path().join("agent-state"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(T, || log_text()
+        .matches("holding lease")
+        .count()
+        >= 2));
+    // Checks go on through the new agent (its own check results arrive).
+    let checked = d.service("remote").unwrap()["lastCheck"].clone();
+    assert!(wait_until(T, || d.service("remote").unwrap()["lastCheck"] != checked));
+    assert_eq!(
+        count(),
+        before,
+        "a start ran again after the agent restarted"
+    );
+    assert!(mark.exists());
+    // The server stops answering: the agent fences itself and stops it.
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let stopped = wait_until(T, || {
+        !mark.exists() && log_has(&log, "self-fencing node2: stopped remote")
+    });
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let _ = a.kill();
+    let _ = a.wait();
+    assert!(stopped, "{}", log_text());
+}

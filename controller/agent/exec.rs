@@ -33,7 +33,7 @@ pub struct ServiceRef {
 }
 
 /// What happened to one step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepReport {
     /// What was done.
@@ -43,27 +43,27 @@ pub struct StepReport {
     /// Whether it succeeded.
     pub ok: bool,
     /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// How long it took.
     pub elapsed: Duration,
     /// Part of the rollback of a failed start.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
     /// Refused before anything was done (an unsafe script, an address in
     /// use): there is nothing to undo.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
 }
 
 /// What a run of steps did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
     /// Every action taken, in order (rollback included).
     pub steps: Vec<StepReport>,
     /// The index in the given steps of the step that failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<usize>,
 }
 

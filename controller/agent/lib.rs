@@ -22,6 +22,7 @@
 pub mod events;
 pub mod exec;
 pub mod fence;
+pub mod remote;
 pub mod resources;
 
 use std::future::Future;
@@ -60,6 +61,10 @@ pub trait Agent: Send + Sync {
     fn check<'a>(&'a self, svc: &'a ServiceRef, spec: &'a ServiceSpec) -> BoxFuture<'a, RunReport>;
     /// Waits for actions a crashed predecessor left running to end.
     fn settle(&self) -> BoxFuture<'_, ()>;
+    /// Whether the member is another machine (reached through the store).
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// The status of every resource (after a crash, before acting).
     fn probe<'a>(
         &'a self,

@@ -436,6 +436,7 @@ async fn serve(config: Config) -> Result<(), Error> {
         Some(dir) => agent_tokens(dir)?,
         None => Vec::new(),
     };
+    let app_agent_tokens = agent_tokens.clone();
     let store = Arc::new(Embedded::open(state_dir.join("store"))?);
     let socket = config
         .socket
@@ -487,9 +488,19 @@ async fn serve(config: Config) -> Result<(), Error> {
             cache,
         )?;
     }
+    // The members whose agents may connect are reached through the store.
+    let mut agents = vec![agent];
+    for (m, _) in &app_agent_tokens {
+        if *m != member {
+            agents.push(Arc::new(crate::reconcile::RemoteAgent::new(
+                m.clone(),
+                store.clone(),
+            )));
+        }
+    }
     let controller = Controller::new(
         store.clone(),
-        vec![agent],
+        agents,
         Arc::new(CommandFencer::default()),
         events.clone(),
         metrics.clone(),

@@ -15,6 +15,10 @@ pub const OBSERVED_SERVICES: &str = "/clusvc/observed/service/";
 pub const OBSERVED_MEMBERS: &str = "/clusvc/observed/member/";
 /// Member liveness: a key per member attached to its agent's lease.
 pub const LEASES: &str = "/clusvc/lease/member/";
+/// Work for members' agents: `PREFIX + member + "/" + service`.
+pub const WORK: &str = "/clusvc/work/";
+/// What agents did with it: `PREFIX + member + "/" + service`.
+pub const RESULTS: &str = "/clusvc/result/";
 /// The next service ID.
 pub const NEXT_ID: &str = "/clusvc/meta/next-service-id";
 

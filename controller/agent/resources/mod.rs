@@ -22,7 +22,7 @@ pub use process::Command;
 
 /// What to do with a resource: the plan's start and stop, and the
 /// status check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verb {
     /// Bring it up.

@@ -4,15 +4,24 @@
 //! renewal it sent was acknowledged for `--lease-ttl` minus a margin (see
 //! `docs/cluster.md`).
 //!
-//! Today it keeps the lease and fences itself on time; running the work
-//! the controller records for its member is being built (until then the
-//! member's services run where `clusvc run` runs them).
+//! While it holds the lease it runs the work the controller records for
+//! its member (steps, status checks, probes) with the execution engine and
+//! reports each item by ID, never running one ID twice. When it fences
+//! itself it stops every service it started, in stop order, at once, and
+//! stays passive until it holds a lease again.
 
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use clusvc_agent::events::Events;
+use clusvc_agent::exec::{Executor, ServiceRef};
+use clusvc_agent::remote::{Outcome, Task, WorkDone, WorkItem, WorkList};
+use clusvc_agent::resources::{Host, Verb};
 use clusvc_core::api::agent::{HeartbeatRequest, HeartbeatResponse};
+use clusvc_core::model::{ResourceStatus, ServiceSpec};
+use clusvc_core::plan::{Op, Step};
 
 use crate::app::{CliError, EXIT_UNREACHABLE};
 use crate::client::{Client, Conn};
@@ -35,6 +44,72 @@ pub struct Args {
     /// The member's lease time to live.
     #[arg(long, default_value = "5s")]
     lease_ttl: clusvc_core::model::Duration,
+    /// Where the agent keeps its state (the seed scripts' `$DB`, actions in
+    /// flight) [default: STATE-DIR/agent-MEMBER].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// Services this agent started and has not stopped: what it stops when it
+/// fences itself.
+type Running = Arc<Mutex<BTreeMap<String, (ServiceRef, ServiceSpec)>>>;
+
+/// Saves what runs here (synced), so a restarted agent still stops it
+/// when it fences itself.
+fn save_running(path: &std::path::Path, running: &BTreeMap<String, (ServiceRef, ServiceSpec)>) {
+    use std::io::Write;
+    let list: Vec<(String, u64, u64, &ServiceSpec)> = running
+        .values()
+        .map(|(svc, spec)| {
+            (
+                svc.name.clone(),
+                svc.id,
+                u64::try_from(svc.timeout.as_millis()).unwrap_or(u64::MAX),
+                spec,
+            )
+        })
+        .collect();
+    let tmp = path.with_extension("tmp");
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&serde_json::to_vec(&list).expect("specs serialize"))?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::error!("cannot record what runs here in {}: {e}", path.display());
+    }
+}
+
+fn load_running(path: &std::path::Path) -> BTreeMap<String, (ServiceRef, ServiceSpec)> {
+    let Ok(text) = std::fs::read(path) else {
+        return BTreeMap::new();
+    };
+    serde_json::from_slice::<Vec<(String, u64, u64, ServiceSpec)>>(&text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, id, ms, spec)| {
+            let svc = ServiceRef {
+                name: name.clone(),
+                id,
+                timeout: Duration::from_millis(ms),
+            };
+            (name, (svc, spec))
+        })
+        .collect()
+}
+
+/// Logs the executor's events.
+struct LogEvents;
+
+impl Events for LogEvents {
+    fn emit(&self, e: clusvc_core::model::event::Event) {
+        if e.resource.is_empty() {
+            tracing::info!("{}: {}", e.service, e.message);
+        } else {
+            tracing::info!("{}: {}: {}", e.service, e.resource, e.message);
+        }
+    }
 }
 
 /// What the watchdog thread needs: when the last acknowledged renewal was
@@ -77,11 +152,53 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError {
+            code: 1,
+            message: format!("error: cannot start the runtime: {e}"),
+        })?;
+    let exec = Arc::new(executor(&args)?);
+    let running_file = exec.host().state_dir.join("running.json");
+    std::fs::create_dir_all(&exec.host().state_dir)
+        .map_err(|e| CliError::bad_input(format!("error: cannot create the agent state: {e}")))?;
+    let running: Running = Arc::new(Mutex::new(load_running(&running_file)));
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
     {
         let state = state.clone();
         let member = args.member.clone();
-        std::thread::spawn(move || watchdog(&state, &member, ttl - margin));
+        let fence = Fence {
+            rt: rt.handle().clone(),
+            exec: exec.clone(),
+            running: running.clone(),
+            file: running_file.clone(),
+        };
+        std::thread::spawn(move || watchdog(&state, &member, ttl - margin, &fence));
+    }
+    {
+        let work_clients: Vec<Client> = args
+            .server
+            .iter()
+            .map(|s| Client::with_timeout(s, &conn, Some(LONG_POLL + Duration::from_secs(10))))
+            .collect::<Result<_, _>>()?;
+        let done_dir = exec.host().state_dir.join("done");
+        std::fs::create_dir_all(&done_dir).map_err(|e| {
+            CliError::bad_input(format!("error: cannot create {}: {e}", done_dir.display()))
+        })?;
+        let worker = Worker {
+            member: args.member.clone(),
+            done_dir,
+            running_file,
+            servers: args.server.clone(),
+            clients: work_clients,
+            rt: rt.handle().clone(),
+            exec,
+            running,
+            state: state.clone(),
+        };
+        std::thread::spawn(move || worker.run());
     }
     tracing::info!(
         "agent of {} (incarnation {incarnation}): lease {ttl:?} through {}",
@@ -144,7 +261,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
 
 /// Fences the member once `limit` has passed since the last acknowledged
 /// renewal was sent, on time whatever the heartbeat loop is blocked on.
-fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration) {
+fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration, fence: &Fence) {
     let (lock, wake) = state;
     let mut l = lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
@@ -158,6 +275,10 @@ fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration) {
                         now - sent
                     );
                     l.active = false;
+                    wake.notify_all();
+                    drop(l);
+                    fence.stop_all(member);
+                    l = lock.lock().unwrap_or_else(|p| p.into_inner());
                     continue;
                 }
                 l = wake
@@ -169,5 +290,259 @@ fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration) {
                 l = wake.wait(l).unwrap_or_else(|p| p.into_inner());
             }
         }
+    }
+}
+
+/// How long a work request waits on the server for something new.
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// The executor for this member, as `clusvc run`'s local agent has one.
+fn executor(args: &Args) -> Result<Executor, CliError> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let state = args.state_dir.clone().unwrap_or_else(|| {
+        clusvc_core::api::paths::default_state_dir(
+            root,
+            std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+            std::env::var_os("HOME").map(PathBuf::from),
+        )
+        .join(format!("agent-{}", args.member))
+    });
+    std::fs::create_dir_all(&state).map_err(|e| {
+        CliError::bad_input(format!("error: cannot create {}: {e}", state.display()))
+    })?;
+    let mut host = Host::new(&args.member);
+    host.state_dir = state.join("agent");
+    if !root {
+        host.ha_rsctmp = state.join("rsctmp");
+    }
+    match clusvc_agent::resources::sys::cgroup::Cgroups::detect() {
+        Ok(c) => host.ns.cgroups = Some(Arc::new(c)),
+        Err(e) => tracing::info!("actions run in their process group only: {e}"),
+    }
+    Ok(Executor::new(Arc::new(host), Arc::new(LogEvents)))
+}
+
+/// What self-fencing needs: stop everything this agent started.
+struct Fence {
+    rt: tokio::runtime::Handle,
+    exec: Arc<Executor>,
+    running: Running,
+    file: PathBuf,
+}
+
+impl Fence {
+    fn stop_all(&self, member: &str) {
+        let services: Vec<(ServiceRef, ServiceSpec)> =
+            std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_values()
+                .collect();
+        save_running(&self.file, &BTreeMap::new());
+        for (svc, spec) in services {
+            let report = self.rt.block_on(self.exec.stop(&svc, &spec));
+            if report.ok() {
+                tracing::warn!("self-fencing {member}: stopped {}", svc.name);
+            } else {
+                tracing::error!(
+                    "self-fencing {member}: stopping {} failed: {}",
+                    svc.name,
+                    report.reason().unwrap_or("")
+                );
+            }
+        }
+    }
+}
+
+/// Fetches the member's work and runs it while the agent is active.
+struct Worker {
+    member: String,
+    /// Results recorded before they are reported, one file per service.
+    done_dir: PathBuf,
+    /// What runs here, on disk.
+    running_file: PathBuf,
+    servers: Vec<String>,
+    clients: Vec<Client>,
+    rt: tokio::runtime::Handle,
+    exec: Arc<Executor>,
+    running: Running,
+    state: Arc<(Mutex<Lease>, Condvar)>,
+}
+
+impl Worker {
+    fn active(&self) -> bool {
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .active
+    }
+
+    fn wait_active(&self) {
+        let (lock, wake) = &*self.state;
+        let mut l = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !l.active {
+            l = wake.wait(l).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn run(self) {
+        let mut current = 0;
+        let mut after = 0;
+        // Item IDs already run (the newest 10,000).
+        let mut done: HashSet<String> = HashSet::new();
+        let mut order: VecDeque<String> = VecDeque::new();
+        loop {
+            self.wait_active();
+            let path = format!("/v1/agent/work?member={}&after={after}", self.member);
+            let list: WorkList = match self.clients[current].get(&path) {
+                Ok(l) => l,
+                Err(e) => {
+                    if e.code == EXIT_UNREACHABLE {
+                        current = (current + 1) % self.clients.len();
+                    } else {
+                        tracing::warn!("fetching work: {}", e.message);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
+            after = list.revision;
+            for item in list.items {
+                if done.contains(&item.id) || !self.active() {
+                    continue;
+                }
+                // Run before a restart of this agent? Report what it did
+                // then; never run it again.
+                let report = match self.saved(&item) {
+                    Some(saved) => saved,
+                    None => {
+                        let outcome = self.rt.block_on(self.run_item(&item));
+                        let report = WorkDone {
+                            member: self.member.clone(),
+                            service: item.service.clone(),
+                            id: item.id.clone(),
+                            outcome,
+                        };
+                        self.save(&report);
+                        report
+                    }
+                };
+                self.report(&mut current, &report);
+                done.insert(item.id.clone());
+                order.push_back(item.id);
+                if order.len() > 10_000
+                    && let Some(old) = order.pop_front()
+                {
+                    done.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn done_file(&self, service: &str) -> PathBuf {
+        self.done_dir.join(format!("{service}.json"))
+    }
+
+    /// The result this agent recorded for `item` before it restarted.
+    fn saved(&self, item: &WorkItem) -> Option<WorkDone> {
+        let text = std::fs::read(self.done_file(&item.service)).ok()?;
+        serde_json::from_slice::<WorkDone>(&text)
+            .ok()
+            .filter(|d| d.id == item.id)
+    }
+
+    /// Records a result on disk (synced) before it is reported.
+    fn save(&self, done: &WorkDone) {
+        use std::io::Write;
+        let path = self.done_file(&done.service);
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&serde_json::to_vec(done).expect("results serialize"))?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::error!(
+                "cannot record the result of {} in {}: {e}",
+                done.id,
+                path.display()
+            );
+        }
+    }
+
+    /// Reports a result, trying every server in turn a few times.
+    fn report(&self, current: &mut usize, done: &WorkDone) {
+        for _ in 0..(3 * self.clients.len()) {
+            match self.clients[*current].post::<_, serde_json::Value>("/v1/agent/done", done) {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(
+                        "reporting {} to {}: {}",
+                        done.id,
+                        self.servers[*current],
+                        e.message
+                    );
+                    *current = (*current + 1) % self.clients.len();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    async fn run_item(&self, item: &WorkItem) -> Outcome {
+        let svc = item.service_ref();
+        match &item.task {
+            Task::Execute { steps, spec } => match self.exec.execute(&svc, steps).await {
+                Ok(report) => {
+                    self.track(&svc, steps, spec.as_ref(), report.ok());
+                    Outcome::Report { report }
+                }
+                Err(e) => Outcome::Failed {
+                    message: e.to_string(),
+                },
+            },
+            Task::Check { spec } => Outcome::Report {
+                report: self.exec.check(&svc, spec).await,
+            },
+            Task::Probe { spec } => {
+                let mut statuses = Vec::new();
+                for r in spec.resources() {
+                    let rep = self.exec.act(&svc, r, Verb::Status).await;
+                    let st = if rep.ok {
+                        ResourceStatus::Ok
+                    } else {
+                        ResourceStatus::Stopped
+                    };
+                    statuses.push((rep.resource, st));
+                }
+                if !statuses.is_empty() && statuses.iter().all(|(_, s)| *s == ResourceStatus::Ok) {
+                    let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                    running.insert(svc.name.clone(), (svc.clone(), spec.clone()));
+                    save_running(&self.running_file, &running);
+                }
+                Outcome::Probe { statuses }
+            }
+        }
+    }
+
+    /// Remembers what runs here: a service after steps that started
+    /// something, forgotten after steps that only stopped.
+    fn track(&self, svc: &ServiceRef, steps: &[Step], spec: Option<&ServiceSpec>, ok: bool) {
+        let starts = steps
+            .iter()
+            .any(|s| matches!(s, Step::Resource { op: Op::Start, .. }));
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match (starts, spec) {
+            (true, Some(spec)) => {
+                // Even a failed start may have left something up.
+                running.insert(svc.name.clone(), (svc.clone(), spec.clone()));
+            }
+            (false, _) if ok => {
+                running.remove(&svc.name);
+            }
+            _ => {}
+        }
+        save_running(&self.running_file, &running);
     }
 }

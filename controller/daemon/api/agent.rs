@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::{Extension, Json};
 
+use clusvc_agent::remote::{WorkDone, WorkItem, WorkList};
 use clusvc_core::api::ErrorCode;
 use clusvc_core::api::agent::{
     HeartbeatRequest, HeartbeatResponse, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS,
@@ -88,4 +89,97 @@ pub(crate) async fn heartbeat<S: Store>(
         fresh: true,
         ttl_ms: req.ttl_ms,
     }))
+}
+
+/// `?member=NAME&after=REV`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WorkQuery {
+    member: String,
+    #[serde(default)]
+    after: u64,
+}
+
+/// How long a work request waits for something new.
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+fn items_after(kvs: &[clusvc_store::KeyValue], after: u64) -> Vec<WorkItem> {
+    kvs.iter()
+        .filter(|kv| kv.mod_revision > after)
+        .filter_map(|kv| serde_json::from_slice::<WorkItem>(&kv.value).ok())
+        .collect()
+}
+
+/// `GET /v1/agent/work`: the member's work items newer than `after`,
+/// waiting up to 20 s for one (a long poll).
+pub(crate) async fn work<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Extension(who): Extension<Identity>,
+    super::ApiQuery(q): super::ApiQuery<WorkQuery>,
+) -> Result<Json<WorkList>> {
+    own_member(&who, &q.member)?;
+    let prefix = format!("{}{}/", keys::WORK, q.member);
+    let mut watch = app.store.watch(&prefix).await?;
+    // An item whose result is recorded is done: never handed out again
+    // (an agent that restarted asks from revision 0).
+    let (results, _) = app
+        .store
+        .list(&format!("{}{}/", keys::RESULTS, q.member))
+        .await?;
+    let done: std::collections::HashSet<String> = results
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<WorkDone>(&kv.value).ok())
+        .map(|d| d.id)
+        .collect();
+    let items: Vec<WorkItem> = items_after(&watch.initial, q.after)
+        .into_iter()
+        .filter(|i| !done.contains(&i.id))
+        .collect();
+    if !items.is_empty() {
+        return Ok(Json(WorkList {
+            revision: watch.revision,
+            items,
+        }));
+    }
+    let deadline = tokio::time::sleep(LONG_POLL);
+    tokio::pin!(deadline);
+    let shutdown = app.shutdown.notified();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            ev = watch.events.recv() => match ev {
+                Some((rev, clusvc_store::WatchEvent::Put(kv))) => {
+                    let items = items_after(std::slice::from_ref(&kv), q.after);
+                    if !items.is_empty() {
+                        return Ok(Json(WorkList { revision: rev, items }));
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            },
+            () = &mut deadline => break,
+            () = &mut shutdown => break,
+        }
+    }
+    Ok(Json(WorkList {
+        revision: q.after.max(watch.revision),
+        items: Vec::new(),
+    }))
+}
+
+/// `POST /v1/agent/done`: records what a work item did.
+pub(crate) async fn done<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Extension(who): Extension<Identity>,
+    ApiJson(done): ApiJson<WorkDone>,
+) -> Result<Json<serde_json::Value>> {
+    own_member(&who, &done.member)?;
+    if done.service.is_empty() || done.service.contains('/') {
+        return Err(fail(ErrorCode::Invalid, "service: not a service name"));
+    }
+    let key = format!("{}{}/{}", keys::RESULTS, done.member, done.service);
+    app.store
+        .put(&key, serde_json::to_vec(&done).expect("results serialize"))
+        .await?;
+    Ok(Json(serde_json::json!({"recorded": done.id})))
 }

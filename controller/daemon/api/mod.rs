@@ -182,6 +182,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/events", get(events::get::<S>))
         .route("/v1/sync", get(health::sync::<S>))
         .route("/v1/agent/heartbeat", post(agent::heartbeat::<S>))
+        .route("/v1/agent/work", get(agent::work::<S>))
+        .route("/v1/agent/done", post(agent::done::<S>))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(

@@ -16,6 +16,7 @@ pub mod events;
 mod execute;
 pub mod metrics;
 pub mod operate;
+pub mod remote;
 mod reprobe;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ pub use cache::{Cache, Reader, Touched};
 pub use events::EventLog;
 pub use metrics::Metrics;
 pub use operate::{OperateError, Request};
+pub use remote::RemoteAgent;
 
 /// Controller errors.
 #[derive(Debug, thiserror::Error)]

@@ -20,9 +20,11 @@ impl<S: Store> Controller<S> {
                 .services
                 .iter()
                 .filter(|(_, o)| {
+                    // Remote agents probe their own member when they start.
                     o.member
                         .as_ref()
-                        .is_some_and(|m| self.agents.contains_key(m))
+                        .and_then(|m| self.agents.get(m))
+                        .is_some_and(|a| !a.is_remote())
                         && !matches!(o.state, ServiceState::Stopped | ServiceState::Disabled)
                 })
                 .filter_map(|(n, o)| {

@@ -1,0 +1,198 @@
+//! The agent of a member on another machine, seen from the controller: each
+//! call records a work item in the store and waits for the agent (through
+//! whichever server it talks to) to record what it did. The member's lease
+//! going away while waiting makes the call fail as unreachable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clusvc_agent::exec::{RunReport, ServiceRef, StepReport};
+use clusvc_agent::remote::{Outcome, Task, WorkDone, WorkItem};
+use clusvc_agent::resources::Verb;
+use clusvc_agent::{Agent, BoxFuture, Error};
+use clusvc_core::model::{ResourceStatus, Service, ServiceSpec};
+use clusvc_core::plan::Step;
+use clusvc_store::{Store, WatchEvent, keys};
+
+/// A member's remote agent.
+pub struct RemoteAgent<S: Store> {
+    member: String,
+    store: Arc<S>,
+    seq: AtomicU64,
+    incarnation: String,
+}
+
+impl<S: Store> RemoteAgent<S> {
+    /// The agent of `member`, reached through `store`.
+    pub fn new(member: impl Into<String>, store: Arc<S>) -> Self {
+        Self {
+            member: member.into(),
+            store,
+            seq: AtomicU64::new(0),
+            incarnation: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            ),
+        }
+    }
+
+    async fn run(&self, svc: &ServiceRef, task: Task, limit: Duration) -> Result<Outcome, Error> {
+        let unreachable = || Error::Unreachable(self.member.clone());
+        let id = format!(
+            "{}-{}",
+            self.incarnation,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        );
+        let item = WorkItem {
+            id: id.clone(),
+            service: svc.name.clone(),
+            service_id: svc.id,
+            timeout_ms: u64::try_from(svc.timeout.as_millis()).unwrap_or(u64::MAX),
+            task,
+        };
+        let result_key = format!("{}{}/{}", keys::RESULTS, self.member, svc.name);
+        let lease_key = format!("{}{}", keys::LEASES, self.member);
+        // Watch for the result before the work is visible.
+        let mut watch = self
+            .store
+            .watch(&result_key)
+            .await
+            .map_err(|_| unreachable())?;
+        self.store
+            .put(
+                &format!("{}{}/{}", keys::WORK, self.member, svc.name),
+                serde_json::to_vec(&item).expect("work items serialize"),
+            )
+            .await
+            .map_err(|_| unreachable())?;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let tick = tokio::time::sleep(Duration::from_millis(500));
+            tokio::select! {
+                ev = watch.events.recv() => match ev {
+                    Some((_, WatchEvent::Put(kv))) if kv.key == result_key => {
+                        if let Ok(done) = serde_json::from_slice::<WorkDone>(&kv.value)
+                            && done.id == id
+                        {
+                            return Ok(done.outcome);
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Err(unreachable()),
+                },
+                () = tick => {
+                    if tokio::time::Instant::now() >= deadline
+                        || self.store.get(&lease_key).await.ok().flatten().is_none()
+                    {
+                        return Err(unreachable());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn spec_of(&self, service: &str) -> Option<ServiceSpec> {
+        let kv = self
+            .store
+            .get(&format!("{}{service}", keys::SERVICES))
+            .await
+            .ok()
+            .flatten()?;
+        keys::try_decode::<Service>(&kv.value).ok().map(|s| s.spec)
+    }
+}
+
+/// A whole run's limit: every step's timeout twice over, plus slack.
+fn limit_for(svc: &ServiceRef, steps: usize) -> Duration {
+    svc.timeout
+        .saturating_mul(2 * u32::try_from(steps.max(1)).unwrap_or(u32::MAX))
+        .saturating_add(Duration::from_secs(10))
+}
+
+fn unreachable_report(member: &str) -> RunReport {
+    RunReport {
+        steps: vec![StepReport {
+            verb: Verb::Status,
+            resource: format!("agent of {member}"),
+            ok: false,
+            reason: Some(format!("the agent of {member} did not answer")),
+            elapsed: Duration::ZERO,
+            rollback: false,
+            refused: true,
+        }],
+        failed: Some(0),
+    }
+}
+
+impl<S: Store> Agent for RemoteAgent<S> {
+    fn member(&self) -> &str {
+        &self.member
+    }
+
+    fn execute<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        steps: &'a [Step],
+    ) -> BoxFuture<'a, Result<RunReport, Error>> {
+        Box::pin(async move {
+            let spec = self.spec_of(&svc.name).await;
+            let task = Task::Execute {
+                steps: steps.to_vec(),
+                spec,
+            };
+            match self.run(svc, task, limit_for(svc, steps.len())).await? {
+                Outcome::Report { report } => Ok(report),
+                Outcome::Probe { .. } => Err(Error::Unreachable(self.member.clone())),
+                Outcome::Failed { message } => {
+                    tracing::warn!(
+                        "agent of {} could not run the steps: {message}",
+                        self.member
+                    );
+                    Err(Error::Unreachable(self.member.clone()))
+                }
+            }
+        })
+    }
+
+    fn check<'a>(&'a self, svc: &'a ServiceRef, spec: &'a ServiceSpec) -> BoxFuture<'a, RunReport> {
+        Box::pin(async move {
+            let task = Task::Check { spec: spec.clone() };
+            let n = spec.resources().count();
+            match self.run(svc, task, limit_for(svc, n)).await {
+                Ok(Outcome::Report { report }) => report,
+                _ => unreachable_report(&self.member),
+            }
+        })
+    }
+
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        // The agent settles its own crashed actions when it starts.
+        Box::pin(async {})
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn probe<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        spec: &'a ServiceSpec,
+    ) -> BoxFuture<'a, Vec<(String, ResourceStatus)>> {
+        Box::pin(async move {
+            let task = Task::Probe { spec: spec.clone() };
+            let n = spec.resources().count();
+            match self.run(svc, task, limit_for(svc, n)).await {
+                Ok(Outcome::Probe { statuses }) => statuses,
+                _ => spec
+                    .resources()
+                    .map(|r| (r.label(), ResourceStatus::Unknown))
+                    .collect(),
+            }
+        })
+    }
+}
