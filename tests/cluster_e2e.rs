@@ -216,9 +216,14 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     // controller restarts it (through the agent) — the mark is back.
     std::fs::remove_file(&mark).unwrap();
     assert!(wait_until(T, || mark.exists()), "{}", log_text());
+    // ... and the restart's result is recorded.
+    assert!(wait_until(T, || {
+        d.service("remote")
+            .is_some_and(|s| s["restarts"] == 1 && s["state"] == "running")
+    }));
     // The agent restarts (kill -9), within its 5 s lease (a longer gap
-    // would rightly count as the member's death): what it ran is not run
-    // again, and it still knows what runs here.
+    // would rightly count as the member's death): what it ran and
+    // reported is not run again, and it still knows what runs here.
     a.kill().unwrap();
     a.wait().unwrap();
     let count = || {
@@ -256,7 +261,8 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     assert_eq!(
         count(),
         before,
-        "a start ran again after the agent restarted"
+        "a start ran again after the agent restarted\n{}",
+        log_text()
     );
     assert!(mark.exists());
     // The server stops answering: the agent fences itself and stops it.
@@ -269,4 +275,87 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     let _ = a.kill();
     let _ = a.wait();
     assert!(stopped, "{}", log_text());
+}
+
+/// `kill -9` of the agent still fences the member: its watchdog, a process
+/// apart, stops what runs there by the deadline the agent last published,
+/// and then ends.
+#[test]
+fn the_watchdog_fences_the_member_when_its_agent_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let log = dir.path().join("agent.log");
+    let state = dir.path().join("agent-state");
+    let spawn = || {
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "2s",
+                "--server",
+            ])
+            .arg(&d.url)
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn();
+    assert!(wait_until(T, || log_has(&log, "holding lease")));
+    let mark = dir.path().join("up-on-node2");
+    let app = common::script(
+        dir.path(),
+        "wd_app",
+        &format!(
+            "app() {{ case $1 in start) touch {m};; stop) rm -f {m};; status) [ -e {m} ];; esac; }}\n",
+            m = mark.display()
+        ),
+    );
+    let svc = dir.path().join("wd.yaml");
+    std::fs::write(
+        &svc,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: wd\nspec:\n  checkInterval: 1s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", svc.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.wait_state("wd", "running", T));
+    assert!(mark.exists());
+    // The watchdog of this agent state.
+    let watchdog = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+            .any(|c| {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                c.contains(" watchdog ") && c.contains(state.to_str().unwrap())
+            })
+    };
+    assert!(watchdog(), "no watchdog process");
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // Within the lease (2 s; the deadline is 1.6 s after the last
+    // acknowledged renewal was sent), the service is stopped there.
+    assert!(
+        wait_until(T, || !mark.exists()),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(log_has(
+        &log,
+        "watchdog: the agent of node2 published no newer deadline"
+    ));
+    // Nothing runs, no agent: the watchdog ends.
+    assert!(wait_until(T, || !watchdog()), "the watchdog did not end");
+    assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
 }

@@ -71,6 +71,9 @@ pub enum Command {
     Run(Box<run::Args>),
     /// A member's agent: holds the member's lease through the servers and fences itself when it cannot.
     Agent(agent::Args),
+    /// The watchdog `clusvc agent` starts: fences the member if the agent stops publishing deadlines.
+    #[command(hide = true)]
+    Watchdog(agent::WatchdogArgs),
     /// Create or update objects from manifests (`service/web created|configured|unchanged`).
     ///
     /// With --wait: exit 0 once everything converged, 1 if an applied service
@@ -163,7 +166,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
-    if !matches!(cli.command, Command::Run(_) | Command::Agent(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Agent(_) | Command::Watchdog(_)
+    ) {
         // A client piped into `head` ends quietly, as Unix tools do.
         // SAFETY: resetting a signal disposition at startup, before any threads.
         unsafe {
@@ -173,6 +179,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Agent(args) => agent::run(args),
+        Command::Watchdog(args) => agent::watchdog_process(args),
         Command::Apply(r) => r.conn.client().and_then(|c| apply::apply(&c, r.args)),
         Command::Diff(r) => r.conn.client().and_then(|c| diff::diff(&c, r.args)),
         Command::Plan(r) => plan::run(r.args, || r.conn.client()),

@@ -165,6 +165,12 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     std::fs::create_dir_all(&exec.host().state_dir)
         .map_err(|e| CliError::bad_input(format!("error: cannot create the agent state: {e}")))?;
     let running: Running = Arc::new(Mutex::new(load_running(&running_file)));
+    let deadline_file = exec.host().state_dir.join("deadline");
+    let _ = std::fs::write(
+        exec.host().state_dir.join("agent.pid"),
+        std::process::id().to_string(),
+    );
+    spawn_watchdog(&args, &exec.host().state_dir);
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
     {
         let state = state.clone();
@@ -187,7 +193,14 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         std::fs::create_dir_all(&done_dir).map_err(|e| {
             CliError::bad_input(format!("error: cannot create {}: {e}", done_dir.display()))
         })?;
+        let fence = Fence {
+            rt: rt.handle().clone(),
+            exec: exec.clone(),
+            running: running.clone(),
+            file: running_file.clone(),
+        };
         let worker = Worker {
+            fence,
             member: args.member.clone(),
             done_dir,
             running_file,
@@ -208,6 +221,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let mut current = 0;
     loop {
         let sent = Instant::now();
+        let sent_mono = monotonic_ms();
         let req = HeartbeatRequest {
             member: args.member.clone(),
             incarnation: incarnation.clone(),
@@ -218,6 +232,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 let (lock, wake) = &*state;
                 let mut l = lock.lock().unwrap_or_else(|p| p.into_inner());
                 let was_active = l.active;
+                // The watchdog process fences at the same deadline.
+                publish_deadline(
+                    &deadline_file,
+                    sent_mono + u64::try_from((ttl - margin).as_millis()).unwrap_or(0),
+                );
                 l.acked_sent = Some(sent);
                 l.active = true;
                 wake.notify_all();
@@ -296,6 +315,28 @@ fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration, fenc
 /// How long a work request waits on the server for something new.
 const LONG_POLL: Duration = Duration::from_secs(20);
 
+/// Starts the watchdog process (in its own process group, so that signals
+/// to the agent's group do not reach it); a watchdog already watching this
+/// state carries on instead.
+fn spawn_watchdog(args: &Args, state: &std::path::Path) {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        tracing::error!("cannot find this program to start the watchdog");
+        return;
+    };
+    let root = state.parent().unwrap_or(state);
+    let spawned = std::process::Command::new(exe)
+        .args(["watchdog", "--member", &args.member, "--state-dir"])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the watchdog: {e}; only the agent itself will fence");
+    }
+}
+
 /// The executor for this member, as `clusvc run`'s local agent has one.
 fn executor(args: &Args) -> Result<Executor, CliError> {
     // SAFETY: geteuid cannot fail.
@@ -332,13 +373,19 @@ struct Fence {
 }
 
 impl Fence {
+    /// Stops everything recorded as running here, in stop order, and
+    /// clears the record. The agent and its watchdog process may both try
+    /// at once: a lock makes one do it and the other find nothing left.
     fn stop_all(&self, member: &str) {
-        let services: Vec<(ServiceRef, ServiceSpec)> =
-            std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()))
-                .into_values()
-                .collect();
-        save_running(&self.file, &BTreeMap::new());
-        for (svc, spec) in services {
+        let _lock = lock_file(&self.file.with_extension("lock"));
+        let mut services = load_running(&self.file);
+        services.append(&mut std::mem::take(
+            &mut *self.running.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
+        if services.is_empty() {
+            return;
+        }
+        for (svc, spec) in services.into_values() {
             let report = self.rt.block_on(self.exec.stop(&svc, &spec));
             if report.ok() {
                 tracing::warn!("self-fencing {member}: stopped {}", svc.name);
@@ -350,8 +397,136 @@ impl Fence {
                 );
             }
         }
+        save_running(&self.file, &BTreeMap::new());
     }
 }
+
+/// An exclusive lock on `path` (created), held until dropped.
+fn lock_file(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+    // SAFETY: flock on a descriptor we own.
+    (unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(f)
+}
+
+/// Milliseconds of CLOCK_MONOTONIC, which every process of this boot
+/// shares (the agent and its watchdog compare deadlines on it).
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000
+}
+
+/// Publishes the fence deadline (CLOCK_MONOTONIC ms) for the watchdog.
+fn publish_deadline(path: &std::path::Path, at_ms: u64) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, at_ms.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// Arguments of the watchdog process (`clusvc agent` starts it).
+#[derive(Debug, clap::Args)]
+pub struct WatchdogArgs {
+    /// The member.
+    #[arg(long, value_name = "NAME")]
+    member: String,
+    /// The agent's state directory.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+}
+
+/// The watchdog: a process apart from the agent, so that `kill -9` of the
+/// agent still fences the member. It stops everything recorded as running
+/// once the deadline the agent last published has passed, and ends when
+/// nothing runs, the deadline has passed and no agent is left.
+pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
+    let agent_args = Args {
+        member: args.member.clone(),
+        server: Vec::new(),
+        token_file: PathBuf::new(),
+        ca_file: None,
+        lease_ttl: clusvc_core::model::Duration::from(Duration::from_secs(5)),
+        state_dir: Some(args.state_dir.clone()),
+    };
+    let exec = Arc::new(executor(&agent_args)?);
+    let dir = exec.host().state_dir.clone();
+    // One watchdog per agent state: a later one leaves.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("watchdog.lock"))
+        .map_err(|e| CliError::bad_input(format!("error: {e}")))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Ok(0);
+    }
+    // A worker thread drives the timers and child processes while the
+    // watchdog's own thread blocks on a stop.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError {
+            code: 1,
+            message: format!("error: cannot start the runtime: {e}"),
+        })?;
+    let fence = Fence {
+        rt: rt.handle().clone(),
+        exec,
+        running: Arc::default(),
+        file: dir.join("running.json"),
+    };
+    let deadline_file = dir.join("deadline");
+    let agent_pid_file = dir.join("agent.pid");
+    tracing::info!("watchdog of {} watching {}", args.member, dir.display());
+    loop {
+        std::thread::sleep(WATCHDOG_TICK);
+        let deadline: u64 = std::fs::read_to_string(&deadline_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let passed = monotonic_ms() >= deadline;
+        let runs = !load_running(&fence.file).is_empty();
+        if passed && runs {
+            tracing::warn!(
+                "watchdog: the agent of {} published no newer deadline; fencing",
+                args.member
+            );
+            fence.stop_all(&args.member);
+        }
+        let agent_alive = std::fs::read_to_string(&agent_pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if passed && !runs && !agent_alive {
+            return Ok(0);
+        }
+    }
+}
+
+/// How often the watchdog looks at the deadline (part of the fencing time
+/// budget, `STOP` in docs/cluster.md).
+const WATCHDOG_TICK: Duration = Duration::from_millis(50);
 
 /// Fetches the member's work and runs it while the agent is active.
 struct Worker {
@@ -366,6 +541,7 @@ struct Worker {
     exec: Arc<Executor>,
     running: Running,
     state: Arc<(Mutex<Lease>, Condvar)>,
+    fence: Fence,
 }
 
 impl Worker {
@@ -417,6 +593,10 @@ impl Worker {
                     Some(saved) => saved,
                     None => {
                         let outcome = self.rt.block_on(self.run_item(&item));
+                        if !self.active() {
+                            // Fenced while it ran: nothing it started may stay.
+                            self.fence.stop_all(&self.member);
+                        }
                         let report = WorkDone {
                             member: self.member.clone(),
                             service: item.service.clone(),
