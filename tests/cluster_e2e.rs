@@ -98,11 +98,15 @@ fn an_agent_holds_its_members_lease_as_that_member_only() {
     let beat = |bearer: &str, member: &str| {
         http.post(&format!("{}/v1/agent/heartbeat", d.url))
             .header("Authorization", &format!("Bearer {bearer}"))
-            .send_json(serde_json::json!({"member": member, "incarnation": "t", "ttlMs": 2000}))
+            .send_json(serde_json::json!({"member": member, "agentId": "test", "incarnation": "t", "ttlMs": 2000}))
             .unwrap()
             .status()
             .as_u16()
     };
+    // While the agent's lease is live, no other agent (another ID) may
+    // hold the member.
+    assert_eq!(beat("node2-agent-secret", "node2"), 409);
+    assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
     assert_eq!(beat("node2-agent-secret", "node2"), 200);
     assert_eq!(beat("node2-agent-secret", "node1"), 403);
     assert_eq!(beat("wrong", "node2"), 401);
@@ -358,4 +362,134 @@ fn the_watchdog_fences_the_member_when_its_agent_is_killed() {
     // Nothing runs, no agent: the watchdog ends.
     assert!(wait_until(T, || !watchdog()), "the watchdog did not end");
     assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
+}
+
+/// Two agents never act as one member: a second one on the same state is
+/// refused at start, one with other state is refused by the server while
+/// the first holds the lease; and a result is accepted only for the item
+/// issued.
+#[test]
+fn one_agent_per_member_and_only_issued_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let log = dir.path().join("agent.log");
+    let start = |state: &str, log: &Path| {
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "5s",
+                "--server",
+            ])
+            .arg(&d.url)
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--state-dir")
+            .arg(dir.path().join(state))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start("a", &log);
+    assert!(wait_until(T, || log_has(&log, "holding lease")));
+    let same = start("a", &dir.path().join("same.log"))
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(2));
+    assert!(log_has(
+        &dir.path().join("same.log"),
+        "another agent runs with the state"
+    ));
+    let other_log = dir.path().join("other.log");
+    let other = start("b", &other_log).wait_with_output().unwrap();
+    assert_ne!(other.status.code(), Some(0));
+    assert!(
+        log_has(&other_log, "is held by another agent"),
+        "{}",
+        std::fs::read_to_string(&other_log).unwrap_or_default()
+    );
+    // A result for an item never issued is refused.
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for service in ["remote", "..", "nothing"] {
+        let r = http
+            .post(&format!("{}/v1/agent/done", d.url))
+            .header("Authorization", "Bearer node2-agent-secret")
+            .send_json(serde_json::json!({
+                "member": "node2", "service": service, "id": "forged",
+                "outcome": {"kind": "failed", "message": "x"}
+            }))
+            .unwrap();
+        assert_eq!(r.status(), 409, "{service}");
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+/// After the server was away long enough for the agent to fence itself,
+/// the service comes back on its member soon after (the controller sees
+/// the lease replaced instead of waiting out the work item's limit).
+#[test]
+fn a_fenced_member_gets_its_service_back_when_the_server_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let log = dir.path().join("agent.log");
+    let mut a = Command::new(BIN)
+        .args([
+            "agent",
+            "--member",
+            "node2",
+            "--lease-ttl",
+            "2s",
+            "--server",
+        ])
+        .arg(&d.url)
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--state-dir")
+        .arg(dir.path().join("agent-state"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(T, || log_has(&log, "holding lease")));
+    let mark = dir.path().join("up");
+    let app = common::script(
+        dir.path(),
+        "back_app",
+        &format!(
+            "app() {{ case $1 in start) touch {m};; stop) rm -f {m};; status) [ -e {m} ];; esac; }}\n",
+            m = mark.display()
+        ),
+    );
+    let svc = dir.path().join("back.yaml");
+    std::fs::write(
+        &svc,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: back\nspec:\n  checkInterval: 1s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", svc.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.wait_state("back", "running", T));
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    assert!(wait_until(T, || !mark.exists()), "the agent did not fence");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // Back on node2 well within the 130 s a work item may wait.
+    let back = wait_until(T, || mark.exists());
+    let _ = a.kill();
+    let _ = a.wait();
+    assert!(
+        back,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }

@@ -145,8 +145,8 @@ impl Client {
         timeout: Option<std::time::Duration>,
     ) -> Result<Self, CliError> {
         if let Some(path) = server.strip_prefix("unix:") {
-            // `unix:/p` and `unix:///p` alike.
-            let path = PathBuf::from(format!("/{}", path.trim_start_matches('/')));
+            // `unix:/p`, `unix:///p` and the relative `unix:dir/p`.
+            let path = PathBuf::from(path.strip_prefix("//").unwrap_or(path));
             return Ok(Self {
                 base: format!("unix:{}", path.display()),
                 transport: Transport::Unix(path),

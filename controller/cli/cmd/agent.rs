@@ -164,6 +164,27 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let running_file = exec.host().state_dir.join("running.json");
     std::fs::create_dir_all(&exec.host().state_dir)
         .map_err(|e| CliError::bad_input(format!("error: cannot create the agent state: {e}")))?;
+    // One agent per state directory.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(exec.host().state_dir.join("agent.lock"))
+        .map_err(|e| CliError::bad_input(format!("error: {e}")))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Err(CliError::bad_input(format!(
+            "error: another agent runs with the state in {}",
+            exec.host().state_dir.display()
+        )));
+    }
+    let agent_id = agent_id(&exec.host().state_dir)?;
     let running: Running = Arc::new(Mutex::new(load_running(&running_file)));
     let deadline_file = exec.host().state_dir.join("deadline");
     let _ = std::fs::write(
@@ -224,6 +245,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         let sent_mono = monotonic_ms();
         let req = HeartbeatRequest {
             member: args.member.clone(),
+            agent_id: agent_id.clone(),
             incarnation: incarnation.clone(),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
         };
@@ -315,6 +337,26 @@ fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration, fenc
 /// How long a work request waits on the server for something new.
 const LONG_POLL: Duration = Duration::from_secs(20);
 
+/// This agent's ID: random, made once and kept in its state directory.
+fn agent_id(state: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let path = state.join("agent-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| CliError::bad_input(format!("error: /dev/urandom: {e}")))?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &id)
+        .map_err(|e| CliError::bad_input(format!("error: cannot write {}: {e}", path.display())))?;
+    Ok(id)
+}
+
 /// Starts the watchdog process (in its own process group, so that signals
 /// to the agent's group do not reach it); a watchdog already watching this
 /// state carries on instead.
@@ -332,8 +374,14 @@ fn spawn_watchdog(args: &Args, state: &std::path::Path) {
         .stdout(std::process::Stdio::null())
         .process_group(0)
         .spawn();
-    if let Err(e) = spawned {
-        tracing::error!("cannot start the watchdog: {e}; only the agent itself will fence");
+    match spawned {
+        // Reaped when it ends (at once, when another watchdog watches).
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => {
+            tracing::error!("cannot start the watchdog: {e}; only the agent itself will fence")
+        }
     }
 }
 
@@ -584,7 +632,21 @@ impl Worker {
             };
             after = list.revision;
             for item in list.items {
-                if done.contains(&item.id) || !self.active() {
+                if done.contains(&item.id) {
+                    continue;
+                }
+                if !self.active() {
+                    // Fenced: answer at once instead of leaving the
+                    // controller waiting; nothing is run.
+                    let report = WorkDone {
+                        member: self.member.clone(),
+                        service: item.service.clone(),
+                        id: item.id.clone(),
+                        outcome: Outcome::Failed {
+                            message: format!("the agent of {} is fenced", self.member),
+                        },
+                    };
+                    self.report(&mut current, &report);
                     continue;
                 }
                 // Run before a restart of this agent? Report what it did

@@ -15,6 +15,10 @@ pub const MAX_LEASE_TTL_MS: u64 = 60_000;
 pub struct HeartbeatRequest {
     /// The member the agent runs on (must be its token's).
     pub member: String,
+    /// Identifies the agent (kept in its state directory across restarts):
+    /// while the member's lease is live, only the agent holding it may
+    /// renew it, so two agents never act as one member.
+    pub agent_id: String,
     /// Identifies this run of the agent (a new one after each restart).
     pub incarnation: String,
     /// The lease time to live it asks for, in milliseconds

@@ -45,10 +45,23 @@ pub(crate) async fn heartbeat<S: Store>(
             ),
         ));
     }
+    if req.agent_id.is_empty() || req.agent_id.len() > 128 {
+        return Err(fail(ErrorCode::Invalid, "agentId: 1 to 128 characters"));
+    }
     let key = format!("{}{}", keys::LEASES, req.member);
     if let Some(kv) = app.store.get(&key).await?
         && let Some(lease) = kv.lease
     {
+        if kv.value != req.agent_id.as_bytes() {
+            return Err(fail(
+                ErrorCode::Conflict,
+                format!(
+                    "member {} is held by another agent ({}) until its lease expires",
+                    req.member,
+                    String::from_utf8_lossy(&kv.value)
+                ),
+            ));
+        }
         match app.store.keepalive(lease).await {
             Ok(()) => {
                 return Ok(Json(HeartbeatResponse {
@@ -70,7 +83,7 @@ pub(crate) async fn heartbeat<S: Store>(
             compare: vec![Compare::Missing(key.clone())],
             success: vec![Write::Put {
                 key,
-                value: req.incarnation.into_bytes(),
+                value: req.agent_id.into_bytes(),
                 lease: Some(lease),
             }],
             failure: vec![],
@@ -176,6 +189,22 @@ pub(crate) async fn done<S: Store>(
     own_member(&who, &done.member)?;
     if done.service.is_empty() || done.service.contains('/') {
         return Err(fail(ErrorCode::Invalid, "service: not a service name"));
+    }
+    // Only the result of the item issued for that service now.
+    let work_key = format!("{}{}/{}", keys::WORK, done.member, done.service);
+    let issued = app
+        .store
+        .get(&work_key)
+        .await?
+        .and_then(|kv| serde_json::from_slice::<WorkItem>(&kv.value).ok());
+    if issued.as_ref().is_none_or(|w| w.id != done.id) {
+        return Err(fail(
+            ErrorCode::Conflict,
+            format!(
+                "no work item {} is issued to {} for service {}",
+                done.id, done.member, done.service
+            ),
+        ));
     }
     let key = format!("{}{}/{}", keys::RESULTS, done.member, done.service);
     app.store

@@ -62,13 +62,50 @@ impl<S: Store> RemoteAgent<S> {
             .watch(&result_key)
             .await
             .map_err(|_| unreachable())?;
+        let work_key = format!("{}{}/{}", keys::WORK, self.member, svc.name);
+        let bytes = serde_json::to_vec(&item).expect("work items serialize");
         self.store
-            .put(
-                &format!("{}{}/{}", keys::WORK, self.member, svc.name),
-                serde_json::to_vec(&item).expect("work items serialize"),
-            )
+            .put(&work_key, bytes.clone())
             .await
             .map_err(|_| unreachable())?;
+        let outcome = self
+            .wait(&id, &result_key, &lease_key, &mut watch, limit)
+            .await;
+        if outcome.is_err() {
+            // Given up on: withdraw the item, so an agent that comes back
+            // does not run it later.
+            let _ = self
+                .store
+                .txn(clusvc_store::Txn {
+                    compare: vec![clusvc_store::Compare::Value(work_key, bytes)],
+                    success: vec![clusvc_store::Write::Delete {
+                        key: format!("{}{}/{}", keys::WORK, self.member, svc.name),
+                    }],
+                    failure: vec![],
+                })
+                .await;
+        }
+        outcome
+    }
+
+    async fn wait(
+        &self,
+        id: &str,
+        result_key: &str,
+        lease_key: &str,
+        watch: &mut clusvc_store::Watch,
+        limit: Duration,
+    ) -> Result<Outcome, Error> {
+        let unreachable = || Error::Unreachable(self.member.clone());
+        // The lease the member holds now: another one later means the agent
+        // lost it (fenced) meanwhile, and this item may never be answered.
+        let lease_now = self
+            .store
+            .get(lease_key)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|kv| kv.lease);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let tick = tokio::time::sleep(Duration::from_millis(500));
@@ -76,7 +113,7 @@ impl<S: Store> RemoteAgent<S> {
                 ev = watch.events.recv() => match ev {
                     Some((_, WatchEvent::Put(kv))) if kv.key == result_key => {
                         if let Ok(done) = serde_json::from_slice::<WorkDone>(&kv.value)
-                            && done.id == id
+                            && done.id == *id
                         {
                             return Ok(done.outcome);
                         }
@@ -85,9 +122,8 @@ impl<S: Store> RemoteAgent<S> {
                     None => return Err(unreachable()),
                 },
                 () = tick => {
-                    if tokio::time::Instant::now() >= deadline
-                        || self.store.get(&lease_key).await.ok().flatten().is_none()
-                    {
+                    let lease = self.store.get(lease_key).await.ok().flatten().and_then(|kv| kv.lease);
+                    if tokio::time::Instant::now() >= deadline || lease.is_none() || lease != lease_now {
                         return Err(unreachable());
                     }
                 }
