@@ -23,6 +23,10 @@ fn server(dir: &Path) -> (Daemon, PathBuf) {
     let token = tokens.join("node2.token");
     std::fs::write(&token, "node2-agent-secret\n").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // node3 has a token but is not declared.
+    let node3 = tokens.join("node3.token");
+    std::fs::write(&node3, "node3-agent-secret\n").unwrap();
+    std::fs::set_permissions(&node3, std::fs::Permissions::from_mode(0o600)).unwrap();
     let d = Daemon::start(&["--agent-tokens", tokens.to_str().unwrap()]);
     let member = dir.join("node2.yaml");
     std::fs::write(
@@ -109,6 +113,8 @@ fn an_agent_holds_its_members_lease_as_that_member_only() {
     assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
     assert_eq!(beat("node2-agent-secret", "node2"), 200);
     assert_eq!(beat("node2-agent-secret", "node1"), 403);
+    // An agent token of a member not declared brings nothing to life.
+    assert_eq!(beat("node3-agent-secret", "node3"), 404);
     assert_eq!(beat("wrong", "node2"), 401);
     // The admin token is not an agent's.
     assert_eq!(beat(&d.token, "node2"), 403);

@@ -187,10 +187,6 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let agent_id = agent_id(&exec.host().state_dir)?;
     let running: Running = Arc::new(Mutex::new(load_running(&running_file)));
     let deadline_file = exec.host().state_dir.join("deadline");
-    let _ = std::fs::write(
-        exec.host().state_dir.join("agent.pid"),
-        std::process::id().to_string(),
-    );
     spawn_watchdog(&args, &exec.host().state_dir);
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
     {
@@ -545,7 +541,7 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
         file: dir.join("running.json"),
     };
     let deadline_file = dir.join("deadline");
-    let agent_pid_file = dir.join("agent.pid");
+    let agent_lock_file = dir.join("agent.lock");
     tracing::info!("watchdog of {} watching {}", args.member, dir.display());
     loop {
         std::thread::sleep(WATCHDOG_TICK);
@@ -562,10 +558,19 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
             );
             fence.stop_all(&args.member);
         }
-        let agent_alive = std::fs::read_to_string(&agent_pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        // An agent runs with this state while it holds its lock.
+        let agent_alive = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&agent_lock_file)
+            .is_ok_and(|f| {
+                // SAFETY: flock on a descriptor we own; released on drop.
+                unsafe {
+                    libc::flock(
+                        std::os::fd::AsRawFd::as_raw_fd(&f),
+                        libc::LOCK_EX | libc::LOCK_NB,
+                    ) != 0
+                }
+            });
         if passed && !runs && !agent_alive {
             return Ok(0);
         }

@@ -48,6 +48,21 @@ pub(crate) async fn heartbeat<S: Store>(
     if req.agent_id.is_empty() || req.agent_id.len() > 128 {
         return Err(fail(ErrorCode::Invalid, "agentId: 1 to 128 characters"));
     }
+    // Only a declared member is brought to life by its agent.
+    if app
+        .store
+        .get(&format!("{}{}", keys::MEMBERS, req.member))
+        .await?
+        .is_none()
+    {
+        return Err(fail(
+            ErrorCode::NotFound,
+            format!(
+                "member {} is not declared: apply its Member manifest first",
+                req.member
+            ),
+        ));
+    }
     let key = format!("{}{}", keys::LEASES, req.member);
     if let Some(kv) = app.store.get(&key).await?
         && let Some(lease) = kv.lease
