@@ -39,24 +39,49 @@ fn server(dir: &Path) -> (Daemon, PathBuf) {
     (d, token)
 }
 
+/// A process killed on drop, so a failing test leaves no agent behind.
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `clusvc agent` for node2, its log in `log`.
-fn agent(d: &Daemon, token: &Path, log: &Path) -> Child {
-    Command::new(BIN)
-        .args([
-            "agent",
-            "--member",
-            "node2",
-            "--lease-ttl",
-            "2s",
-            "--server",
-        ])
-        .arg(format!("http://127.0.0.1:9,{}", d.url))
-        .arg("--token-file")
-        .arg(token)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+fn agent(d: &Daemon, token: &Path, log: &Path) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "2s",
+                "--server",
+            ])
+            .arg(format!("http://127.0.0.1:9,{}", d.url))
+            .arg("--token-file")
+            .arg(token)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn member_state(d: &Daemon, name: &str) -> String {
@@ -171,24 +196,26 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     let dir = tempfile::tempdir().unwrap();
     let (d, token) = server(dir.path());
     let log = dir.path().join("agent.log");
-    let mut a = Command::new(BIN)
-        .args([
-            "agent",
-            "--member",
-            "node2",
-            "--lease-ttl",
-            "5s",
-            "--server",
-        ])
-        .arg(&d.url)
-        .arg("--token-file")
-        .arg(&token)
-        .arg("--state-dir")
-        .arg(dir.path().join("agent-state"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut a = Proc(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "5s",
+                "--server",
+            ])
+            .arg(&d.url)
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--state-dir")
+            .arg(dir.path().join("agent-state"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let mark = dir.path().join("up-on-node2");
     let starts = dir.path().join("starts");
@@ -243,24 +270,26 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
             .count()
     };
     let before = count();
-    let mut a = Command::new(BIN)
-        .args([
-            "agent",
-            "--member",
-            "node2",
-            "--lease-ttl",
-            "5s",
-            "--server",
-        ])
-        .arg(&d.url)
-        .arg("--token-file")
-        .arg(&token)
-        .arg("--state-dir")
-        .arg(dir.path().join("agent-state"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut a = Proc(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "5s",
+                "--server",
+            ])
+            .arg(&d.url)
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--state-dir")
+            .arg(dir.path().join("agent-state"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_until(T, || log_text()
         .matches("holding lease")
         .count()
@@ -316,7 +345,7 @@ fn the_watchdog_fences_the_member_when_its_agent_is_killed() {
             .spawn()
             .unwrap()
     };
-    let mut a = spawn();
+    let mut a = Proc(spawn());
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let mark = dir.path().join("up-on-node2");
     let app = common::script(
@@ -399,7 +428,7 @@ fn one_agent_per_member_and_only_issued_results() {
             .spawn()
             .unwrap()
     };
-    let mut first = start("a", &log);
+    let mut first = Proc(start("a", &log));
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let same = start("a", &dir.path().join("same.log"))
         .wait_with_output()
@@ -445,24 +474,26 @@ fn a_fenced_member_gets_its_service_back_when_the_server_returns() {
     let dir = tempfile::tempdir().unwrap();
     let (d, token) = server(dir.path());
     let log = dir.path().join("agent.log");
-    let mut a = Command::new(BIN)
-        .args([
-            "agent",
-            "--member",
-            "node2",
-            "--lease-ttl",
-            "2s",
-            "--server",
-        ])
-        .arg(&d.url)
-        .arg("--token-file")
-        .arg(&token)
-        .arg("--state-dir")
-        .arg(dir.path().join("agent-state"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut a = Proc(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "2s",
+                "--server",
+            ])
+            .arg(&d.url)
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--state-dir")
+            .arg(dir.path().join("agent-state"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let mark = dir.path().join("up");
     let app = common::script(
