@@ -84,6 +84,27 @@ fn agent(d: &Daemon, token: &Path, log: &Path) -> Proc {
     )
 }
 
+/// Applies service `name`, restricted to node2 (declared in the same
+/// input), whose script's `app` function runs `cases` (a `case $1` body).
+fn place_on_node2(d: &Daemon, dir: &Path, name: &str, cases: &str) {
+    let app = common::script(
+        dir,
+        &format!("{name}_app"),
+        &format!("app() {{ case $1 in {cases} esac; }}\n"),
+    );
+    let f = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  checkInterval: 1s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn member_state(d: &Daemon, name: &str) -> String {
     d.get_json(&format!("/v1/members/{name}"))["state"]
         .as_str()
@@ -219,26 +240,16 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let mark = dir.path().join("up-on-node2");
     let starts = dir.path().join("starts");
-    let app = common::script(
+    place_on_node2(
+        &d,
         dir.path(),
-        "remote_app",
+        "remote",
         &format!(
-            "app() {{ case $1 in start) echo \"$CLUSVC_MEMBER\" > {m}; echo x >> {s};; stop) rm -f {m};; status) [ -e {m} ];; esac; }}\n",
+            "start) echo \"$CLUSVC_MEMBER\" > {m}; echo x >> {s};; stop) rm -f {m};; status) [ -e {m} ];;",
             m = mark.display(),
             s = starts.display()
         ),
     );
-    let svc = dir.path().join("remote.yaml");
-    std::fs::write(
-        &svc,
-        format!(
-            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: remote\nspec:\n  checkInterval: 1s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n",
-            app.display()
-        ),
-    )
-    .unwrap();
-    let (code, _, err) = d.run(&["apply", "-f", svc.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         d.wait_state("remote", "running", T),
@@ -348,25 +359,15 @@ fn the_watchdog_fences_the_member_when_its_agent_is_killed() {
     let mut a = Proc(spawn());
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let mark = dir.path().join("up-on-node2");
-    let app = common::script(
+    place_on_node2(
+        &d,
         dir.path(),
-        "wd_app",
+        "wd",
         &format!(
-            "app() {{ case $1 in start) touch {m};; stop) rm -f {m};; status) [ -e {m} ];; esac; }}\n",
+            "start) touch {m};; stop) rm -f {m};; status) [ -e {m} ];;",
             m = mark.display()
         ),
     );
-    let svc = dir.path().join("wd.yaml");
-    std::fs::write(
-        &svc,
-        format!(
-            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: wd\nspec:\n  checkInterval: 1s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n",
-            app.display()
-        ),
-    )
-    .unwrap();
-    let (code, _, err) = d.run(&["apply", "-f", svc.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
     assert!(d.wait_state("wd", "running", T));
     assert!(mark.exists());
     // The watchdog of this agent state.
@@ -496,25 +497,15 @@ fn a_fenced_member_gets_its_service_back_when_the_server_returns() {
     );
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let mark = dir.path().join("up");
-    let app = common::script(
+    place_on_node2(
+        &d,
         dir.path(),
-        "back_app",
+        "back",
         &format!(
-            "app() {{ case $1 in start) touch {m};; stop) rm -f {m};; status) [ -e {m} ];; esac; }}\n",
+            "start) touch {m};; stop) rm -f {m};; status) [ -e {m} ];;",
             m = mark.display()
         ),
     );
-    let svc = dir.path().join("back.yaml");
-    std::fs::write(
-        &svc,
-        format!(
-            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: back\nspec:\n  checkInterval: 1s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n",
-            app.display()
-        ),
-    )
-    .unwrap();
-    let (code, _, err) = d.run(&["apply", "-f", svc.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
     assert!(d.wait_state("back", "running", T));
     let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();

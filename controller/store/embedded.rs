@@ -723,7 +723,7 @@ impl Store for Embedded {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[tokio::test]
@@ -800,7 +800,9 @@ mod tests {
 
     /// A store of `n` equal-sized records, closed: its directory, its
     /// log's path and the log's bytes.
-    async fn closed_store_of(n: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+    pub(crate) async fn closed_store_of(
+        n: usize,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Embedded::open(dir.path()).unwrap();

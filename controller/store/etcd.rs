@@ -414,6 +414,26 @@ mod tests {
             .port()
     }
 
+    /// A one-member etcd on `data`, serving `url` (a fresh peer port).
+    fn spawn_etcd(data: &std::path::Path, url: &str) -> std::process::Child {
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        std::process::Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(data)
+            .args(["--listen-client-urls", url, "--advertise-client-urls", url])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("t={peer}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// `None` (and a note) where no etcd is installed; under `CI=true` a
     /// missing etcd fails the test.
     fn etcd() -> Option<EtcdProcess> {
@@ -431,28 +451,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = std::process::Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("t={peer}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_etcd(&dir.path().join("data"), &url);
         Some(EtcdProcess {
             child,
             url,
@@ -498,29 +497,7 @@ mod tests {
         // Restart etcd on the same data and ports.
         let _ = e.child.kill();
         let _ = e.child.wait();
-        let data = e._dir.path().join("data");
-        let url = e.url.clone();
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        e.child = std::process::Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("t={peer}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        e.child = spawn_etcd(&e._dir.path().join("data"), &e.url);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while s.put("/r/b", b"2".to_vec()).await.is_err() {
             assert!(

@@ -327,18 +327,7 @@ mod tests {
     use crate::Store;
     use crate::embedded::Embedded;
 
-    async fn store_of(n: usize) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Embedded::open(dir.path()).unwrap();
-            for i in 0..n {
-                s.put(&format!("/k/{i:02}"), vec![b'v'; 20]).await.unwrap();
-            }
-        }
-        let wal = dir.path().join("wal");
-        let bytes = std::fs::read(&wal).unwrap();
-        (dir, wal, bytes)
-    }
+    use crate::embedded::tests::closed_store_of as store_of;
 
     #[tokio::test]
     async fn a_healthy_store_checks_clean_and_repair_leaves_it_alone() {

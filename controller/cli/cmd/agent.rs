@@ -152,38 +152,18 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError {
-            code: 1,
-            message: format!("error: cannot start the runtime: {e}"),
-        })?;
+    let rt = runtime(2)?;
     let exec = Arc::new(executor(&args)?);
     let running_file = exec.host().state_dir.join("running.json");
     std::fs::create_dir_all(&exec.host().state_dir)
         .map_err(|e| CliError::bad_input(format!("error: cannot create the agent state: {e}")))?;
     // One agent per state directory.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(exec.host().state_dir.join("agent.lock"))
-        .map_err(|e| CliError::bad_input(format!("error: {e}")))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&lock),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
+    let Some(_lock) = try_lock(&exec.host().state_dir.join("agent.lock"))? else {
         return Err(CliError::bad_input(format!(
             "error: another agent runs with the state in {}",
             exec.host().state_dir.display()
         )));
-    }
+    };
     let agent_id = agent_id(&exec.host().state_dir)?;
     let running: Running = Arc::new(Mutex::new(load_running(&running_file)));
     let deadline_file = exec.host().state_dir.join("deadline");
@@ -445,6 +425,34 @@ impl Fence {
     }
 }
 
+/// A runtime with `threads` workers (they drive timers and child
+/// processes while other threads block on it).
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError {
+            code: 1,
+            message: format!("error: cannot start the runtime: {e}"),
+        })
+}
+
+/// The exclusive lock on `path` (created) if nobody holds it, released
+/// when dropped; `None` while another process holds it.
+fn try_lock(path: &std::path::Path) -> Result<Option<std::fs::File>, CliError> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| CliError::bad_input(format!("error: {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(free.then_some(f))
+}
+
 /// An exclusive lock on `path` (created), held until dropped.
 fn lock_file(path: &std::path::Path) -> Option<std::fs::File> {
     use std::os::fd::AsRawFd;
@@ -508,32 +516,12 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
     let exec = Arc::new(executor(&agent_args)?);
     let dir = exec.host().state_dir.clone();
     // One watchdog per agent state: a later one leaves.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("watchdog.lock"))
-        .map_err(|e| CliError::bad_input(format!("error: {e}")))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&lock),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
+    let Some(_lock) = try_lock(&dir.join("watchdog.lock"))? else {
         return Ok(0);
-    }
+    };
     // A worker thread drives the timers and child processes while the
     // watchdog's own thread blocks on a stop.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError {
-            code: 1,
-            message: format!("error: cannot start the runtime: {e}"),
-        })?;
+    let rt = runtime(1)?;
     let fence = Fence {
         rt: rt.handle().clone(),
         exec,
@@ -559,18 +547,7 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
             fence.stop_all(&args.member);
         }
         // An agent runs with this state while it holds its lock.
-        let agent_alive = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&agent_lock_file)
-            .is_ok_and(|f| {
-                // SAFETY: flock on a descriptor we own; released on drop.
-                unsafe {
-                    libc::flock(
-                        std::os::fd::AsRawFd::as_raw_fd(&f),
-                        libc::LOCK_EX | libc::LOCK_NB,
-                    ) != 0
-                }
-            });
+        let agent_alive = matches!(try_lock(&agent_lock_file), Ok(None));
         if passed && !runs && !agent_alive {
             return Ok(0);
         }

@@ -61,8 +61,9 @@ pub(crate) fn unix_peer(stream: &tokio::net::UnixStream) -> Peer {
 }
 
 /// `SO_PEERGROUPS` (Linux 4.13) of the generic socket ABI; the `libc`
-/// crate does not export it.
-#[cfg(any(
+/// crate does not export it. Architectures with their own socket ABI
+/// (mips, sparc) get no supplementary groups: only the primary one counts.
+const SO_PEERGROUPS: Option<libc::c_int> = if cfg!(any(
     target_arch = "x86_64",
     target_arch = "x86",
     target_arch = "aarch64",
@@ -71,50 +72,42 @@ pub(crate) fn unix_peer(stream: &tokio::net::UnixStream) -> Peer {
     target_arch = "powerpc64",
     target_arch = "s390x",
     target_arch = "loongarch64"
-))]
-const SO_PEERGROUPS: libc::c_int = 59;
+)) {
+    Some(59)
+} else {
+    None
+};
 
 /// The supplementary groups of the process that connected, as they were
 /// when it connected (empty where the kernel cannot tell).
 fn peer_groups(fd: std::os::fd::RawFd) -> Vec<u32> {
-    #[cfg(any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "powerpc64",
-        target_arch = "s390x",
-        target_arch = "loongarch64"
-    ))]
-    {
-        let mut groups = vec![0u32; 64];
-        // The kernel caps a process's groups at 65,536.
-        for _ in 0..2 {
-            let mut len = libc::socklen_t::try_from(groups.len() * 4).unwrap_or(0);
-            // SAFETY: the buffer holds `len` bytes and outlives the call.
-            let r = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    SO_PEERGROUPS,
-                    groups.as_mut_ptr().cast(),
-                    &mut len,
-                )
-            };
-            let len = usize::try_from(len).unwrap_or(0) / 4;
-            if r == 0 {
-                groups.truncate(len);
-                return groups;
-            }
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || len > 65_536
-            {
-                break;
-            }
-            groups.resize(len, 0);
+    let Some(option) = SO_PEERGROUPS else {
+        return Vec::new();
+    };
+    let mut groups = vec![0u32; 64];
+    // The kernel caps a process's groups at 65,536.
+    for _ in 0..2 {
+        let mut len = libc::socklen_t::try_from(groups.len() * 4).unwrap_or(0);
+        // SAFETY: the buffer holds `len` bytes and outlives the call.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let len = usize::try_from(len).unwrap_or(0) / 4;
+        if r == 0 {
+            groups.truncate(len);
+            return groups;
         }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || len > 65_536 {
+            break;
+        }
+        groups.resize(len, 0);
     }
-    let _ = fd;
     Vec::new()
 }
 
