@@ -521,3 +521,108 @@ fn a_fenced_member_gets_its_service_back_when_the_server_returns() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+/// An agent killed in the middle of a start resumes it when it comes back:
+/// the step that had succeeded is not run again, the interrupted one is
+/// run (it never finished), and the result reaches the controller.
+#[test]
+fn an_agent_restarted_in_the_middle_of_a_start_does_not_redo_a_finished_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let log = dir.path().join("agent.log");
+    let state = dir.path().join("agent-state");
+    let spawn = || {
+        Proc(
+            Command::new(BIN)
+                .args(["agent", "--member", "node2", "--lease-ttl", "5s"])
+                .arg("--server")
+                .arg(&d.url)
+                .arg("--token-file")
+                .arg(&token)
+                .arg("--state-dir")
+                .arg(&state)
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut a = spawn();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(T, || log_has(&log, "holding lease")),
+        "{}",
+        log_text()
+    );
+    let first = dir.path().join("first-starts");
+    let second = dir.path().join("second-starts");
+    let go = dir.path().join("go");
+    let up1 = dir.path().join("up1");
+    let up2 = dir.path().join("up2");
+    let one = common::script(
+        dir.path(),
+        "one_app",
+        &format!(
+            "app() {{ case $1 in start) echo x >> {f}; touch {u};; stop) rm -f {u};; status) [ -e {u} ];; esac; }}\n",
+            f = first.display(),
+            u = up1.display()
+        ),
+    );
+    // The second start waits (bounded) for the test to let it finish.
+    let two = common::script(
+        dir.path(),
+        "two_app",
+        &format!(
+            "app() {{ case $1 in start) echo x >> {f}; for i in $(seq 200); do [ -e {g} ] && break; sleep 0.05; done; [ -e {g} ] && touch {u};; stop) rm -f {u};; status) [ -e {u} ];; esac; }}\n",
+            f = second.display(),
+            g = go.display(),
+            u = up2.display()
+        ),
+    );
+    let f = dir.path().join("two-steps.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {{}}\n---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: twostep\nspec:\n  timeout: 30s\n  placement: {{members: [node2], restricted: true}}\n  applications:\n    - script: {}\n    - script: {}\n",
+            one.display(),
+            two.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // The second step is running: the first one has succeeded.
+    assert!(wait_until(T, || lines(&second) == 1), "{}", log_text());
+    assert_eq!(lines(&first), 1);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    std::fs::write(&go, "").unwrap();
+    let _a = spawn();
+    assert!(
+        d.wait_state("twostep", "running", T),
+        "{:?}\n{}",
+        d.service("twostep"),
+        log_text()
+    );
+    assert!(log_text().contains("resuming"), "{}", log_text());
+    assert_eq!(
+        lines(&first),
+        1,
+        "the first start ran twice\n{}",
+        log_text()
+    );
+    assert_eq!(lines(&second), 2, "{}", log_text());
+    assert!(up1.exists() && up2.exists());
+}

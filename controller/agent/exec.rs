@@ -22,7 +22,7 @@ use clusvc_core::model::{ResourceRef, ServiceSpec};
 use clusvc_core::plan::{Op, Step};
 
 /// The service a run belongs to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceRef {
     /// The service name (`CLUSVC_SERVICE`).
     pub name: String,
@@ -157,6 +157,23 @@ impl Executor {
     /// Runs a service's steps for this member in order. Stops at the first
     /// failure; a failed start is rolled back first.
     pub async fn execute(&self, svc: &ServiceRef, steps: &[Step]) -> Result<RunReport, Error> {
+        self.execute_resumed(svc, steps, &[], &mut |_| {}).await
+    }
+
+    /// [`Executor::execute`], resumed after the first `done.len()` steps,
+    /// which already succeeded (their reports are taken as they are and
+    /// what they started is rolled back with the rest on a failed start);
+    /// `progress` is told the reports of the steps done so far after each
+    /// step that succeeds, so a caller can record them before the next
+    /// (an agent that restarts resumes from them instead of running a step
+    /// twice).
+    pub async fn execute_resumed(
+        &self,
+        svc: &ServiceRef,
+        steps: &[Step],
+        done: &[StepReport],
+        progress: &mut (dyn FnMut(&[StepReport]) + Send),
+    ) -> Result<RunReport, Error> {
         let mut resources = Vec::with_capacity(steps.len());
         for step in steps {
             match step {
@@ -179,7 +196,14 @@ impl Executor {
         }
         let mut report = RunReport::default();
         let mut started: Vec<ResourceRef<'_>> = Vec::new();
-        for (i, &(op, r)) in resources.iter().enumerate() {
+        let done = &done[..done.len().min(resources.len())];
+        for (&(op, r), rep) in resources.iter().zip(done) {
+            if op == Op::Start {
+                started.push(r);
+            }
+            report.steps.push(rep.clone());
+        }
+        for (i, &(op, r)) in resources.iter().enumerate().skip(done.len()) {
             let verb = match op {
                 Op::Start => Verb::Start,
                 Op::Stop => Verb::Stop,
@@ -191,6 +215,7 @@ impl Executor {
                 if op == Op::Start {
                     started.push(r);
                 }
+                progress(&report.steps);
                 continue;
             }
             report.failed = Some(i);

@@ -21,6 +21,11 @@ use crate::exec::{RunReport, ServiceRef};
 pub struct WorkItem {
     /// Unique across servers and restarts.
     pub id: String,
+    /// The leadership epoch of the controller that issued it: an agent
+    /// refuses work from an epoch older than the newest it has seen (a
+    /// deposed controller's).
+    #[serde(default)]
+    pub epoch: u64,
     /// The service.
     pub service: String,
     /// Its ID (`CLUSVC_SERVICE_ID`).

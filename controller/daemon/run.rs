@@ -11,6 +11,7 @@ use clusvc_agent::exec::Executor;
 use clusvc_agent::fence::CommandFencer;
 use clusvc_agent::resources::Host;
 use clusvc_agent::{Agent, LocalAgent};
+use clusvc_store::Store;
 use clusvc_store::embedded::Embedded;
 
 use crate::api::access::{AdminGroup, Policy};
@@ -489,13 +490,22 @@ async fn serve(config: Config) -> Result<(), Error> {
         )?;
     }
     // The members whose agents may connect are reached through the store.
+    // This server leads alone: its epoch is the revision at which it says
+    // so, newer than any earlier run's (agents refuse older work).
+    let epoch = store
+        .put(
+            clusvc_store::election::LEADER,
+            format!("clusvc run on {member}").into_bytes(),
+        )
+        .await?;
+    let epoch = Arc::new(std::sync::atomic::AtomicU64::new(epoch));
     let mut agents = vec![agent];
     for (m, _) in &app_agent_tokens {
         if *m != member {
-            agents.push(Arc::new(crate::reconcile::RemoteAgent::new(
-                m.clone(),
-                store.clone(),
-            )));
+            agents.push(Arc::new(
+                crate::reconcile::RemoteAgent::new(m.clone(), store.clone())
+                    .with_epoch(epoch.clone()),
+            ));
         }
     }
     let controller = Controller::new(

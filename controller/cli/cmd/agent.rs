@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use clusvc_agent::events::Events;
-use clusvc_agent::exec::{Executor, ServiceRef};
+use clusvc_agent::exec::{Executor, ServiceRef, StepReport};
 use clusvc_agent::remote::{Outcome, Task, WorkDone, WorkItem, WorkList};
 use clusvc_agent::resources::{Host, Verb};
 use clusvc_core::api::agent::{HeartbeatRequest, HeartbeatResponse};
@@ -57,7 +57,6 @@ type Running = Arc<Mutex<BTreeMap<String, (ServiceRef, ServiceSpec)>>>;
 /// Saves what runs here (synced), so a restarted agent still stops it
 /// when it fences itself.
 fn save_running(path: &std::path::Path, running: &BTreeMap<String, (ServiceRef, ServiceSpec)>) {
-    use std::io::Write;
     let list: Vec<(String, u64, u64, &ServiceSpec)> = running
         .values()
         .map(|(svc, spec)| {
@@ -69,16 +68,7 @@ fn save_running(path: &std::path::Path, running: &BTreeMap<String, (ServiceRef, 
             )
         })
         .collect();
-    let tmp = path.with_extension("tmp");
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(&serde_json::to_vec(&list).expect("specs serialize"))?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        tracing::error!("cannot record what runs here in {}: {e}", path.display());
-    }
+    write_synced(path, &serde_json::to_vec(&list).expect("specs serialize"));
 }
 
 fn load_running(path: &std::path::Path) -> BTreeMap<String, (ServiceRef, ServiceSpec)> {
@@ -198,6 +188,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         };
         let worker = Worker {
             fence,
+            epochs: EpochGate::open(exec.host().state_dir.join("epoch")),
             member: args.member.clone(),
             done_dir,
             running_file,
@@ -481,6 +472,52 @@ fn monotonic_ms() -> u64 {
         + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
+/// The newest controller epoch this agent has seen, kept on disk: work of
+/// an older epoch is refused.
+struct EpochGate {
+    file: PathBuf,
+    newest: u64,
+}
+
+impl EpochGate {
+    fn open(file: PathBuf) -> Self {
+        let newest = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        Self { file, newest }
+    }
+
+    /// Admits work of `epoch` (recording it, synced, when it is newer than
+    /// any seen), or refuses it with the newest epoch seen.
+    fn admit(&mut self, epoch: u64) -> Result<(), u64> {
+        if epoch < self.newest {
+            return Err(self.newest);
+        }
+        if epoch > self.newest {
+            write_synced(&self.file, epoch.to_string().as_bytes());
+            self.newest = epoch;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a file atomically and durably (a temporary file, synced, renamed
+/// over it); a failure is logged.
+fn write_synced(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::error!("cannot record {}: {e}", path.display());
+    }
+}
+
 /// Publishes the fence deadline (CLOCK_MONOTONIC ms) for the watchdog.
 fn publish_deadline(path: &std::path::Path, at_ms: u64) {
     let tmp = path.with_extension("tmp");
@@ -561,8 +598,11 @@ const WATCHDOG_TICK: Duration = Duration::from_millis(50);
 /// Fetches the member's work and runs it while the agent is active.
 struct Worker {
     member: String,
-    /// Results recorded before they are reported, one file per service.
+    /// Results recorded before they are reported, one file per service,
+    /// and the steps of an item done so far (`SERVICE.progress`).
     done_dir: PathBuf,
+    /// The newest controller epoch seen.
+    epochs: EpochGate,
     /// What runs here, on disk.
     running_file: PathBuf,
     servers: Vec<String>,
@@ -591,7 +631,7 @@ impl Worker {
         }
     }
 
-    fn run(self) {
+    fn run(mut self) {
         let mut current = 0;
         let mut after = 0;
         // Item IDs already run (the newest 10,000).
@@ -631,6 +671,10 @@ impl Worker {
                     self.report(&mut current, &report);
                     continue;
                 }
+                if let Some(refusal) = self.refuse_stale(&item) {
+                    self.report(&mut current, &refusal);
+                    continue;
+                }
                 // Run before a restart of this agent? Report what it did
                 // then; never run it again.
                 let report = match self.saved(&item) {
@@ -648,6 +692,7 @@ impl Worker {
                             outcome,
                         };
                         self.save(&report);
+                        let _ = std::fs::remove_file(self.progress_file(&item.service));
                         report
                     }
                 };
@@ -660,6 +705,53 @@ impl Worker {
                     done.remove(&old);
                 }
             }
+        }
+    }
+
+    /// Work from a controller older than the newest one seen is answered
+    /// as failed, not run: a deposed controller must not act through this
+    /// agent.
+    fn refuse_stale(&mut self, item: &WorkItem) -> Option<WorkDone> {
+        let newest = self.epochs.admit(item.epoch).err()?;
+        tracing::warn!(
+            "refusing {} for {}: it is from controller epoch {}, older than epoch {newest}",
+            item.id,
+            item.service,
+            item.epoch
+        );
+        Some(WorkDone {
+            member: self.member.clone(),
+            service: item.service.clone(),
+            id: item.id.clone(),
+            outcome: Outcome::Failed {
+                message: format!(
+                    "work from controller epoch {} is older than epoch {newest}, which this agent has seen",
+                    item.epoch
+                ),
+            },
+        })
+    }
+
+    fn progress_file(&self, service: &str) -> PathBuf {
+        self.done_dir.join(format!("{service}.progress"))
+    }
+
+    /// The steps of `item` done before this agent restarted.
+    fn progress(&self, item: &WorkItem) -> Vec<StepReport> {
+        let Ok(text) = std::fs::read(self.progress_file(&item.service)) else {
+            return Vec::new();
+        };
+        match serde_json::from_slice::<(String, Vec<StepReport>)>(&text) {
+            Ok((id, steps)) if id == item.id => {
+                tracing::info!(
+                    "resuming {} for {} after its first {} steps, done before a restart",
+                    item.id,
+                    item.service,
+                    steps.len()
+                );
+                steps
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -677,22 +769,8 @@ impl Worker {
 
     /// Records a result on disk (synced) before it is reported.
     fn save(&self, done: &WorkDone) {
-        use std::io::Write;
         let path = self.done_file(&done.service);
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::File::create(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&serde_json::to_vec(done).expect("results serialize"))?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            tracing::error!(
-                "cannot record the result of {} in {}: {e}",
-                done.id,
-                path.display()
-            );
-        }
+        write_synced(&path, &serde_json::to_vec(done).expect("results serialize"));
     }
 
     /// Reports a result, trying every server in turn a few times.
@@ -717,15 +795,31 @@ impl Worker {
     async fn run_item(&self, item: &WorkItem) -> Outcome {
         let svc = item.service_ref();
         match &item.task {
-            Task::Execute { steps, spec } => match self.exec.execute(&svc, steps).await {
-                Ok(report) => {
-                    self.track(&svc, steps, spec.as_ref(), report.ok());
-                    Outcome::Report { report }
+            Task::Execute { steps, spec } => {
+                // What may start is recorded as running before it starts,
+                // so a fence (the watchdog's after a crash included) stops
+                // it.
+                self.track(&svc, steps, spec.as_ref(), false);
+                let done = self.progress(item);
+                let file = self.progress_file(&item.service);
+                let mut record = |so_far: &[StepReport]| {
+                    let bytes = serde_json::to_vec(&(&item.id, so_far)).expect("reports serialize");
+                    write_synced(&file, &bytes);
+                };
+                match self
+                    .exec
+                    .execute_resumed(&svc, steps, &done, &mut record)
+                    .await
+                {
+                    Ok(report) => {
+                        self.track(&svc, steps, spec.as_ref(), report.ok());
+                        Outcome::Report { report }
+                    }
+                    Err(e) => Outcome::Failed {
+                        message: e.to_string(),
+                    },
                 }
-                Err(e) => Outcome::Failed {
-                    message: e.to_string(),
-                },
-            },
+            }
             Task::Check { spec } => Outcome::Report {
                 report: self.exec.check(&svc, spec).await,
             },
@@ -757,16 +851,38 @@ impl Worker {
             .iter()
             .any(|s| matches!(s, Step::Resource { op: Op::Start, .. }));
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        match (starts, spec) {
+        let changed = match (starts, spec) {
             (true, Some(spec)) => {
                 // Even a failed start may have left something up.
-                running.insert(svc.name.clone(), (svc.clone(), spec.clone()));
+                let entry = (svc.clone(), spec.clone());
+                running.insert(svc.name.clone(), entry.clone()) != Some(entry)
             }
-            (false, _) if ok => {
-                running.remove(&svc.name);
-            }
-            _ => {}
+            (false, _) if ok => running.remove(&svc.name).is_some(),
+            _ => false,
+        };
+        if changed {
+            save_running(&self.running_file, &running);
         }
-        save_running(&self.running_file, &running);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_of_an_older_epoch_is_refused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("epoch");
+        let mut gate = EpochGate::open(file.clone());
+        assert_eq!(gate.admit(0), Ok(()));
+        assert_eq!(gate.admit(7), Ok(()));
+        assert_eq!(gate.admit(7), Ok(()));
+        assert_eq!(gate.admit(5), Err(7));
+        // The agent restarts: it still knows epoch 7.
+        let mut gate = EpochGate::open(file);
+        assert_eq!(gate.admit(6), Err(7));
+        assert_eq!(gate.admit(9), Ok(()));
+        assert_eq!(gate.admit(7), Err(9));
     }
 }

@@ -21,6 +21,7 @@ pub struct RemoteAgent<S: Store> {
     store: Arc<S>,
     seq: AtomicU64,
     incarnation: String,
+    epoch: Arc<AtomicU64>,
 }
 
 impl<S: Store> RemoteAgent<S> {
@@ -37,18 +38,30 @@ impl<S: Store> RemoteAgent<S> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis())
             ),
+            epoch: Arc::default(),
         }
+    }
+
+    /// Issues work under the controller's leadership epoch, read when each
+    /// item is issued (agents refuse work of an older epoch than the newest
+    /// they have seen).
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: Arc<AtomicU64>) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     async fn run(&self, svc: &ServiceRef, task: Task, limit: Duration) -> Result<Outcome, Error> {
         let unreachable = || Error::Unreachable(self.member.clone());
+        let epoch = self.epoch.load(Ordering::Relaxed);
         let id = format!(
-            "{}-{}",
+            "{epoch}-{}-{}",
             self.incarnation,
             self.seq.fetch_add(1, Ordering::Relaxed)
         );
         let item = WorkItem {
             id: id.clone(),
+            epoch,
             service: svc.name.clone(),
             service_id: svc.id,
             timeout_ms: u64::try_from(svc.timeout.as_millis()).unwrap_or(u64::MAX),
