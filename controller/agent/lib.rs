@@ -57,6 +57,29 @@ pub trait Agent: Send + Sync {
         svc: &'a ServiceRef,
         steps: &'a [Step],
     ) -> BoxFuture<'a, Result<RunReport, Error>>;
+    /// [`Agent::execute`] as work item `work` (unique per batch of a
+    /// plan), so that a controller that takes over can find it again
+    /// ([`Agent::adopt`]). Local agents have no work items.
+    fn execute_as<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        steps: &'a [Step],
+        work: &'a str,
+    ) -> BoxFuture<'a, Result<RunReport, Error>> {
+        let _ = work;
+        self.execute(svc, steps)
+    }
+    /// The report of work item `work` if a predecessor issued it to this
+    /// member and it ran (waiting for it while it runs); `None` when it was
+    /// never issued, was withdrawn, or was refused without running.
+    fn adopt<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        work: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RunReport>, Error>> {
+        let _ = (svc, work);
+        Box::pin(async { Ok(None) })
+    }
     /// A status check that stops at the first failure.
     fn check<'a>(&'a self, svc: &'a ServiceRef, spec: &'a ServiceSpec) -> BoxFuture<'a, RunReport>;
     /// Waits for actions a crashed predecessor left running to end.

@@ -5,7 +5,7 @@
 use crate::client;
 use crate::cmd::{
     agent, apply, completion, create, delete, describe, diff, events, get, operate, plan, run,
-    schema, store, validate,
+    schema, server, store, validate,
 };
 use clusvc_core::api::Operation;
 
@@ -69,6 +69,8 @@ pub enum Output {
 pub enum Command {
     /// Single-machine daemon: API server, controller and local agent on an embedded store.
     Run(Box<run::Args>),
+    /// Cluster API server on etcd: serves the API and agents; the elected one runs the controller.
+    Server(Box<server::Args>),
     /// A member's agent: holds the member's lease through the servers and fences itself when it cannot.
     Agent(agent::Args),
     /// The watchdog `clusvc agent` starts: fences the member if the agent stops publishing deadlines.
@@ -168,7 +170,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Agent(_) | Command::Watchdog(_)
+        Command::Run(_) | Command::Server(_) | Command::Agent(_) | Command::Watchdog(_)
     ) {
         // A client piped into `head` ends quietly, as Unix tools do.
         // SAFETY: resetting a signal disposition at startup, before any threads.
@@ -178,6 +180,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Server(args) => server::run(*args),
         Command::Agent(args) => agent::run(args),
         Command::Watchdog(args) => agent::watchdog_process(args),
         Command::Apply(r) => r.conn.client().and_then(|c| apply::apply(&c, r.args)),

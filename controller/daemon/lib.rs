@@ -20,6 +20,9 @@
 //! - [`heartbeat`]: the local agent's lease.
 //! - [`run`]: the composition root of `clusvc run`: the one place that wires
 //!   a store, agents, a fencer, the controller, the sync and the API.
+//! - [`server`]: the composition root of `clusvc server` (cluster mode):
+//!   etcd, the election, a controller that follows until elected, remote
+//!   agents, operator requests and events through the store.
 //!
 //! Dependencies: `api` -> {`reconcile` (read-only), `sync`}; `sync` ->
 //! store; `reconcile` -> `runtime`, `clusvc-agent`, `clusvc-store`,
@@ -31,4 +34,5 @@ pub mod heartbeat;
 pub mod reconcile;
 pub mod run;
 pub mod runtime;
+pub mod server;
 pub mod sync;

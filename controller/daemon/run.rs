@@ -150,7 +150,7 @@ fn tcp_token(config: &Config, state_dir: &std::path::Path) -> Result<(String, Pa
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -335,6 +335,16 @@ pub enum Error {
     /// Serving the API failed.
     #[error("serving the API failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// `--store` is not `etcd:URL[,URL...]`.
+    #[error(
+        "--store {0:?}: expected etcd:URL[,URL...] with http:// or https:// URLs (etcd:http://127.0.0.1:2379)"
+    )]
+    StoreUrl(String),
+    /// This binary was built without the etcd backend.
+    #[error(
+        "this clusvc was built without etcd support: build it with `cargo build --release --features etcd`"
+    )]
+    NoEtcd,
 }
 
 impl Error {
@@ -349,6 +359,8 @@ impl Error {
             | Error::Listen(_)
             | Error::AdminGroup(_)
             | Error::UnsafeDir { .. }
+            | Error::StoreUrl(_)
+            | Error::NoEtcd
             | Error::TlsPair => 2,
             _ => 1,
         }
@@ -405,7 +417,21 @@ fn host_for(config: &Config, member: &str, state_dir: &std::path::Path) -> Host 
     host
 }
 
-async fn serve(config: Config) -> Result<(), Error> {
+/// The API's listeners and who may use them, made before anything else
+/// is touched (bad input fails here).
+pub(crate) struct Api {
+    pub(crate) state_dir: PathBuf,
+    pub(crate) admin_group: Option<AdminGroup>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    pub(crate) token: Option<String>,
+    tcp: Option<(tokio::net::TcpListener, PathBuf)>,
+    pub(crate) agent_tokens: Vec<(String, String)>,
+    socket: PathBuf,
+    unix: tokio::net::UnixListener,
+}
+
+/// Checks the state directory and makes the API's listeners.
+pub(crate) async fn prepare_api(config: &Config) -> Result<Api, Error> {
     let state_dir = config.state_dir.clone().unwrap_or_else(default_state_dir);
     if !state_dir.exists() {
         std::fs::create_dir_all(&state_dir).map_err(Error::Serve)?;
@@ -427,7 +453,7 @@ async fn serve(config: Config) -> Result<(), Error> {
     };
     let (token, tcp) = match config.listen {
         Some(addr) => {
-            let (token, file) = tcp_token(&config, &state_dir)?;
+            let (token, file) = tcp_token(config, &state_dir)?;
             let l = listen::bind_tcp(addr, true, tls.is_some(), config.insecure_no_tls).await?;
             (Some(token), Some((l, file)))
         }
@@ -437,8 +463,6 @@ async fn serve(config: Config) -> Result<(), Error> {
         Some(dir) => agent_tokens(dir)?,
         None => Vec::new(),
     };
-    let app_agent_tokens = agent_tokens.clone();
-    let store = Arc::new(Embedded::open(state_dir.join("store"))?);
     let socket = config
         .socket
         .clone()
@@ -454,6 +478,23 @@ async fn serve(config: Config) -> Result<(), Error> {
         admin_group.as_ref().map(|g| g.gid),
         config.allow_read_all,
     )?;
+    Ok(Api {
+        state_dir,
+        admin_group,
+        tls,
+        token,
+        tcp,
+        agent_tokens,
+        socket,
+        unix,
+    })
+}
+
+async fn serve(config: Config) -> Result<(), Error> {
+    let api_setup = prepare_api(&config).await?;
+    let state_dir = api_setup.state_dir.clone();
+    let app_agent_tokens = api_setup.agent_tokens.clone();
+    let store = Arc::new(Embedded::open(state_dir.join("store"))?);
     let member = config.member.clone().unwrap_or_else(hostname);
     let events = Arc::new(EventLog::open(state_dir.join("events.jsonl")).map_err(Error::Serve)?);
     let metrics = Arc::new(Metrics::default());
@@ -526,14 +567,48 @@ async fn serve(config: Config) -> Result<(), Error> {
         shutdown: shutdown.clone(),
         cache: controller.reader(),
         controller,
-        policy: Policy {
-            token,
-            admin_group: admin_group.clone(),
-            allow_read_all: config.allow_read_all,
-            agent_tokens,
-        },
+        policy: policy_of(&api_setup, config.allow_read_all),
         sync,
     });
+    serve_api(
+        app,
+        api_setup,
+        shutdown,
+        &format!("clusvc run: member {member}"),
+    )
+    .await?;
+    if let Some(c) = &cgroups {
+        c.remove_empty();
+    }
+    Ok(())
+}
+
+/// Who may do what through the API.
+pub(crate) fn policy_of(api: &Api, allow_read_all: bool) -> Policy {
+    Policy {
+        token: api.token.clone(),
+        admin_group: api.admin_group.clone(),
+        allow_read_all,
+        agent_tokens: api.agent_tokens.clone(),
+    }
+}
+
+/// Serves the API on its listeners until SIGINT or SIGTERM.
+pub(crate) async fn serve_api<S: clusvc_store::Store>(
+    app: Arc<App<S>>,
+    api_setup: Api,
+    shutdown: Arc<tokio::sync::Notify>,
+    what: &str,
+) -> Result<(), Error> {
+    let Api {
+        state_dir,
+        admin_group,
+        tls,
+        tcp,
+        socket,
+        unix,
+        ..
+    } = api_setup;
     let me = nix::unistd::geteuid();
     let owner = if me.is_root() {
         "root".to_string()
@@ -592,12 +667,10 @@ async fn serve(config: Config) -> Result<(), Error> {
     ));
     publish_address(&state_dir, &address).map_err(Error::Serve)?;
     let api = api.join(" and ");
-    tracing::info!(
-        "clusvc run: member {member}, state in {}, API on {api}",
-        state_dir.display(),
-    );
+    tracing::info!("{what}, state in {}, API on {api}", state_dir.display());
     eprintln!(
-        "clusvc: member {member}; API on {api}; state in {}",
+        "clusvc: {}; API on {api}; state in {}",
+        what.strip_prefix("clusvc ").unwrap_or(what),
         state_dir.display()
     );
     tokio::spawn(async move {
@@ -620,9 +693,6 @@ async fn serve(config: Config) -> Result<(), Error> {
     });
     while servers.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&socket);
-    if let Some(c) = &cgroups {
-        c.remove_empty();
-    }
     Ok(())
 }
 

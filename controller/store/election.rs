@@ -220,6 +220,81 @@ impl<S: Store> Store for Guarded<S> {
     }
 }
 
+/// The store as a server that may become the leader writes it: before it
+/// is elected (and after [`Lead::depose`]) every write fails with
+/// [`Error::NotLeader`]; once [`Lead::elect`]ed, writes are [`Guarded`] by
+/// its epoch. Reads always pass through. (A server builds its controller
+/// over this before the election, so the controller's cache is warm when
+/// it takes over.)
+#[derive(Debug)]
+pub struct Lead<S> {
+    inner: Arc<S>,
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl<S> Lead<S> {
+    /// Not the leader yet.
+    pub fn new(inner: Arc<S>) -> Self {
+        Self {
+            inner,
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Elected at `epoch`: writes are guarded by it from now on.
+    pub fn elect(&self, epoch: Revision) {
+        self.epoch.store(epoch, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// No longer the leader: every write fails.
+    pub fn depose(&self) {
+        self.epoch.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The epoch of the current term (0 when not the leader).
+    pub fn epoch(&self) -> Revision {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The store underneath.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+}
+
+impl<S: Store> Store for Lead<S> {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        self.inner.get(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
+        self.inner.list(prefix).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        match self.epoch() {
+            0 => Err(Error::NotLeader(0)),
+            epoch => Guarded::new(self.inner.clone(), epoch).txn(txn).await,
+        }
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Watch> {
+        self.inner.watch(prefix).await
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId> {
+        self.inner.grant(ttl).await
+    }
+
+    async fn keepalive(&self, lease: LeaseId) -> Result<()> {
+        self.inner.keepalive(lease).await
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        self.inner.revoke(lease).await
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -270,6 +345,31 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Arc::new(crate::embedded::Embedded::open(dir.path()).unwrap());
         failover(s).await;
+    }
+
+    #[tokio::test]
+    async fn a_server_writes_only_while_it_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(crate::embedded::Embedded::open(dir.path()).unwrap());
+        let lead = Lead::new(s.clone());
+        let err = lead.put("/e/x", b"early".to_vec()).await.unwrap_err();
+        assert!(matches!(err, Error::NotLeader(0)), "{err}");
+        let a = campaign(s.clone(), "a", Duration::from_secs(2)).await;
+        lead.elect(a.epoch);
+        lead.put("/e/x", b"leading".to_vec()).await.unwrap();
+        assert_eq!(lead.get("/e/x").await.unwrap().unwrap().value, b"leading");
+        // Another term begins (the old key gone, a new one made).
+        s.revoke(a.lease).await.unwrap();
+        let b = campaign(s.clone(), "b", Duration::from_secs(2)).await;
+        assert!(b.epoch > a.epoch);
+        let err = lead.put("/e/x", b"stale".to_vec()).await.unwrap_err();
+        assert!(matches!(err, Error::NotLeader(_)), "{err}");
+        lead.depose();
+        assert!(matches!(
+            lead.put("/e/x", b"deposed".to_vec()).await.unwrap_err(),
+            Error::NotLeader(0)
+        ));
+        assert_eq!(s.get("/e/x").await.unwrap().unwrap().value, b"leading");
     }
 
     #[tokio::test]

@@ -19,6 +19,15 @@ pub const LEASES: &str = "/clusvc/lease/member/";
 pub const WORK: &str = "/clusvc/work/";
 /// What agents did with it: `PREFIX + member + "/" + service`.
 pub const RESULTS: &str = "/clusvc/result/";
+/// The plan a controller is carrying out through remote agents:
+/// `IN_FLIGHT + SERVICE`.
+pub const IN_FLIGHT: &str = "/clusvc/inflight/";
+/// Operator requests recorded by a cluster server for the leader to carry
+/// out: `REQUESTS + SERVICE`.
+pub const REQUESTS: &str = "/clusvc/requests/";
+/// Events the leader's controller emitted, for every server to show:
+/// `EVENTS + TIME-SERVER-SEQ`.
+pub const EVENTS: &str = "/clusvc/events/";
 /// The next service ID.
 pub const NEXT_ID: &str = "/clusvc/meta/next-service-id";
 

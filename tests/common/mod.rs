@@ -452,12 +452,27 @@ pub struct Daemon {
     /// Its state directory.
     pub state: PathBuf,
     args: Vec<String>,
+    /// The command and its leading arguments (`run --member node1`).
+    head: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
     /// Starts `clusvc run --member node1` plus `extra` arguments.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_as(&["run", "--member", "node1"], extra)
+    }
+
+    /// Starts `clusvc server --name NAME --store etcd:URL` plus `extra`
+    /// arguments (a cluster server).
+    pub fn server(name: &str, etcd: &str, extra: &[&str]) -> Self {
+        Self::start_as(
+            &["server", "--name", name, "--store", &format!("etcd:{etcd}")],
+            extra,
+        )
+    }
+
+    fn start_as(head: &[&str], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let mut d = Self {
@@ -466,6 +481,7 @@ impl Daemon {
             token: String::new(),
             state,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            head: head.iter().map(|s| s.to_string()).collect(),
             _dir: Some(dir),
         };
         d.spawn();
@@ -478,7 +494,8 @@ impl Daemon {
         let address = self.state.join("address");
         let _ = std::fs::remove_file(&address);
         let child = Command::new(env!("CARGO_BIN_EXE_clusvc"))
-            .args(["run", "--member", "node1", "--listen", "127.0.0.1:0"])
+            .args(&self.head)
+            .args(["--listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(&self.state)
             .arg("--socket")
@@ -690,6 +707,123 @@ pub mod spec {
         Application {
             script: Some(path.as_ref().display().to_string()),
             ..Application::default()
+        }
+    }
+}
+
+/// A real etcd cluster of `n` members on 127.0.0.1 (free ports), its data
+/// under a temp dir; killed on drop. `None` (a reported skip) where etcd is
+/// not installed, which fails under `CI=true`.
+pub struct EtcdCluster {
+    children: Vec<Option<Child>>,
+    clients: Vec<String>,
+    peers: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until the cluster answers.
+    pub fn start(n: usize) -> Option<Self> {
+        let installed = Command::new("etcd")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            skip("etcd is not installed (Debian etcd-server)");
+            return None;
+        }
+        let clients = (0..n)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let peers = (0..n)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let mut c = Self {
+            children: (0..n).map(|_| None).collect(),
+            clients,
+            peers,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        let ok = wait_until(Duration::from_secs(30), || {
+            c.clients.iter().all(|u| {
+                ureq::get(format!("{u}/health"))
+                    .call()
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_to_string().ok())
+                    .is_some_and(|b| b.contains("\"health\":\"true\""))
+            })
+        });
+        assert!(ok, "etcd did not come up");
+        Some(c)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let cluster: Vec<String> = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(j, p)| format!("e{j}={p}"))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("e{i}.log")))
+            .unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &format!("e{i}"), "--data-dir"])
+            .arg(self.dir.path().join(format!("e{i}")))
+            .args([
+                "--listen-client-urls",
+                &self.clients[i],
+                "--advertise-client-urls",
+                &self.clients[i],
+                "--listen-peer-urls",
+                &self.peers[i],
+                "--initial-advertise-peer-urls",
+                &self.peers[i],
+                "--initial-cluster",
+                &cluster.join(","),
+                "--initial-cluster-state",
+                "new",
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[i] = Some(child);
+    }
+
+    /// The client URLs, comma-separated (for `--store etcd:...`).
+    pub fn endpoints(&self) -> String {
+        self.clients.join(",")
+    }
+
+    /// `kill -9` of member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts member `i` again (on its data).
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod operate;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod validate;
 

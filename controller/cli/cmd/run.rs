@@ -9,19 +9,15 @@ use clusvc_daemon::run::Config;
 
 use crate::app::CliError;
 
-/// Arguments of `run`.
+/// The API and controller options `run` and `server` share.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct ApiArgs {
     /// A manifests directory to keep in sync (GitOps).
     #[arg(long, value_name = "DIR")]
-    manifests: Option<PathBuf>,
+    pub(crate) manifests: Option<PathBuf>,
     /// Where the embedded store and agent state live.
     #[arg(long, value_name = "DIR", env = "CLUSVC_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// This machine's member name (declared automatically when the
-    /// manifests do not declare it).
-    #[arg(long, value_name = "NAME")]
-    member: Option<String>,
     /// The API's Unix socket [default: /run/clusvc/clusvc.sock as root,
     /// STATE-DIR/clusvc.sock otherwise].
     #[arg(long, value_name = "PATH")]
@@ -60,12 +56,24 @@ pub struct Args {
     /// Services reconciled in parallel.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Lease time-to-live of the local agent.
+    /// Lease time-to-live (`run`: of the local agent; `server`: of its
+    /// leadership).
     #[arg(long, default_value = "5s")]
     lease_ttl: Duration,
     /// Full resync interval of the manifests directory.
     #[arg(long, default_value = "30s")]
     resync: Duration,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// This machine's member name (declared automatically when the
+    /// manifests do not declare it).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
     /// Run this member's resource commands in this network namespace
     /// (`/run/netns/NAME`): for containers and tests.
     #[arg(long, value_name = "PATH")]
@@ -88,30 +96,46 @@ pub struct Args {
     ganesha_pid: Option<PathBuf>,
 }
 
+impl ApiArgs {
+    /// The daemon's configuration with these options (and no member ones).
+    pub fn config(self) -> Config {
+        Config {
+            manifests: self.manifests,
+            state_dir: self.state_dir,
+            member: None,
+            socket: self.socket,
+            admin_group: self.admin_group,
+            allow_read_all: self.allow_read_all,
+            listen: self.listen,
+            token_file: self.token_file,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            insecure_no_tls: self.insecure_no_tls,
+            agent_tokens: self.agent_tokens,
+            concurrency: self.concurrency,
+            lease_ttl: self.lease_ttl,
+            resync: self.resync,
+            member_netns: None,
+            member_mount_ns_of: None,
+            smb_conf: None,
+            samba_shares: None,
+            ganesha_exports: None,
+            ganesha_pid: None,
+        }
+    }
+}
+
 /// Runs the daemon until interrupted.
 pub fn run(args: Args) -> Result<u8, CliError> {
     clusvc_daemon::run::run(Config {
-        manifests: args.manifests,
-        state_dir: args.state_dir,
         member: args.member,
-        socket: args.socket,
-        admin_group: args.admin_group,
-        allow_read_all: args.allow_read_all,
-        listen: args.listen,
-        token_file: args.token_file,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-        insecure_no_tls: args.insecure_no_tls,
-        agent_tokens: args.agent_tokens,
-        concurrency: args.concurrency,
-        lease_ttl: args.lease_ttl,
-        resync: args.resync,
         member_netns: args.member_netns,
         member_mount_ns_of: args.member_mount_ns_of,
         smb_conf: args.smb_conf,
         samba_shares: args.samba_shares,
         ganesha_exports: args.ganesha_exports,
         ganesha_pid: args.ganesha_pid,
+        ..args.api.config()
     })
     .map(|()| 0)
     .map_err(|e| CliError {

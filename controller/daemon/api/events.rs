@@ -29,7 +29,7 @@ pub(crate) async fn get<S: Store>(
 ) -> Response {
     let recent = app
         .controller
-        .events
+        .events()
         .recent(q.service.as_deref(), q.limit.unwrap_or(200));
     let mut body = String::new();
     for e in &recent {
@@ -39,7 +39,7 @@ pub(crate) async fn get<S: Store>(
     if !q.follow {
         return ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
     }
-    let mut rx = app.controller.events.subscribe();
+    let mut rx = app.controller.events().subscribe();
     let service = q.service.clone();
     let shutdown = app.shutdown.clone();
     let (tx, mut out) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(64);

@@ -33,11 +33,25 @@ fn sync_state(s: &SyncStatus) -> &'static str {
 pub(crate) async fn healthz<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     let sync = sync_status(&app);
     let invalid = app.cache.read().invalid().clone();
+    // Which server runs the controller (cluster servers elect one).
+    let leader = app
+        .store
+        .get(clusvc_store::election::LEADER)
+        .await
+        .ok()
+        .flatten()
+        .map(|kv| {
+            json!({
+                "name": String::from_utf8_lossy(&kv.value),
+                "epoch": kv.mod_revision,
+            })
+        });
     Json(json!({
         "status": "ok",
         "syncState": sync_state(&sync),
         "sync": sync,
         "invalidServices": invalid,
+        "leader": leader,
     }))
     .into_response()
 }
@@ -90,7 +104,7 @@ pub(crate) async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Respons
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.controller.metrics.render(&states),
+        app.controller.metrics().render(&states),
     )
         .into_response()
 }

@@ -32,17 +32,53 @@ use axum::{Json, Router};
 use clusvc_core::api::{ApiError, ErrorCode, SyncStatus};
 use clusvc_store::Store;
 
-use crate::reconcile::{Controller, Reader};
+use clusvc_agent::BoxFuture;
+
+use crate::reconcile::{Controller, EventLog, Metrics, OperateError, Reader, Request as OpRequest};
 
 /// Largest request body.
 pub const MAX_BODY: usize = 16 << 20;
+
+/// What the API asks of the controller: its event log and metrics, and
+/// operator requests (carried out by this server's controller, or, on a
+/// cluster server, recorded for the leader's).
+pub trait Operations: Send + Sync {
+    /// The event log.
+    fn events(&self) -> &Arc<EventLog>;
+    /// Counters and gauges.
+    fn metrics(&self) -> &Arc<Metrics>;
+    /// Carries out (or hands on) an operator request.
+    fn operate<'a>(
+        &'a self,
+        name: &'a str,
+        request: OpRequest,
+    ) -> BoxFuture<'a, std::result::Result<(), OperateError>>;
+}
+
+impl<S: Store> Operations for Controller<S> {
+    fn events(&self) -> &Arc<EventLog> {
+        &self.events
+    }
+
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn operate<'a>(
+        &'a self,
+        name: &'a str,
+        request: OpRequest,
+    ) -> BoxFuture<'a, std::result::Result<(), OperateError>> {
+        Box::pin(Controller::operate(self, name, request))
+    }
+}
 
 /// State shared by the handlers.
 pub struct App<S: Store> {
     /// The store.
     pub store: Arc<S>,
     /// The controller (operator requests, events, metrics).
-    pub controller: Arc<Controller<S>>,
+    pub controller: Arc<dyn Operations>,
     /// What the controller knows, read-only.
     pub cache: Reader,
     /// Who may do what.

@@ -71,6 +71,7 @@ pub(crate) async fn post<S: Store>(
             }
             OperateError::Impossible(_) => fail(ErrorCode::Conflict, e.to_string()),
             OperateError::Controller(_) => fail(ErrorCode::Internal, e.to_string()),
+            OperateError::NoLeader(_) => fail(ErrorCode::Unavailable, e.to_string()),
         })?;
     Ok(Json(OperationResult {
         service: name,

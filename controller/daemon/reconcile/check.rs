@@ -18,10 +18,7 @@ impl<S: Store> Controller<S> {
         let Some(o) = c.observed.services.get(name) else {
             return Action::AwaitChange;
         };
-        let local = o
-            .member
-            .as_ref()
-            .is_some_and(|m| self.agents.contains_key(m));
+        let local = o.member.as_ref().is_some_and(|m| self.has_agent(m));
         let interval = c
             .services()
             .get(name)
@@ -46,7 +43,7 @@ impl<S: Store> Controller<S> {
                 return Ok(());
             };
             let interval = s.spec.check_interval.get();
-            let member = o.member.clone().filter(|m| self.agents.contains_key(m));
+            let member = o.member.clone().filter(|m| self.has_agent(m));
             match member {
                 Some(m)
                     if o.state == ServiceState::Running
@@ -73,7 +70,10 @@ impl<S: Store> Controller<S> {
             *due = crate::runtime::after(interval);
         }
         let spec = o.started_with.clone().unwrap_or_default();
-        let report = self.agents[&member]
+        let Some(agent) = self.agent(&member) else {
+            return Ok(());
+        };
+        let report = agent
             .check(&Self::service_ref(name, o.id, &spec), &spec)
             .await;
         for s in &report.steps {

@@ -35,6 +35,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct EventLog {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Event>,
+    /// Cluster servers: emitted events go to the store (through this), and
+    /// every server [`EventLog::ingest`]s them from there.
+    publisher: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Event>>>,
 }
 
 #[derive(Default)]
@@ -58,6 +61,7 @@ impl Default for EventLog {
         Self {
             inner: Mutex::new(Inner::default()),
             tx: broadcast::channel(1024).0,
+            publisher: Mutex::new(None),
         }
     }
 }
@@ -173,6 +177,7 @@ impl EventLog {
         Ok(Self {
             inner: Mutex::new(inner),
             tx: broadcast::channel(1024).0,
+            publisher: Mutex::new(None),
         })
     }
 
@@ -192,6 +197,18 @@ impl EventLog {
         };
         let skip = q.len().saturating_sub(limit);
         q.iter().skip(skip).map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Sends emitted events to `tx` (which records them in the store)
+    /// instead of keeping them here: they come back through
+    /// [`EventLog::ingest`], on every server alike.
+    pub fn publish_to(&self, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
+        *self.publisher.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Keeps and broadcasts an event recorded elsewhere (the store).
+    pub fn ingest(&self, event: Event) {
+        self.keep_and_send(event);
     }
 
     /// Live events from now on.
@@ -227,6 +244,16 @@ impl Events for EventLog {
         if event.at.is_none() {
             event.at = Some(now());
         }
+        if let Some(tx) = &*self.publisher.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = tx.send(event);
+            return;
+        }
+        self.keep_and_send(event);
+    }
+}
+
+impl EventLog {
+    fn keep_and_send(&self, event: Event) {
         let mut g = self.lock();
         if let Some(p) = &mut g.file {
             let mut line = serde_json::to_vec(&event).unwrap_or_default();

@@ -19,7 +19,17 @@ use clusvc_core::model::{
 use clusvc_core::plan::{self, Change, Op, ServicePlan, Step};
 use clusvc_store::{Compare, Store, Txn, Write, keys};
 
-use super::{Controller, Error, lock, now};
+use super::{Controller, Error, InFlight, lock, now};
+
+/// Whether a plan's progress is recorded (see [`InFlight`]).
+pub(super) enum Flight {
+    /// Local agents only: a restart re-probes instead.
+    Untracked,
+    /// A plan starting now.
+    New(InFlight),
+    /// A predecessor's plan, taken over.
+    Resumed(InFlight),
+}
 
 impl<S: Store> Controller<S> {
     /// Executes a plan that changes something.
@@ -75,9 +85,82 @@ impl<S: Store> Controller<S> {
         if !matches!(sp.change, Change::Forget) {
             self.record(name, Some(&during)).await?;
         }
+        // A plan that acts through remote agents is recorded, so that a
+        // controller that takes over finishes it instead of planning anew.
+        let remote = sp.steps.iter().any(|s| {
+            matches!(s, Step::Resource { member, .. }
+                if self.agent(member).is_some_and(|a| a.is_remote()))
+        });
+        let flight = remote.then(|| InFlight {
+            id: format!(
+                "{}-{}",
+                self.incarnation,
+                self.flights.fetch_add(1, Ordering::Relaxed)
+            ),
+            plan: sp.clone(),
+            done: 0,
+            before: prev.cloned(),
+        });
+        let flight = match flight {
+            Some(f) => Flight::New(f),
+            None => Flight::Untracked,
+        };
+        self.carry_out(name, sp, service, prev, during, flight)
+            .await
+    }
+
+    /// Carries out a plan's steps from `flight.done` (0 without a flight)
+    /// and records the outcome. `resumed`: a predecessor was carrying the
+    /// plan out; the batch it was at is adopted if it ran. A recorded
+    /// flight is removed however this ends.
+    pub(super) async fn carry_out(
+        &self,
+        name: &str,
+        sp: &ServicePlan,
+        service: Option<&Service>,
+        prev: Option<&ObservedService>,
+        during: ObservedService,
+        flight: Flight,
+    ) -> Result<(), Error> {
+        let (flight, resumed) = match flight {
+            Flight::Untracked => (None, false),
+            Flight::New(f) => (Some(f), false),
+            Flight::Resumed(f) => (Some(f), true),
+        };
+        let flown = flight.is_some();
+        if let Some(f) = &flight
+            && !resumed
+        {
+            self.record_flight(name, Some(f)).await?;
+        }
+        let result = self
+            .carry_out_steps(name, sp, service, prev, &during, flight, resumed)
+            .await;
+        if flown {
+            let cleared = self.record_flight(name, None).await;
+            result?;
+            cleared
+        } else {
+            result
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn carry_out_steps(
+        &self,
+        name: &str,
+        sp: &ServicePlan,
+        service: Option<&Service>,
+        prev: Option<&ObservedService>,
+        during: &ObservedService,
+        mut flight: Option<InFlight>,
+        resumed: bool,
+    ) -> Result<(), Error> {
+        let spec = service.map(|s| &s.spec);
         let svc_spec = spec.or(prev.and_then(|p| p.started_with.as_ref()));
         let sref = Self::service_ref(name, sp.id, svc_spec.unwrap_or(&ServiceSpec::default()));
-        let mut i = 0;
+        let first = flight.as_ref().map_or(0, |f| f.done);
+        let mut i = first;
         while i < sp.steps.len() {
             match &sp.steps[i] {
                 Step::AwaitLease { until, .. } => {
@@ -99,20 +182,52 @@ impl<S: Store> Controller<S> {
                         .position(|s| !matches!(s, Step::Resource { member: m, .. } if m == member))
                         .map_or(sp.steps.len(), |n| i + n);
                     let agent = self
-                        .agents
-                        .get(member)
+                        .agent(member)
                         .ok_or_else(|| Error::NoAgent(member.clone()))?;
-                    let report = agent.execute(&sref, &sp.steps[i..end]).await?;
+                    let batch = &sp.steps[i..end];
+                    let report = match &flight {
+                        Some(f) => {
+                            let work = format!("{}/{i}", f.id);
+                            // The batch a predecessor was at: its report if
+                            // it ran (waiting while it runs), never run twice.
+                            let adopted = if resumed && i == first {
+                                agent.adopt(&sref, &work).await?
+                            } else {
+                                None
+                            };
+                            match adopted {
+                                Some(report) => {
+                                    self.emit(
+                                        name,
+                                        Level::Notice,
+                                        format!(
+                                            "adopted steps {}..{end} of the previous controller's plan: they ran on {member}",
+                                            i + 1
+                                        ),
+                                    );
+                                    report
+                                }
+                                None => agent.execute_as(&sref, batch, &work).await?,
+                            }
+                        }
+                        None => agent.execute(&sref, batch).await?,
+                    };
                     for s in &report.steps {
                         self.metrics
                             .action(s.verb.as_str(), s.ok, s.elapsed.as_secs_f64());
                     }
                     if let Some(failed) = report.failed {
                         return self
-                            .record_failure(name, &during, &sp.steps[i + failed], &report, spec)
+                            .record_failure(name, during, &sp.steps[i + failed], &report, spec)
                             .await;
                     }
                     i = end;
+                    if let Some(f) = &mut flight
+                        && i < sp.steps.len()
+                    {
+                        f.done = i;
+                        self.record_flight(name, Some(f)).await?;
+                    }
                 }
             }
         }
@@ -134,6 +249,16 @@ impl<S: Store> Controller<S> {
             Level::Info,
             format!("now {}", sp.outcome.state),
         );
+        Ok(())
+    }
+
+    /// Records (or removes) the plan being carried out for `name`.
+    async fn record_flight(&self, name: &str, flight: Option<&InFlight>) -> Result<(), Error> {
+        let key = format!("{}{name}", keys::IN_FLIGHT);
+        match flight {
+            Some(f) => self.store.put(&key, keys::encode(f)).await?,
+            None => self.store.delete(&key).await?,
+        };
         Ok(())
     }
 

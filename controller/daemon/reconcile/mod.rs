@@ -32,7 +32,7 @@ use clusvc_agent::fence::Fencer;
 use clusvc_core::model::event::{Event, Level};
 use clusvc_core::model::{ObservedService, ServiceSpec, Timestamp};
 use clusvc_core::plan;
-use clusvc_store::{KeyValue, Store, keys};
+use clusvc_store::{KeyValue, Store, WatchEvent, keys};
 
 use crate::runtime::{Action, Reconciler, Runner, Scheduler, runner::backoff};
 
@@ -64,6 +64,27 @@ pub enum Error {
     },
 }
 
+/// A plan being carried out through remote agents (cluster mode),
+/// recorded under `/clusvc/inflight/SERVICE` so that a controller that
+/// takes over finishes it from where it stopped: the batch it was at is
+/// adopted if it ran (its work item is `ID/INDEX`), the rest is carried out,
+/// and nothing that succeeded is run again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    /// Names the plan's work items.
+    pub id: String,
+    /// The plan.
+    pub plan: plan::ServicePlan,
+    /// Steps carried out so far (`plan.steps[..done]`).
+    pub done: usize,
+    /// The observed record before the plan began.
+    pub before: Option<ObservedService>,
+}
+
+/// Makes the remote agent of a member.
+pub type RemoteFactory = Box<dyn Fn(&str) -> Arc<dyn Agent> + Send + Sync>;
+
 /// Controller settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -85,7 +106,16 @@ impl Default for Settings {
 /// The controller.
 pub struct Controller<S: Store> {
     store: Arc<S>,
-    agents: HashMap<String, Arc<dyn Agent>>,
+    agents: std::sync::RwLock<HashMap<String, Arc<dyn Agent>>>,
+    /// Makes the agent of a member that has none yet (cluster servers:
+    /// every declared member is reached through its remote agent).
+    remote: Option<RemoteFactory>,
+    /// Whether this controller acts (it leads); a cluster server's
+    /// controller only follows the store until it is elected.
+    leading: std::sync::atomic::AtomicBool,
+    /// Names this process's plans in flight (`INCARNATION-SEQ`).
+    incarnation: String,
+    flights: std::sync::atomic::AtomicU64,
     fencer: Arc<dyn Fencer>,
     cache: cache::Shared,
     sched: Arc<Scheduler>,
@@ -124,10 +154,22 @@ impl<S: Store> Controller<S> {
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
-            agents: agents
-                .into_iter()
-                .map(|a| (a.member().to_string(), a))
-                .collect(),
+            agents: std::sync::RwLock::new(
+                agents
+                    .into_iter()
+                    .map(|a| (a.member().to_string(), a))
+                    .collect(),
+            ),
+            remote: None,
+            leading: std::sync::atomic::AtomicBool::new(false),
+            incarnation: format!(
+                "{}-{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            ),
+            flights: std::sync::atomic::AtomicU64::new(0),
             fencer,
             cache: cache::Shared::default(),
             sched: Arc::new(Scheduler::default()),
@@ -139,6 +181,62 @@ impl<S: Store> Controller<S> {
             last_hold: Mutex::new(HashMap::new()),
             fence_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A controller for a cluster server: members are reached through
+    /// agents `remote` makes, and operator requests go through the store
+    /// to whichever server leads.
+    pub fn for_cluster(
+        store: Arc<S>,
+        remote: RemoteFactory,
+        fencer: Arc<dyn Fencer>,
+        events: Arc<EventLog>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        let mut c = Arc::into_inner(Self::new(
+            store,
+            Vec::new(),
+            fencer,
+            events,
+            metrics,
+            settings,
+        ))
+        .expect("just made");
+        c.remote = Some(remote);
+        Arc::new(c)
+    }
+
+    /// The agent of `member`: a local one, or (cluster servers) its remote
+    /// agent, made on first use.
+    pub(crate) fn agent(&self, member: &str) -> Option<Arc<dyn Agent>> {
+        if let Some(a) = self
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(member)
+        {
+            return Some(a.clone());
+        }
+        let make = self.remote.as_ref()?;
+        let a = make(member);
+        Some(
+            self.agents
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(member.to_string())
+                .or_insert(a)
+                .clone(),
+        )
+    }
+
+    fn has_agent(&self, member: &str) -> bool {
+        self.remote.is_some()
+            || self
+                .agents
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(member)
     }
 
     /// A read-only handle on what the controller knows.
@@ -200,19 +298,143 @@ impl<S: Store> Controller<S> {
     /// still up is not started twice), then runs the watch and the
     /// reconcile loop until the process ends.
     pub async fn start(self: &Arc<Self>) -> Result<(), Error> {
+        self.follow().await?;
+        self.lead().await
+    }
+
+    /// Loads the cache and keeps it current from the store, without acting
+    /// (a cluster server that does not lead serves reads from it).
+    pub async fn follow(self: &Arc<Self>) -> Result<(), Error> {
         let mut watch = self.load().await?;
-        self.reprobe().await?;
         let this = self.clone();
         tokio::spawn(async move {
             while let Some((rev, e)) = watch.events.recv().await {
+                if let (WatchEvent::Put(kv), Some(name)) =
+                    (&e, e.key().strip_prefix(keys::REQUESTS))
+                    && this.leading.load(Ordering::SeqCst)
+                {
+                    let (this, name, kv) = (this.clone(), name.to_string(), kv.clone());
+                    tokio::spawn(async move { this.take_request(&name, &kv).await });
+                    continue;
+                }
                 let touched = this.cache.write().event(rev, &e);
                 this.wake(touched);
             }
+            tracing::error!("the store's watch ended: the controller's view is no longer current");
         });
+        Ok(())
+    }
+
+    /// Starts acting: re-probes what runs on local members, carries out
+    /// operator requests recorded meanwhile, and runs the reconcile loop
+    /// until the process ends.
+    pub async fn lead(self: &Arc<Self>) -> Result<(), Error> {
+        self.reprobe().await?;
+        self.resume_flights().await?;
+        self.leading.store(true, Ordering::SeqCst);
+        let (pending, _) = self.store.list(keys::REQUESTS).await?;
+        for kv in pending {
+            if let Some(name) = kv.key.strip_prefix(keys::REQUESTS) {
+                let (this, name) = (self.clone(), name.to_string());
+                tokio::spawn(async move { this.take_request(&name, &kv).await });
+            }
+        }
         self.wake(Touched::All);
         let runner = Runner::new(self.sched.clone(), self.settings.concurrency);
         tokio::spawn(runner.run(self.clone()));
         Ok(())
+    }
+
+    /// Finishes the plans a predecessor was carrying out through remote
+    /// agents (each in its own task, holding its service's lock, so the
+    /// reconcile loop plans it only afterwards).
+    async fn resume_flights(self: &Arc<Self>) -> Result<(), Error> {
+        let (flights, _) = self.store.list(keys::IN_FLIGHT).await?;
+        for kv in flights {
+            let Some(name) = kv.key.strip_prefix(keys::IN_FLIGHT).map(str::to_string) else {
+                continue;
+            };
+            let Some(flight) = keys::decode::<InFlight>(&kv.key, &kv.value) else {
+                continue;
+            };
+            let guard = self.lock_for(&name).lock_owned().await;
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                let (service, during) = {
+                    let c = this.cache.read();
+                    (
+                        c.services().get(&name).cloned(),
+                        c.observed.services.get(&name).cloned(),
+                    )
+                };
+                let Some(during) = during else { return };
+                let plan = flight.plan.clone();
+                let before = flight.before.clone();
+                this.emit_with_id(
+                    &name,
+                    plan.id,
+                    Level::Notice,
+                    format!(
+                        "resuming the previous controller's plan ({}) after its first {} of {} steps",
+                        plan.reason,
+                        flight.done,
+                        plan.steps.len()
+                    ),
+                );
+                if let Err(e) = this
+                    .carry_out(
+                        &name,
+                        &plan,
+                        service.as_ref(),
+                        before.as_ref(),
+                        during,
+                        execute::Flight::Resumed(flight),
+                    )
+                    .await
+                {
+                    this.emit(
+                        &name,
+                        Level::Warning,
+                        format!("the previous controller's plan could not be finished: {e}; planning again"),
+                    );
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Carries out an operator request another server recorded (cluster
+    /// mode), once: it is deleted (guarded) before it is carried out.
+    async fn take_request(&self, name: &str, kv: &KeyValue) {
+        let Ok(request) = serde_json::from_slice::<Request>(&kv.value) else {
+            tracing::warn!("ignoring an unreadable operator request for {name}");
+            let _ = self.store.delete(&kv.key).await;
+            return;
+        };
+        let taken = self
+            .store
+            .txn(clusvc_store::Txn {
+                compare: vec![clusvc_store::Compare::ModRevision(
+                    kv.key.clone(),
+                    kv.mod_revision,
+                )],
+                success: vec![clusvc_store::Write::Delete {
+                    key: kv.key.clone(),
+                }],
+                failure: vec![],
+            })
+            .await;
+        if !taken.is_ok_and(|t| t.succeeded) {
+            return;
+        }
+        if let Err(e) = self.operate(name, request.clone()).await {
+            self.emit(
+                name,
+                Level::Warning,
+                format!("operator request ({request}) not carried out: {e}"),
+            );
+        }
     }
 
     /// Loads the cache from a snapshot of the store; returns the watch
@@ -356,7 +578,12 @@ impl<S: Store> Controller<S> {
 
     /// Agents' members.
     pub fn local_members(&self) -> Vec<String> {
-        self.agents.keys().cloned().collect()
+        self.agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 

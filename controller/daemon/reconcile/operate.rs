@@ -12,7 +12,8 @@ use clusvc_store::Store;
 use super::{Controller, Error};
 
 /// An operator request on a service's observed record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", tag = "op", content = "to")]
 pub enum Request {
     /// Move it, to a member or the best other one.
     Relocate(Option<String>),
@@ -54,6 +55,12 @@ pub enum OperateError {
     /// Recording it failed.
     #[error(transparent)]
     Controller(#[from] Error),
+    /// (Cluster servers) no leader took the request in time; it stays
+    /// recorded and the next leader carries it out.
+    #[error(
+        "no controller took the request within {0:?} (is a server elected?); it stays recorded and the next leader carries it out"
+    )]
+    NoLeader(std::time::Duration),
 }
 
 impl<S: Store> Controller<S> {
@@ -110,6 +117,20 @@ impl<S: Store> Controller<S> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Checks a request against what this controller knows now (a
+    /// cluster server, before it hands the request to the leader).
+    pub(crate) fn precheck(&self, name: &str, request: &Request) -> Result<(), OperateError> {
+        let o = self
+            .cache
+            .read()
+            .observed
+            .services
+            .get(name)
+            .cloned()
+            .ok_or_else(|| OperateError::NotFound(name.to_string()))?;
+        self.check_request(name, &o, request)
     }
 
     /// Records an operator request on a service and wakes it.

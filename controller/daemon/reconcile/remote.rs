@@ -51,14 +51,69 @@ impl<S: Store> RemoteAgent<S> {
         self
     }
 
-    async fn run(&self, svc: &ServiceRef, task: Task, limit: Duration) -> Result<Outcome, Error> {
-        let unreachable = || Error::Unreachable(self.member.clone());
-        let epoch = self.epoch.load(Ordering::Relaxed);
-        let id = format!(
-            "{epoch}-{}-{}",
+    fn next_id(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            self.epoch.load(Ordering::Relaxed),
             self.incarnation,
             self.seq.fetch_add(1, Ordering::Relaxed)
-        );
+        )
+    }
+
+    async fn run(&self, svc: &ServiceRef, task: Task, limit: Duration) -> Result<Outcome, Error> {
+        self.run_as(svc, task, limit, self.next_id()).await
+    }
+
+    /// The outcome of item `id` for `svc`, if it is the one issued now:
+    /// recorded already, or awaited while the agent runs it.
+    async fn adopt_item(
+        &self,
+        svc: &ServiceRef,
+        id: &str,
+        limit: Duration,
+    ) -> Result<Option<Outcome>, Error> {
+        let unreachable = || Error::Unreachable(self.member.clone());
+        let work_key = format!("{}{}/{}", keys::WORK, self.member, svc.name);
+        let result_key = format!("{}{}/{}", keys::RESULTS, self.member, svc.name);
+        let lease_key = format!("{}{}", keys::LEASES, self.member);
+        let mut watch = self
+            .store
+            .watch(&result_key)
+            .await
+            .map_err(|_| unreachable())?;
+        let issued = self
+            .store
+            .get(&work_key)
+            .await
+            .map_err(|_| unreachable())?
+            .and_then(|kv| serde_json::from_slice::<WorkItem>(&kv.value).ok());
+        if issued.is_none_or(|w| w.id != id) {
+            return Ok(None);
+        }
+        let recorded = watch
+            .initial
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<WorkDone>(&kv.value).ok())
+            .find(|d| d.id == id);
+        let outcome = match recorded {
+            Some(d) => d.outcome,
+            None => {
+                self.wait(id, &result_key, &lease_key, &mut watch, limit)
+                    .await?
+            }
+        };
+        Ok(Some(outcome))
+    }
+
+    async fn run_as(
+        &self,
+        svc: &ServiceRef,
+        task: Task,
+        limit: Duration,
+        id: String,
+    ) -> Result<Outcome, Error> {
+        let unreachable = || Error::Unreachable(self.member.clone());
+        let epoch = self.epoch.load(Ordering::Relaxed);
         let item = WorkItem {
             id: id.clone(),
             epoch,
@@ -188,12 +243,25 @@ impl<S: Store> Agent for RemoteAgent<S> {
         steps: &'a [Step],
     ) -> BoxFuture<'a, Result<RunReport, Error>> {
         Box::pin(async move {
+            let id = self.next_id();
+            self.execute_as(svc, steps, &id).await
+        })
+    }
+
+    fn execute_as<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        steps: &'a [Step],
+        work: &'a str,
+    ) -> BoxFuture<'a, Result<RunReport, Error>> {
+        Box::pin(async move {
             let spec = self.spec_of(&svc.name).await;
             let task = Task::Execute {
                 steps: steps.to_vec(),
                 spec,
             };
-            match self.run(svc, task, limit_for(svc, steps.len())).await? {
+            let limit = limit_for(svc, steps.len());
+            match self.run_as(svc, task, limit, work.to_string()).await? {
                 Outcome::Report { report } => Ok(report),
                 Outcome::Probe { .. } => Err(Error::Unreachable(self.member.clone())),
                 Outcome::Failed { message } => {
@@ -203,6 +271,30 @@ impl<S: Store> Agent for RemoteAgent<S> {
                     );
                     Err(Error::Unreachable(self.member.clone()))
                 }
+            }
+        })
+    }
+
+    fn adopt<'a>(
+        &'a self,
+        svc: &'a ServiceRef,
+        work: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RunReport>, Error>> {
+        Box::pin(async move {
+            // Bounded as the item itself was (its steps are not known here:
+            // a generous count).
+            let limit = limit_for(svc, 64);
+            match self.adopt_item(svc, work, limit).await? {
+                Some(Outcome::Report { report }) => Ok(Some(report)),
+                Some(Outcome::Failed { message }) => {
+                    tracing::info!(
+                        "{work} for {} was not run by the agent of {}: {message}",
+                        svc.name,
+                        self.member
+                    );
+                    Ok(None)
+                }
+                Some(Outcome::Probe { .. }) | None => Ok(None),
             }
         })
     }

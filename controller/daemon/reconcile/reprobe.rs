@@ -3,6 +3,8 @@
 
 use clusvc_core::model::event::Level;
 use clusvc_core::model::{ObservedService, ResourceStatus, ServiceSpec, ServiceState};
+use std::sync::Arc;
+
 use clusvc_store::Store;
 
 use super::{Controller, Error};
@@ -11,7 +13,14 @@ impl<S: Store> Controller<S> {
     /// Waits for actions a crashed predecessor left running, then probes
     /// every service recorded on a local member and records what is up.
     pub(super) async fn reprobe(&self) -> Result<(), Error> {
-        for agent in self.agents.values() {
+        let agents: Vec<Arc<dyn clusvc_agent::Agent>> = self
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for agent in agents {
             agent.settle().await;
         }
         let todo: Vec<(String, ObservedService, ServiceSpec)> = {
@@ -23,7 +32,7 @@ impl<S: Store> Controller<S> {
                     // Remote agents probe their own member when they start.
                     o.member
                         .as_ref()
-                        .and_then(|m| self.agents.get(m))
+                        .and_then(|m| self.agent(m))
                         .is_some_and(|a| !a.is_remote())
                         && !matches!(o.state, ServiceState::Stopped | ServiceState::Disabled)
                 })
@@ -38,7 +47,7 @@ impl<S: Store> Controller<S> {
         };
         for (name, mut o, spec) in todo {
             let member = o.member.clone().expect("filtered");
-            let agent = &self.agents[&member];
+            let agent = self.agent(&member).expect("filtered");
             let statuses = agent
                 .probe(&Self::service_ref(&name, o.id, &spec), &spec)
                 .await;

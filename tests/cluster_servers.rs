@@ -1,0 +1,315 @@
+//! Cluster servers on a real etcd (`clusvc server --store etcd:...`): every
+//! server serves the API and the members' agents, one elected server runs
+//! the controller, and when it dies another takes over and finishes what
+//! it was doing without running a step twice.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Daemon, EtcdCluster, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusvc");
+const T: Duration = Duration::from_secs(30);
+
+/// A process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A token directory with node2's and node3's agent tokens.
+fn tokens(dir: &Path) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for m in ["node2", "node3"] {
+        let t = tokens.join(format!("{m}.token"));
+        std::fs::write(&t, format!("{m}-agent-secret\n")).unwrap();
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    tokens
+}
+
+/// Two servers on `etcd`, with a 2 s leadership lease.
+fn servers(etcd: &EtcdCluster, tokens: &Path) -> Vec<Daemon> {
+    ["s1", "s2"]
+        .iter()
+        .map(|n| {
+            Daemon::server(
+                n,
+                &etcd.endpoints(),
+                &[
+                    "--agent-tokens",
+                    tokens.to_str().unwrap(),
+                    "--lease-ttl",
+                    "2s",
+                ],
+            )
+        })
+        .collect()
+}
+
+/// The name of the server that leads, as `server` sees it.
+fn leader(server: &Daemon) -> Option<String> {
+    let h = server.get_json("/healthz");
+    h["leader"]["name"].as_str().map(str::to_string)
+}
+
+/// The index in `servers` of the leader, once there is one.
+fn wait_leader(servers: &[Daemon], names: &[&str]) -> usize {
+    let mut found = None;
+    assert!(
+        wait_until(T, || {
+            found = leader(&servers[0])
+                .and_then(|l| names.iter().position(|n| *n == l))
+                .filter(|&i| servers[i].pid() != 0);
+            found.is_some()
+        }),
+        "no server was elected"
+    );
+    found.unwrap()
+}
+
+/// `clusvc agent` for `member` through every server.
+fn agent(dir: &Path, tokens: &Path, member: &str, servers: &[&Daemon]) -> Proc {
+    let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+    Proc(
+        Command::new(BIN)
+            .args(["agent", "--member", member, "--lease-ttl", "2s", "--server"])
+            .arg(urls.join(","))
+            .arg("--token-file")
+            .arg(tokens.join(format!("{member}.token")))
+            .arg("--state-dir")
+            .arg(dir.join(format!("agent-{member}")))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("agent-{member}.log")))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Members node2 and node3, and service `web` preferring node2 then node3,
+/// with two applications; every start and stop is logged to `actions` as
+/// `MEMBER VERB APP`. The second application's start on node3 waits
+/// (bounded) for the file `go`.
+fn manifest(dir: &Path) -> PathBuf {
+    let actions = dir.join("actions");
+    let go = dir.join("go");
+    let mut scripts = Vec::new();
+    for app in ["one", "two"] {
+        let wait = if app == "two" {
+            format!(
+                "if [ \"$CLUSVC_MEMBER\" = node3 ]; then for i in $(seq 400); do [ -e {g} ] && break; sleep 0.05; done; fi; ",
+                g = go.display()
+            )
+        } else {
+            String::new()
+        };
+        scripts.push(common::script(
+            dir,
+            &format!("{app}_app"),
+            &format!(
+                "app() {{ up={d}/up.$CLUSVC_MEMBER.{app}; case $1 in start) echo \"$CLUSVC_MEMBER start {app} begin\" >> {a}; {wait}touch $up; echo \"$CLUSVC_MEMBER start {app}\" >> {a};; stop) rm -f $up; echo \"$CLUSVC_MEMBER stop {app}\" >> {a};; status) [ -e $up ];; esac; }}\n",
+                d = dir.display(),
+                a = actions.display(),
+            ),
+        ));
+    }
+    let f = dir.join("web.yaml");
+    let mut text = String::new();
+    for m in ["node2", "node3"] {
+        text.push_str(&format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: {m}\nspec: {{}}\n---\n"
+        ));
+    }
+    std::fs::write(dir.join("members.yaml"), &text).unwrap();
+    text.push_str(&format!(
+        "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  timeout: 30s\n  checkInterval: 1s\n  placement: {{members: [node2, node3], failback: false}}\n  applications:\n    - script: {}\n    - script: {}\n",
+        scripts[0].display(),
+        scripts[1].display()
+    ));
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+/// Declares node2 and node3 through `server` and waits until both agents
+/// hold their leases (so that placement is decided with both alive).
+fn declare_members(dir: &Path, server: &Daemon) {
+    let (code, _, err) = server.run(&[
+        "apply",
+        "-f",
+        dir.join("members.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_until(T, || {
+        ["node2", "node3"]
+            .iter()
+            .all(|m| server.get_json(&format!("/v1/members/{m}"))["state"] == "alive")
+    }));
+}
+
+fn actions(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("actions"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn count(dir: &Path, line: &str) -> usize {
+    actions(dir).iter().filter(|l| *l == line).count()
+}
+
+fn runs_on(d: &Daemon, member: &str) -> bool {
+    d.service("web")
+        .is_some_and(|s| s["state"] == "running" && s["member"] == member)
+}
+
+fn logs(dir: &Path, servers: &[Daemon]) -> String {
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!(
+            "--- {}\n{}",
+            s.log_path().display(),
+            std::fs::read_to_string(s.log_path()).unwrap_or_default()
+        ));
+    }
+    for m in ["node2", "node3"] {
+        out.push_str(&format!(
+            "--- agent {m}\n{}",
+            std::fs::read_to_string(dir.join(format!("agent-{m}.log"))).unwrap_or_default()
+        ));
+    }
+    out.push_str(&format!("--- actions\n{}\n", actions(dir).join("\n")));
+    out
+}
+
+/// Two servers, one controller: what is applied through one is run by the
+/// leader's controller; reads, events and operator requests work through
+/// either server.
+#[test]
+fn two_servers_share_one_controller_and_either_takes_requests() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    let l = wait_leader(&servers, &["s1", "s2"]);
+    let follower = &servers[1 - l];
+    let _a2 = agent(dir.path(), &tokens, "node2", &[&servers[0], &servers[1]]);
+    let _a3 = agent(dir.path(), &tokens, "node3", &[&servers[1], &servers[0]]);
+    let f = manifest(dir.path());
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    declare_members(dir.path(), follower);
+    // Applied through the follower: the leader runs it.
+    let (code, _, err) = follower.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(&servers[0], "node2")
+            && runs_on(&servers[1], "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    // An operator request through the follower is carried out by the
+    // leader.
+    let (code, out, err) = follower.run(&["relocate", "web", "--to", "node3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(T, || runs_on(follower, "node3")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    // The leader's events are shown by both servers.
+    for s in &servers {
+        let events = s.events("web");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("operator: relocate to node3")),
+            "{events:?}"
+        );
+    }
+    assert_eq!(count(dir.path(), "node2 start one"), 1);
+    assert_eq!(count(dir.path(), "node3 start one"), 1);
+}
+
+/// `kill -9` of the leading server in the middle of a relocation: the other
+/// server is elected within the lease, adopts the step that was running,
+/// finishes the relocation, and no step that had succeeded runs again.
+#[test]
+fn a_controller_killed_mid_relocation_is_replaced_and_no_step_runs_twice() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let mut servers = servers(&etcd, &tokens);
+    let l = wait_leader(&servers, &["s1", "s2"]);
+    let _a2 = agent(dir.path(), &tokens, "node2", &[&servers[0], &servers[1]]);
+    let _a3 = agent(dir.path(), &tokens, "node3", &[&servers[0], &servers[1]]);
+    let f = manifest(dir.path());
+    declare_members(dir.path(), &servers[l]);
+    let (code, _, err) = servers[l].run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(&servers[l], "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    let (code, out, err) = servers[l].run(&["relocate", "web", "--to", "node3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // node2 stopped it; node3 has started `one` and is in `two`'s start.
+    assert!(
+        wait_until(T, || count(dir.path(), "node3 start two begin") == 1),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    servers[l].kill9();
+    let survivor = 1 - l;
+    let names = ["s1", "s2"];
+    assert!(
+        wait_until(T, || leader(&servers[survivor]).as_deref()
+            == Some(names[survivor])),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    assert!(
+        wait_until(T, || runs_on(&servers[survivor], "node3")),
+        "{:?}\n{}",
+        servers[survivor].service("web"),
+        logs(dir.path(), &servers)
+    );
+    let all = logs(dir.path(), &servers);
+    for line in [
+        "node2 start one",
+        "node2 start two",
+        "node2 stop two",
+        "node2 stop one",
+        "node3 start one",
+        "node3 start two begin",
+        "node3 start two",
+    ] {
+        assert_eq!(count(dir.path(), line), 1, "{line}\n{all}");
+    }
+    let events = servers[survivor].events("web");
+    assert!(
+        events.iter().any(|e| e.contains("adopted steps")),
+        "{events:?}\n{all}"
+    );
+}
