@@ -149,11 +149,7 @@ fn manifest(dir: &Path) -> PathBuf {
 /// Declares node2 and node3 through `server` and waits until both agents
 /// hold their leases (so that placement is decided with both alive).
 fn declare_members(dir: &Path, server: &Daemon) {
-    let (code, _, err) = server.run(&[
-        "apply",
-        "-f",
-        dir.join("members.yaml").to_str().unwrap(),
-    ]);
+    let (code, _, err) = server.run(&["apply", "-f", dir.join("members.yaml").to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(wait_until(T, || {
         ["node2", "node3"]

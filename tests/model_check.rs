@@ -62,23 +62,49 @@ fn no_two_members_run_a_service_with_the_documented_timing() {
     if !tools_present() {
         return;
     }
-    // The defaults of the model: TTL 4, MARGIN 1, STOP 1, DRIFT 1, GRACE 4.
-    let report = check(&[]);
-    assert!(report.contains("errors: 0"), "{report}");
-    assert!(
-        !report.contains("assertion violated") && !report.contains("violated"),
-        "{report}"
-    );
-    // Exhaustive: pan ran out of nothing.
-    assert!(!report.contains("max search depth too small"), "{report}");
+    // The defaults of the model: TTL 4, MARGIN 1, STOP 1, DRIFT 1, GRACE 4;
+    // and the ratios clusvc ships: the agent gives up at half its lease
+    // (MARGIN = TTL/2), its stop is bounded by a quarter (STOP = TTL/4),
+    // it renews about every fifth, with a drift of an eighth of the lease
+    // (far more than real clocks) the bound asks for GRACE 2.
+    for defines in [&[][..], SHIPPED] {
+        let report = check(defines);
+        assert!(report.contains("errors: 0"), "{defines:?}: {report}");
+        assert!(
+            !report.contains("assertion violated") && !report.contains("violated"),
+            "{defines:?}: {report}"
+        );
+        // Exhaustive: pan ran out of nothing.
+        assert!(
+            !report.contains("max search depth too small"),
+            "{defines:?}: {report}"
+        );
+    }
 }
+
+/// The shipped ratios in ticks: TTL 8, MARGIN 4, STOP 2, RENEW 2, GRACE 2.
+const SHIPPED: &[(&str, u32)] = &[
+    ("TTL", 8),
+    ("RENEW", 2),
+    ("MARGIN", 4),
+    ("STOP", 2),
+    ("GRACE", 2),
+    ("TMAX", 20),
+];
 
 #[test]
 fn one_tick_short_of_the_bound_the_checker_finds_two_owners() {
     if !tools_present() {
         return;
     }
-    for defines in [&[("GRACE", 3)][..], &[("GRACE", 4), ("MARGIN", 0)][..]] {
+    let mut shipped_short = SHIPPED.to_vec();
+    shipped_short.retain(|(k, _)| *k != "GRACE");
+    shipped_short.push(("GRACE", 1));
+    for defines in [
+        &[("GRACE", 3)][..],
+        &[("GRACE", 4), ("MARGIN", 0)][..],
+        &shipped_short[..],
+    ] {
         let report = check(defines);
         assert!(
             report.contains("assertion violated") && !report.contains("errors: 0"),

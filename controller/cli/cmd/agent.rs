@@ -11,7 +11,7 @@
 //! stays passive until it holds a lease again.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,8 +123,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         )));
     }
     // The agent gives up this much before the lease could expire.
-    let margin = (ttl / 5).max(Duration::from_millis(200));
-    let every = ttl / 3;
+    // (The timing argument is in docs/cluster.md: the agent gives up half
+    // its lease early, and its stop is bounded by a quarter of it, so it
+    // has stopped before the lease can expire and the controller acts.)
+    let margin = ttl / 2;
+    let every = (ttl / 5).max(Duration::from_millis(100));
     let conn = Conn {
         server: None,
         token_file: Some(args.token_file.clone()),
@@ -157,6 +160,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let agent_id = agent_id(&exec.host().state_dir)?;
     let running: Running = Arc::new(Mutex::new(load_running(&running_file)));
     let deadline_file = exec.host().state_dir.join("deadline");
+    record_cgroups(exec.as_ref());
     spawn_watchdog(&args, &exec.host().state_dir);
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
     {
@@ -167,6 +171,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             exec: exec.clone(),
             running: running.clone(),
             file: running_file.clone(),
+            budget: stop_budget(ttl),
         };
         std::thread::spawn(move || watchdog(&state, &member, ttl - margin, &fence));
     }
@@ -185,6 +190,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             exec: exec.clone(),
             running: running.clone(),
             file: running_file.clone(),
+            budget: stop_budget(ttl),
         };
         let worker = Worker {
             fence,
@@ -337,6 +343,8 @@ fn spawn_watchdog(args: &Args, state: &std::path::Path) {
     let spawned = std::process::Command::new(exe)
         .args(["watchdog", "--member", &args.member, "--state-dir"])
         .arg(root)
+        .arg("--lease-ttl")
+        .arg(args.lease_ttl.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)
@@ -379,12 +387,41 @@ fn executor(args: &Args) -> Result<Executor, CliError> {
     Ok(Executor::new(Arc::new(host), Arc::new(LogEvents)))
 }
 
+/// How long a self-fencing stop may take before what it has not stopped is
+/// killed: a quarter of the lease (see docs/cluster.md).
+fn stop_budget(ttl: Duration) -> Duration {
+    ttl / 4
+}
+
+/// Records the cgroup this agent's actions run under (in
+/// `STATE/cgroups`), so that a fence, the watchdog's after this agent died
+/// included, can kill what they started.
+fn record_cgroups(exec: &Executor) {
+    let Some(c) = &exec.host().ns.cgroups else {
+        return;
+    };
+    let file = exec.host().state_dir.join("cgroups");
+    let mut known: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| Path::new(l).exists())
+        .map(str::to_string)
+        .collect();
+    let mine = c.parent().display().to_string();
+    if !known.contains(&mine) {
+        known.push(mine);
+    }
+    write_synced(&file, known.join("\n").as_bytes());
+}
+
 /// What self-fencing needs: stop everything this agent started.
 struct Fence {
     rt: tokio::runtime::Handle,
     exec: Arc<Executor>,
     running: Running,
     file: PathBuf,
+    /// The stop's time budget: then what is left is killed.
+    budget: Duration,
 }
 
 impl Fence {
@@ -400,19 +437,75 @@ impl Fence {
         if services.is_empty() {
             return;
         }
-        for (svc, spec) in services.into_values() {
-            let report = self.rt.block_on(self.exec.stop(&svc, &spec));
-            if report.ok() {
-                tracing::warn!("self-fencing {member}: stopped {}", svc.name);
-            } else {
-                tracing::error!(
-                    "self-fencing {member}: stopping {} failed: {}",
-                    svc.name,
-                    report.reason().unwrap_or("")
-                );
+        // Every service at once, each in stop order, within the budget.
+        let all = async {
+            let mut stops = tokio::task::JoinSet::new();
+            for (svc, spec) in services.values().cloned() {
+                let (exec, member) = (self.exec.clone(), member.to_string());
+                stops.spawn(async move {
+                    let report = exec.stop(&svc, &spec).await;
+                    if report.ok() {
+                        tracing::warn!("self-fencing {member}: stopped {}", svc.name);
+                    } else {
+                        tracing::error!(
+                            "self-fencing {member}: stopping {} failed: {}",
+                            svc.name,
+                            report.reason().unwrap_or("")
+                        );
+                    }
+                });
             }
+            while stops.join_next().await.is_some() {}
+        };
+        if self
+            .rt
+            .block_on(async { tokio::time::timeout(self.budget, all).await })
+            .is_err()
+        {
+            tracing::error!(
+                "self-fencing {member}: the stop took longer than {:?}; killing every process the agent's actions started and removing the services' addresses",
+                self.budget
+            );
+            self.rt.block_on(self.hard_stop(&services));
         }
         save_running(&self.file, &BTreeMap::new());
+    }
+}
+
+impl Fence {
+    /// What a stop that overran its budget leaves is ended by force: every
+    /// process in the action cgroups of this agent's incarnations is
+    /// killed, and the services' IP addresses are removed (mounts and
+    /// exports cannot be forced safely: a `fencing` command covers them).
+    async fn hard_stop(&self, services: &BTreeMap<String, (ServiceRef, ServiceSpec)>) {
+        let file = self.exec.host().state_dir.join("cgroups");
+        let parents = std::fs::read_to_string(&file).unwrap_or_default();
+        for parent in parents.lines().map(Path::new) {
+            let Ok(children) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                clusvc_agent::resources::sys::cgroup::kill_path(
+                    &child.path(),
+                    Duration::from_secs(1),
+                )
+                .await;
+            }
+        }
+        for (svc, spec) in services.values() {
+            for r in spec.resources() {
+                if let clusvc_core::model::ResourceRef::Ip(_) = r {
+                    let rep = self.exec.act(svc, r, Verb::Stop).await;
+                    if !rep.ok {
+                        tracing::error!(
+                            "self-fencing: cannot remove {}: {}",
+                            rep.resource,
+                            rep.reason.unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -535,6 +628,9 @@ pub struct WatchdogArgs {
     /// The agent's state directory.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
+    /// The agent's lease time to live (the stop's budget is a quarter).
+    #[arg(long, default_value = "5s")]
+    lease_ttl: clusvc_core::model::Duration,
 }
 
 /// The watchdog: a process apart from the agent, so that `kill -9` of the
@@ -564,6 +660,7 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
         exec,
         running: Arc::default(),
         file: dir.join("running.json"),
+        budget: stop_budget(args.lease_ttl.get()),
     };
     let deadline_file = dir.join("deadline");
     let agent_lock_file = dir.join("agent.lock");

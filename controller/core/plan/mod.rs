@@ -45,9 +45,13 @@ pub fn retry_backoff(attempts: usize) -> crate::model::Duration {
 }
 
 /// How long after a dead member's lease expired its services may start
-/// elsewhere when it has no fencing (the agent self-fences at expiry; the
-/// grace covers clock skew and a slow stop).
-pub const LEASE_GRACE: crate::model::Duration = crate::model::Duration::from_secs(5);
+/// elsewhere when it has no fencing. An agent gives up half its lease
+/// before the lease can expire and its stop is bounded by a quarter of the
+/// lease (then what is left is killed), so it has stopped a quarter of the
+/// lease before the expiry; the grace is slack on top for clock-rate drift
+/// and the watchdog's tick (the argument and its model check are in
+/// docs/cluster.md).
+pub const LEASE_GRACE: crate::model::Duration = crate::model::Duration::from_millis(250);
 
 /// The plan for the whole cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
