@@ -100,6 +100,8 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+pub mod lan;
+
 /// A network namespace, deleted on drop.
 pub struct Netns {
     /// Its name (`ip netns`).
@@ -454,6 +456,8 @@ pub struct Daemon {
     args: Vec<String>,
     /// The command and its leading arguments (`run --member node1`).
     head: Vec<String>,
+    /// `--listen` (default `127.0.0.1:0`).
+    listen: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -472,7 +476,21 @@ impl Daemon {
         )
     }
 
+    /// [`Daemon::server`] listening on `listen` (an address other
+    /// namespaces reach; `extra` says how, e.g. `--insecure-no-tls`).
+    pub fn server_on(name: &str, etcd: &str, listen: &str, extra: &[&str]) -> Self {
+        Self::start_listening(
+            &["server", "--name", name, "--store", &format!("etcd:{etcd}")],
+            listen,
+            extra,
+        )
+    }
+
     fn start_as(head: &[&str], extra: &[&str]) -> Self {
+        Self::start_listening(head, "127.0.0.1:0", extra)
+    }
+
+    fn start_listening(head: &[&str], listen: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let mut d = Self {
@@ -482,6 +500,7 @@ impl Daemon {
             state,
             args: extra.iter().map(|s| s.to_string()).collect(),
             head: head.iter().map(|s| s.to_string()).collect(),
+            listen: listen.to_string(),
             _dir: Some(dir),
         };
         d.spawn();
@@ -495,7 +514,7 @@ impl Daemon {
         let _ = std::fs::remove_file(&address);
         let child = Command::new(env!("CARGO_BIN_EXE_clusvc"))
             .args(&self.head)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &self.listen])
             .arg("--state-dir")
             .arg(&self.state)
             .arg("--socket")
