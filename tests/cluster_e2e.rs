@@ -77,6 +77,10 @@ fn agent(d: &Daemon, token: &Path, log: &Path) -> Proc {
             .arg(format!("http://127.0.0.1:9,{}", d.url))
             .arg("--token-file")
             .arg(token)
+            // Its own state, beside its log (not the default one, which
+            // tests running at the same time would share).
+            .arg("--state-dir")
+            .arg(log.with_file_name("agent-state"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()

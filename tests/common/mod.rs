@@ -100,6 +100,7 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+pub mod cluster;
 pub mod lan;
 
 /// A network namespace, deleted on drop.

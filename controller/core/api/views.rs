@@ -122,4 +122,8 @@ pub struct MemberView {
     pub services: usize,
     /// The desired object.
     pub desired: Member,
+    /// What is observed of it: when its lease expired, fencing, a run-time
+    /// standby.
+    #[serde(default)]
+    pub observed: crate::model::ObservedMember,
 }

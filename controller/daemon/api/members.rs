@@ -34,6 +34,7 @@ fn views(c: &Cache, only: Option<&str>) -> Vec<MemberView> {
                     .filter(|o| o.member.as_deref() == Some(name))
                     .count(),
                 desired: m.clone(),
+                observed: om,
             }
         })
         .collect()

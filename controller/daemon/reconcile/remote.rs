@@ -22,6 +22,9 @@ pub struct RemoteAgent<S: Store> {
     seq: AtomicU64,
     incarnation: String,
     epoch: Arc<AtomicU64>,
+    /// The member's lease as a watch of the store sees it (made on first
+    /// use), so a wait ends as soon as the lease goes.
+    lease: tokio::sync::OnceCell<tokio::sync::watch::Receiver<Option<u64>>>,
 }
 
 impl<S: Store> RemoteAgent<S> {
@@ -39,7 +42,38 @@ impl<S: Store> RemoteAgent<S> {
                     .map_or(0, |d| d.as_millis())
             ),
             epoch: Arc::default(),
+            lease: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The member's lease, kept current by a watch of its key.
+    async fn lease_watch(&self) -> Option<tokio::sync::watch::Receiver<Option<u64>>> {
+        let key = format!("{}{}", keys::LEASES, self.member);
+        self.lease
+            .get_or_try_init(|| async {
+                let mut w = self.store.watch(&key).await?;
+                let now = w
+                    .initial
+                    .iter()
+                    .find(|kv| kv.key == key)
+                    .and_then(|kv| kv.lease);
+                let (tx, rx) = tokio::sync::watch::channel(now);
+                tokio::spawn(async move {
+                    while let Some((_, e)) = w.events.recv().await {
+                        let lease = match &e {
+                            WatchEvent::Put(kv) => kv.lease,
+                            WatchEvent::Delete(_) => None,
+                        };
+                        if tx.send(lease).is_err() {
+                            return;
+                        }
+                    }
+                });
+                Ok::<_, clusvc_store::Error>(rx)
+            })
+            .await
+            .ok()
+            .cloned()
     }
 
     /// Issues work under the controller's leadership epoch, read when each
@@ -175,9 +209,24 @@ impl<S: Store> RemoteAgent<S> {
             .flatten()
             .and_then(|kv| kv.lease);
         let deadline = tokio::time::Instant::now() + limit;
+        let mut lease_changes = self.lease_watch().await;
         loop {
             let tick = tokio::time::sleep(Duration::from_millis(500));
+            let lease_changed = async {
+                let Some(rx) = lease_changes.as_mut() else {
+                    return std::future::pending().await;
+                };
+                if rx.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                *rx.borrow()
+            };
             tokio::select! {
+                lease = lease_changed => {
+                    if lease.is_none() || lease != lease_now {
+                        return Err(unreachable());
+                    }
+                }
                 ev = watch.events.recv() => match ev {
                     Some((_, WatchEvent::Put(kv))) if kv.key == result_key => {
                         if let Ok(done) = serde_json::from_slice::<WorkDone>(&kv.value)
