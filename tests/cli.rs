@@ -132,7 +132,7 @@ fn plan_what_if_a_member_fails() {
     )
     .code(1)
     .stdout(predicate::str::starts_with(
-        "service/lamp (id 7): relocate web1 -> web2 (member web1 is dead)\n  web1: wait for lease expiry (until 2026-11-25T10:00:05Z)\n  web2: start ip 192.0.2.120/24\n  web2: start application services.d/\n",
+        "service/lamp (id 7): relocate web1 -> web2 (member web1 is dead)\n  web1: wait for lease expiry (until 2026-11-25T10:00:00.250Z)\n  web2: start ip 192.0.2.120/24\n  web2: start application services.d/\n",
     ));
 }
 

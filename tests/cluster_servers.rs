@@ -309,3 +309,47 @@ fn a_controller_killed_mid_relocation_is_replaced_and_no_step_runs_twice() {
         "{events:?}\n{all}"
     );
 }
+
+/// `member standby` drains a member at run time (its service moves away),
+/// through any server; `member unstandby` undoes it (no failback here, so
+/// the service stays where it went).
+#[test]
+fn member_standby_drains_a_member_at_run_time_and_unstandby_undoes_it() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    let l = wait_leader(&servers, &["s1", "s2"]);
+    let follower = &servers[1 - l];
+    let _a2 = agent(dir.path(), &tokens, "node2", &[&servers[0], &servers[1]]);
+    let _a3 = agent(dir.path(), &tokens, "node3", &[&servers[0], &servers[1]]);
+    let f = manifest(dir.path());
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    declare_members(dir.path(), follower);
+    let (code, _, err) = follower.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_until(T, || runs_on(follower, "node2")));
+    let (code, out, err) = follower.run(&["member", "standby", "node2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "member/node2 standby (now standby)");
+    assert!(
+        wait_until(T, || runs_on(&servers[l], "node3")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    assert_eq!(
+        servers[l].get_json("/v1/members/node2")["state"],
+        "standby"
+    );
+    let (code, out, err) = follower.run(&["member", "unstandby", "node2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "member/node2 unstandby (now alive)");
+    assert!(wait_until(T, || servers[l].get_json("/v1/members/node2")["state"] == "alive"));
+    assert!(runs_on(&servers[l], "node3"));
+    // An unknown member is an error that names it.
+    let (code, _, err) = follower.run(&["member", "standby", "node9"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("members \"node9\" not found"), "{err}");
+}

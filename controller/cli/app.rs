@@ -4,8 +4,8 @@
 
 use crate::client;
 use crate::cmd::{
-    agent, apply, completion, create, delete, describe, diff, events, get, operate, plan, run,
-    schema, server, store, validate,
+    agent, apply, completion, create, delete, describe, diff, events, get, member, operate, plan,
+    run, schema, server, store, validate,
 };
 use clusvc_core::api::Operation;
 
@@ -93,6 +93,8 @@ pub enum Command {
     Delete(Remote<delete::DeleteArgs>),
     /// Move a service to another member (leaves no lasting constraint).
     Relocate(Remote<operate::RelocateArgs>),
+    /// Drain a member at run time (`member standby NAME`) or undo it (`member unstandby NAME`).
+    Member(Remote<member::Args>),
     /// Enable a service (and clear a failure).
     Enable(Remote<operate::ToggleArgs>),
     /// Disable a service: stop it and keep it stopped.
@@ -190,6 +192,7 @@ pub fn main() -> ExitCode {
         Command::Describe(r) => r.conn.client().and_then(|c| describe::describe(&c, r.args)),
         Command::Delete(r) => r.conn.client().and_then(|c| delete::delete(&c, r.args)),
         Command::Relocate(r) => r.conn.client().and_then(|c| operate::relocate(&c, r.args)),
+        Command::Member(r) => r.conn.client().and_then(|c| member::run(&c, r.args)),
         Command::Enable(r) => r
             .conn
             .client()

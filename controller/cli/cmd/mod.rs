@@ -12,6 +12,7 @@ pub mod describe;
 pub mod diff;
 pub mod events;
 pub mod get;
+pub mod member;
 pub mod operate;
 pub mod plan;
 pub mod run;

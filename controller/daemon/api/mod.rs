@@ -209,6 +209,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/services/{name}/ops/{op}", post(ops::post::<S>))
         .route("/v1/members", get(members::list::<S>))
         .route("/v1/members/{name}", get(members::get::<S>))
+        .route("/v1/members/{name}/{op}", post(members::standby::<S>))
         .route(
             "/v1/objects/{kind}/{name}",
             axum::routing::delete(objects::delete::<S>),
