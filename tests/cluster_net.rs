@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{Cluster, running_on};
-use common::wait_until;
+use common::{EtcdCluster, wait_until};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -107,4 +107,63 @@ fn a_partitioned_member_stops_its_service_before_another_starts_it() {
     assert!(running_on(&c, "node2"), "{:?}", c.web());
     assert_eq!(c.who().as_deref(), Some("node2"));
     checker.finish();
+}
+
+/// The demo cluster of `examples/cluster/` works as the README says: up,
+/// the client reaches the service, a member's agent is killed, the client
+/// reaches it on another member, down leaves nothing behind.
+#[test]
+fn the_demo_cluster_moves_its_service_when_a_member_dies() {
+    require_root!();
+    if EtcdCluster::start(1).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let prefix = common::unique("d");
+    let net = format!("10.{}.77", 100 + std::process::id() % 100);
+    let demo = |args: &[&str]| {
+        let out = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/cluster/demo.sh"
+        ))
+        .args(args)
+        .env("DEMO_DIR", &demo_dir)
+        .env("DEMO_NET", &net)
+        .env("DEMO_PREFIX", &prefix)
+        .env("CLUSVC", env!("CARGO_BIN_EXE_clusvc"))
+        .output()
+        .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    struct Down<F: Fn(&[&str]) -> (bool, String)>(F);
+    impl<F: Fn(&[&str]) -> (bool, String)> Drop for Down<F> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down"]);
+        }
+    }
+    let down = Down(demo);
+    let (ok, out) = (down.0)(&["up"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("hello from node1"), "{out}");
+    let (ok, out) = (down.0)(&["kill", "node1"]);
+    assert!(ok, "{out}");
+    let mut last = String::new();
+    assert!(
+        wait_until(T, || {
+            last = (down.0)(&["curl"]).1;
+            last.contains("hello from node2")
+        }),
+        "{last}"
+    );
+    let (ok, out) = (down.0)(&["down"]);
+    assert!(ok, "{out}");
+    assert!(!demo_dir.exists());
 }

@@ -339,14 +339,14 @@ fn member_standby_drains_a_member_at_run_time_and_unstandby_undoes_it() {
         "{}",
         logs(dir.path(), &servers)
     );
-    assert_eq!(
-        servers[l].get_json("/v1/members/node2")["state"],
-        "standby"
-    );
+    assert_eq!(servers[l].get_json("/v1/members/node2")["state"], "standby");
     let (code, out, err) = follower.run(&["member", "unstandby", "node2"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "member/node2 unstandby (now alive)");
-    assert!(wait_until(T, || servers[l].get_json("/v1/members/node2")["state"] == "alive"));
+    assert!(wait_until(
+        T,
+        || servers[l].get_json("/v1/members/node2")["state"] == "alive"
+    ));
     assert!(runs_on(&servers[l], "node3"));
     // An unknown member is an error that names it.
     let (code, _, err) = follower.run(&["member", "standby", "node9"]);
