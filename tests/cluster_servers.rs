@@ -138,7 +138,7 @@ fn manifest(dir: &Path) -> PathBuf {
     }
     std::fs::write(dir.join("members.yaml"), &text).unwrap();
     text.push_str(&format!(
-        "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  timeout: 30s\n  checkInterval: 1s\n  placement: {{members: [node2, node3], failback: false}}\n  applications:\n    - script: {}\n    - script: {}\n",
+        "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  timeout: 30s\n  checkInterval: 1s\n  placement: {{members: [node2, node3], ordered: true, failback: false}}\n  applications:\n    - script: {}\n    - script: {}\n",
         scripts[0].display(),
         scripts[1].display()
     ));
@@ -155,6 +155,18 @@ fn declare_members(dir: &Path, server: &Daemon) {
         ["node2", "node3"]
             .iter()
             .all(|m| server.get_json(&format!("/v1/members/{m}"))["state"] == "alive")
+    }));
+}
+
+/// Waits until both agents have reported on the scripts the services
+/// name (a member that has not is not chosen to start anything).
+fn wait_scripts(server: &Daemon, scripts: usize) {
+    assert!(wait_until(T, || {
+        ["node2", "node3"].iter().all(|m| {
+            server.get_json(&format!("/v1/members/{m}"))["observed"]["inventory"]["scripts"]
+                .as_object()
+                .is_some_and(|o| o.len() == scripts)
+        })
     }));
 }
 
@@ -221,6 +233,7 @@ fn two_servers_share_one_controller_and_either_takes_requests() {
         "{}",
         logs(dir.path(), &servers)
     );
+    wait_scripts(follower, 2);
     // An operator request through the follower is carried out by the
     // leader.
     let (code, out, err) = follower.run(&["relocate", "web", "--to", "node3"]);
@@ -267,6 +280,7 @@ fn a_controller_killed_mid_relocation_is_replaced_and_no_step_runs_twice() {
         "{}",
         logs(dir.path(), &servers)
     );
+    wait_scripts(&servers[l], 2);
     let (code, out, err) = servers[l].run(&["relocate", "web", "--to", "node3"]);
     assert_eq!(code, 0, "{out}{err}");
     // node2 stopped it; node3 has started `one` and is in `two`'s start.
@@ -331,6 +345,7 @@ fn member_standby_drains_a_member_at_run_time_and_unstandby_undoes_it() {
     let (code, _, err) = follower.run(&["apply", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(wait_until(T, || runs_on(follower, "node2")));
+    wait_scripts(follower, 2);
     let (code, out, err) = follower.run(&["member", "standby", "node2"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "member/node2 standby (now standby)");
@@ -352,4 +367,98 @@ fn member_standby_drains_a_member_at_run_time_and_unstandby_undoes_it() {
     let (code, _, err) = follower.run(&["member", "standby", "node9"]);
     assert_ne!(code, 0);
     assert!(err.contains("members \"node9\" not found"), "{err}");
+}
+
+/// Agents report which of the services' scripts their member has: a
+/// member whose agent lacks one is never chosen (here the preferred one,
+/// whose agent runs in a mount namespace where the scripts directory is an
+/// empty tmpfs), and `get members` shows it.
+#[test]
+fn a_member_missing_a_script_is_never_chosen() {
+    require_root!();
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    wait_leader(&servers, &["s1", "s2"]);
+    let s = &servers[0];
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let marks = dir.path().join("started-on");
+    let app = common::script(
+        &scripts,
+        "only_app",
+        &format!(
+            "app() {{ case $1 in start) echo $CLUSVC_MEMBER >> {m};; stop) ;; status) ;; esac; }}\n",
+            m = marks.display()
+        ),
+    );
+    // node2's agent cannot see the scripts.
+    let urls = format!("{},{}", servers[0].url, servers[1].url);
+    let hidden = Proc(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs none {} && exec {BIN} agent --member node2 --lease-ttl 2s --server {urls} --token-file {} --state-dir {}",
+                scripts.display(),
+                tokens.join("node2.token").display(),
+                dir.path().join("agent-node2").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent-node2.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let _a3 = agent(dir.path(), &tokens, "node3", &[&servers[0], &servers[1]]);
+    manifest(dir.path());
+    declare_members(dir.path(), s);
+    let f = dir.path().join("only.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "{}apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: only\nspec:\n  placement: {{members: [node2, node3], ordered: true}}\n  applications:\n    - script: {}\n",
+            std::fs::read_to_string(dir.path().join("members.yaml")).unwrap(),
+            app.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = s.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || s
+            .service("only")
+            .is_some_and(|v| v["state"] == "running" && v["member"] == "node3")),
+        "{:?}\n{}",
+        s.service("only"),
+        logs(dir.path(), &servers)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap().trim(),
+        "node3",
+        "started elsewhere first"
+    );
+    // `get members`: node2 has none of the one script, node3 has it.
+    let mut out = String::new();
+    let rows_are = |out: &mut String| {
+        let (code, o, _) = s.run(&["get", "members"]);
+        *out = o;
+        let row = |m: &str| -> Vec<String> {
+            out.lines()
+                .find(|l| l.starts_with(m))
+                .map(|l| l.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        code == 0
+            && row("node2").get(4).map(String::as_str) == Some("0/1")
+            && row("node3").get(4).map(String::as_str) == Some("1/1")
+            && row("node3").get(5).map(String::as_str) == Some(env!("CARGO_PKG_VERSION"))
+    };
+    assert!(wait_until(T, || rows_are(&mut out)), "{out}");
+    assert!(
+        out.starts_with("NAME   STATE  SERVICES  LEASE AGE  SCRIPTS  VERSION"),
+        "{out}"
+    );
+    drop(hidden);
 }

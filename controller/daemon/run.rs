@@ -569,6 +569,7 @@ async fn serve(config: Config) -> Result<(), Error> {
         controller,
         policy: policy_of(&api_setup, config.allow_read_all),
         sync,
+        wanted: Mutex::default(),
     });
     serve_api(
         app,

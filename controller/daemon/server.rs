@@ -198,6 +198,7 @@ async fn serve(config: ServerConfig) -> Result<(), Error> {
         }),
         policy,
         sync,
+        wanted: Mutex::default(),
     });
     run::serve_api(
         app,

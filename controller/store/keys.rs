@@ -22,6 +22,9 @@ pub const RESULTS: &str = "/clusvc/result/";
 /// The plan a controller is carrying out through remote agents:
 /// `IN_FLIGHT + SERVICE`.
 pub const IN_FLIGHT: &str = "/clusvc/inflight/";
+/// What each member's agent reported having of the scripts services run:
+/// `INVENTORY + MEMBER`.
+pub const INVENTORY: &str = "/clusvc/inventory/";
 /// Operator requests recorded by a cluster server for the leader to carry
 /// out: `REQUESTS + SERVICE`.
 pub const REQUESTS: &str = "/clusvc/requests/";

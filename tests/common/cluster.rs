@@ -196,7 +196,7 @@ http() {{
         std::fs::write(
             &f,
             format!(
-                "{members}apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  timeout: 10s\n  checkInterval: 1s\n  placement: {{members: [node1, node2, node3], failback: false}}\n  ipAddresses:\n    - address: {vip}/24\n  applications:\n    - script: {}\n",
+                "{members}apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  timeout: 10s\n  checkInterval: 1s\n  placement: {{members: [node1, node2, node3], ordered: true, failback: false}}\n  ipAddresses:\n    - address: {vip}/24\n  applications:\n    - script: {}\n",
                 app.display()
             ),
         )

@@ -161,6 +161,11 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let running: Running = Arc::new(Mutex::new(load_running(&running_file)));
     let deadline_file = exec.host().state_dir.join("deadline");
     record_cgroups(exec.as_ref());
+    let scripts = Arc::new(Scripts::default());
+    {
+        let (scripts, ocf_root) = (scripts.clone(), exec.host().ocf_root.clone());
+        std::thread::spawn(move || scripts.run(&ocf_root));
+    }
     spawn_watchdog(&args, &exec.host().state_dir);
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
     {
@@ -216,13 +221,18 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     loop {
         let sent = Instant::now();
         let sent_mono = monotonic_ms();
+        let (wanted_hash, inventory) = scripts.to_send();
         let req = HeartbeatRequest {
             member: args.member.clone(),
             agent_id: agent_id.clone(),
             incarnation: incarnation.clone(),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            wanted_hash,
+            inventory,
         };
-        match clients[current].post::<_, HeartbeatResponse>("/v1/agent/heartbeat", &req) {
+        let answer = clients[current].post::<_, HeartbeatResponse>("/v1/agent/heartbeat", &req);
+        scripts.answered(req.inventory, answer.as_ref().ok());
+        match answer {
             Ok(resp) => {
                 let (lock, wake) = &*state;
                 let mut l = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,6 +281,129 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             std::thread::sleep(every - spent);
         }
     }
+}
+
+/// What this member has of the scripts the services name: the servers say
+/// which (in heartbeat answers, when the list changed); a thread works out
+/// each one's checksum (again every 30 s, so an edited script shows) and
+/// the next heartbeat carries the inventory when it changed.
+#[derive(Default)]
+struct Scripts {
+    state: Mutex<ScriptsState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct ScriptsState {
+    wanted_hash: u64,
+    wanted: Option<Vec<String>>,
+    /// Worked out, not yet acknowledged by a server.
+    pending: Option<clusvc_core::model::Inventory>,
+    /// Last acknowledged.
+    sent: Option<clusvc_core::model::Inventory>,
+}
+
+impl Scripts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ScriptsState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The list hash and the inventory to send with the next heartbeat.
+    fn to_send(&self) -> (u64, Option<clusvc_core::model::Inventory>) {
+        let s = self.lock();
+        (s.wanted_hash, s.pending.clone())
+    }
+
+    /// After a heartbeat: what was sent is acknowledged (or stays pending);
+    /// a new list is taken in.
+    fn answered(
+        &self,
+        sent: Option<clusvc_core::model::Inventory>,
+        answer: Option<&HeartbeatResponse>,
+    ) {
+        let mut s = self.lock();
+        let Some(answer) = answer else { return };
+        if sent.is_some() && s.pending == sent {
+            s.sent = s.pending.take();
+        }
+        if let Some(list) = &answer.wanted {
+            s.wanted_hash = answer.wanted_hash;
+            s.wanted = Some(list.clone());
+            self.wake.notify_all();
+        }
+    }
+
+    fn run(&self, ocf_root: &Path) {
+        loop {
+            let wanted = {
+                let mut s = self.lock();
+                while s.wanted.is_none() {
+                    s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+                }
+                s.wanted.clone().unwrap_or_default()
+            };
+            let inv = clusvc_core::model::Inventory {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                scripts: wanted
+                    .iter()
+                    .take(clusvc_core::api::agent::MAX_INVENTORY)
+                    .map(|w| (w.clone(), checksum(w, ocf_root)))
+                    .collect(),
+            };
+            {
+                let mut s = self.lock();
+                if s.sent.as_ref() != Some(&inv) {
+                    s.pending = Some(inv);
+                }
+                // Again in 30 s, or at once when the list changes.
+                let _ = self
+                    .wake
+                    .wait_timeout(s, Duration::from_secs(30))
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+}
+
+/// `crc32:HEX` of a script, of a script directory (its scripts' names and
+/// checksums, in order) or of an OCF agent (`ocf:PROVIDER:TYPE`); `None`
+/// when this member lacks it.
+fn checksum(what: &str, ocf_root: &Path) -> Option<String> {
+    fn file(p: &Path) -> Option<u32> {
+        use std::io::Read;
+        let f = std::fs::File::open(p).ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut r = f.take(16 << 20);
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => h.update(&buf[..n]),
+                Err(_) => return None,
+            }
+        }
+        Some(h.finalize())
+    }
+    let sum = if let Some(ocf) = what.strip_prefix("ocf:") {
+        let (provider, kind) = ocf.split_once(':')?;
+        file(&ocf_root.join("resource.d").join(provider).join(kind))?
+    } else {
+        let p = Path::new(what);
+        if p.is_dir() {
+            let mut h = crc32fast::Hasher::new();
+            for s in clusvc_manifest::scripts::list_directory(p).ok()? {
+                h.update(s.file_name()?.as_encoded_bytes());
+                h.update(&file(&s)?.to_le_bytes());
+            }
+            h.finalize()
+        } else {
+            file(p)?
+        }
+    };
+    Some(format!("crc32:{sum:08x}"))
 }
 
 /// Fences the member once `limit` has passed since the last acknowledged

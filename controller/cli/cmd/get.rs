@@ -122,14 +122,51 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
                 print_structured(&list, args.output);
                 return Ok(0);
             }
-            let mut t = table(&["NAME", "STATE", "SERVICES", "ADDRESS"]);
+            // LEASE AGE: how long it has held its lease (alive), or how
+            // long ago the lease expired (dead). SCRIPTS: how many of the
+            // scripts the services name its agent has ("-": no agent
+            // report, e.g. the member of `clusvc run`).
+            let wide = args.output == ListOutput::Wide;
+            let mut header = vec![
+                "NAME",
+                "STATE",
+                "SERVICES",
+                "LEASE AGE",
+                "SCRIPTS",
+                "VERSION",
+            ];
+            if wide {
+                header.push("ADDRESS");
+            }
+            let mut t = table(&header);
             for m in &list {
-                t.add_row(vec![
+                let lease = match (m.observed.alive, m.observed.alive_since) {
+                    (true, Some(since)) => crate::output::age(Some(since)),
+                    (false, Some(_)) | (false, None) => match m.observed.lease_expired_at {
+                        Some(at) => format!("expired {} ago", crate::output::age(Some(at))),
+                        None => "-".to_string(),
+                    },
+                    (true, None) => "-".to_string(),
+                };
+                let (scripts, version) = match &m.observed.inventory {
+                    Some(inv) => {
+                        let have = inv.scripts.values().filter(|c| c.is_some()).count();
+                        (format!("{have}/{}", inv.scripts.len()), inv.version.clone())
+                    }
+                    None => ("-".to_string(), "-".to_string()),
+                };
+                let mut row = vec![
                     m.name.clone(),
                     m.state.to_string(),
                     m.services.to_string(),
-                    m.desired.spec.address.clone().unwrap_or_default(),
-                ]);
+                    lease,
+                    scripts,
+                    version,
+                ];
+                if wide {
+                    row.push(m.desired.spec.address.clone().unwrap_or_default());
+                }
+                t.add_row(row);
             }
             print_table(&t);
         }

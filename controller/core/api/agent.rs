@@ -24,7 +24,18 @@ pub struct HeartbeatRequest {
     /// The lease time to live it asks for, in milliseconds
     /// ([`MIN_LEASE_TTL_MS`]..=[`MAX_LEASE_TTL_MS`]).
     pub ttl_ms: u64,
+    /// The hash of the list of scripts it last received
+    /// ([`HeartbeatResponse::wanted`]): the server sends the list again
+    /// only when it changed.
+    #[serde(default)]
+    pub wanted_hash: u64,
+    /// What it has of those scripts, when that changed since it last said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<crate::model::Inventory>,
 }
+
+/// Most scripts an inventory may list.
+pub const MAX_INVENTORY: usize = 10_000;
 
 /// The answer to a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,4 +49,12 @@ pub struct HeartbeatResponse {
     pub fresh: bool,
     /// The time to live granted, in milliseconds.
     pub ttl_ms: u64,
+    /// The hash of the scripts the services name now.
+    #[serde(default)]
+    pub wanted_hash: u64,
+    /// The scripts, script directories and OCF agents (`ocf:P:T`) the
+    /// services name, when the agent's `wantedHash` is not current: it
+    /// reports what it has of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wanted: Option<Vec<String>>,
 }

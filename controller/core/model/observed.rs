@@ -46,6 +46,34 @@ pub struct ObservedMember {
     /// waiting on one fence share its result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence_attempted_at: Option<Timestamp>,
+    /// What its agent reported having of the scripts services run
+    /// (cluster members; none for a member whose agent runs in the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+    /// Since when it has held its current lease, as the server saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive_since: Option<Timestamp>,
+}
+
+/// What a member's agent has of the scripts, script directories and OCF
+/// agents the services name (see [`crate::model::ServiceSpec::scripts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Inventory {
+    /// The agent's version.
+    #[serde(default)]
+    pub version: String,
+    /// Each one's checksum (`crc32:...`), or null where the member lacks it.
+    #[serde(default)]
+    pub scripts: BTreeMap<String, Option<String>>,
+}
+
+impl Inventory {
+    /// Whether the member reported that it lacks `script` (one it has not
+    /// reported on yet is not taken as lacking).
+    pub fn lacks(&self, script: &str) -> bool {
+        matches!(self.scripts.get(script), Some(None))
+    }
 }
 
 fn yes() -> bool {
@@ -57,6 +85,8 @@ impl Default for ObservedMember {
         Self {
             alive: true,
             lease_expired_at: None,
+            inventory: None,
+            alive_since: None,
             standby: false,
             fenced_at: None,
             fencing_failed: false,

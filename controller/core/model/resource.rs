@@ -234,6 +234,17 @@ pub fn base_name(path: &str) -> &str {
 }
 
 impl ServiceSpec {
+    /// The scripts, script directories and OCF agents (`ocf:PROVIDER:TYPE`)
+    /// its applications run: what a member must have to take it.
+    pub fn scripts(&self) -> impl Iterator<Item = String> + '_ {
+        self.applications.iter().filter_map(|a| {
+            a.script
+                .clone()
+                .or_else(|| a.directory.clone())
+                .or_else(|| a.ocf.as_ref().map(|o| format!("ocf:{o}")))
+        })
+    }
+
     /// Every resource in start order: kinds in the fixed order, several of a
     /// kind in manifest order.
     pub fn resources(&self) -> impl DoubleEndedIterator<Item = ResourceRef<'_>> + Clone {

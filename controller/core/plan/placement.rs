@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use crate::model::{
-    DesiredState, ObservedService, ObservedState, Placement, ServiceState, Timestamp,
+    DesiredState, ObservedService, ObservedState, Placement, ServiceSpec, ServiceState, Timestamp,
 };
 
 /// Why a member cannot take a service.
@@ -31,9 +31,37 @@ impl fmt::Display for Ineligible {
     }
 }
 
+/// A script a member's agent reported it lacks, or has not reported on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptGap {
+    /// Reported missing.
+    Lacks(String),
+    /// Not reported on yet (the report comes within two heartbeats).
+    Unreported(String),
+}
+
+impl fmt::Display for ScriptGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScriptGap::Lacks(s) => write!(f, "lacks {s}"),
+            ScriptGap::Unreported(s) => write!(f, "has not reported whether it has {s} yet"),
+        }
+    }
+}
+
 /// No member can take a service; says why each member is out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoEligibleMember(pub Vec<String>);
+
+const WAITING_FOR: &str = "waiting for ";
+
+impl NoEligibleMember {
+    /// Whether the choice only waits for members to report their scripts
+    /// (it will be made within a heartbeat or two).
+    pub fn is_waiting(&self) -> bool {
+        self.0.len() == 1 && self.0[0].starts_with(WAITING_FOR)
+    }
+}
 
 impl fmt::Display for NoEligibleMember {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,6 +256,32 @@ impl<'a> Members<'a> {
         None
     }
 
+    /// A script (or script directory, or OCF agent) `spec` runs that
+    /// `member`'s agent reported it lacks: such a member is never chosen
+    /// to start the service (what already runs there is left alone).
+    ///
+    /// An agent that reports scripts but has not reported on one yet (a
+    /// service that names a new script; the answer comes within two
+    /// heartbeats) is not chosen either, so a service never lands where
+    /// its script is missing; a member with no report at all (the member
+    /// of `clusvc run`) is not held to one.
+    pub fn lacks_script(&self, spec: &ServiceSpec, member: &str) -> Option<ScriptGap> {
+        let inv = self.observed.members.get(member)?.inventory.as_ref()?;
+        spec.scripts().find_map(|s| match inv.scripts.get(&s) {
+            Some(Some(_)) => None,
+            Some(None) => Some(ScriptGap::Lacks(s)),
+            None => Some(ScriptGap::Unreported(s)),
+        })
+    }
+
+    /// Why `member` cannot start `spec`: ineligible, or lacking a script.
+    pub fn cannot_start(&self, spec: &ServiceSpec, member: &str) -> Option<String> {
+        if let Some(why) = self.ineligible(&spec.placement, member) {
+            return Some(why.to_string());
+        }
+        self.lacks_script(spec, member).map(|g| g.to_string())
+    }
+
     /// Preference rank, lower is better: the list position when ordered, 0
     /// for any listed member when unordered, the list length for others.
     pub fn rank(placement: &Placement, member: &str) -> usize {
@@ -242,11 +296,15 @@ impl<'a> Members<'a> {
     /// fewest services, then name. On failure, says why each member is out.
     pub fn best(
         &self,
-        placement: &Placement,
+        spec: &ServiceSpec,
         exclude: Option<&str>,
     ) -> Result<&'a str, NoEligibleMember> {
+        let placement = &spec.placement;
         let mut best: Option<(usize, usize, &'a str)> = None;
         let mut why: Vec<String> = Vec::new();
+        // Members that may have the scripts but have not said yet: the
+        // choice waits for a better-ranked one rather than passing it over.
+        let mut unreported: Vec<(usize, &'a str)> = Vec::new();
         for name in self.desired.members().keys() {
             let name = name.as_str();
             if Some(name) == exclude {
@@ -255,6 +313,13 @@ impl<'a> Members<'a> {
             }
             if let Some(reason) = self.ineligible(placement, name) {
                 why.push(format!("{name} {reason}"));
+                continue;
+            }
+            if let Some(gap) = self.lacks_script(spec, name) {
+                if let ScriptGap::Unreported(_) = gap {
+                    unreported.push((Self::rank(placement, name), name));
+                }
+                why.push(format!("{name} {gap}"));
                 continue;
             }
             let key = (
@@ -267,6 +332,15 @@ impl<'a> Members<'a> {
             }
         }
         match best {
+            _ if !unreported.is_empty()
+                && best.is_none_or(|(rank, _, _)| unreported.iter().any(|(r, _)| *r <= rank)) =>
+            {
+                let waiting: Vec<&str> = unreported.iter().map(|(_, n)| *n).collect();
+                Err(NoEligibleMember(vec![format!(
+                    "{WAITING_FOR}{} to report its scripts",
+                    waiting.join(", ")
+                )]))
+            }
             Some((_, _, name)) => Ok(name),
             None => Err(NoEligibleMember(why)),
         }
@@ -289,6 +363,77 @@ impl<'a> Members<'a> {
 mod tests {
     use super::*;
     use crate::model::{Failure, Phase};
+
+    /// Agents' script reports: a member that lacks a script is never
+    /// chosen; one that has not reported yet is waited for when it ranks
+    /// better; one with no report at all (`clusvc run`'s) is not held.
+    #[test]
+    fn placement_follows_the_agents_script_reports() {
+        use crate::model::{Inventory, ObservedMember};
+        let objects: Vec<crate::model::Object> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                crate::model::Object::Member(
+                    serde_json::from_value(serde_json::json!({
+                        "apiVersion": "clusvc/v1", "kind": "Member",
+                        "metadata": {"name": n}, "spec": {}
+                    }))
+                    .unwrap(),
+                )
+            })
+            .collect();
+        let desired = DesiredState::from_objects(objects).unwrap();
+        let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "placement": {"members": ["a", "b", "c"], "ordered": true},
+            "applications": [{"script": "/opt/app.sh"}]
+        }))
+        .unwrap();
+        let inv = |has: Option<bool>| ObservedMember {
+            inventory: Some(Inventory {
+                version: "1".into(),
+                scripts: match has {
+                    Some(true) => [("/opt/app.sh".to_string(), Some("crc32:1".to_string()))].into(),
+                    Some(false) => [("/opt/app.sh".to_string(), None)].into(),
+                    None => Default::default(),
+                },
+            }),
+            ..ObservedMember::default()
+        };
+        let choose = |a: ObservedMember, b: ObservedMember, c: ObservedMember| {
+            let observed = ObservedState {
+                members: [("a".into(), a), ("b".into(), b), ("c".into(), c)].into(),
+                ..ObservedState::default()
+            };
+            Members::new(&desired, &observed)
+                .best(&spec, None)
+                .map(str::to_string)
+                .map_err(|e| e.to_string())
+        };
+        // a lacks it: b.
+        assert_eq!(
+            choose(inv(Some(false)), inv(Some(true)), inv(Some(true))),
+            Ok("b".into())
+        );
+        // a has not said yet: wait for it rather than pass it over.
+        let waiting = choose(inv(None), inv(Some(true)), inv(Some(true))).unwrap_err();
+        assert!(
+            waiting.contains("waiting for a to report its scripts"),
+            "{waiting}"
+        );
+        // ... but not for a worse-ranked one.
+        assert_eq!(
+            choose(inv(Some(true)), inv(None), inv(None)),
+            Ok("a".into())
+        );
+        // No report at all: not held to one.
+        assert_eq!(
+            choose(ObservedMember::default(), inv(Some(true)), inv(Some(true))),
+            Ok("a".into())
+        );
+        // Nobody has it.
+        let none = choose(inv(Some(false)), inv(Some(false)), inv(Some(false))).unwrap_err();
+        assert!(none.contains("a lacks /opt/app.sh"), "{none}");
+    }
 
     fn record(
         id: u64,

@@ -10,8 +10,9 @@ use axum::{Extension, Json};
 use clusvc_agent::remote::{WorkDone, WorkItem, WorkList};
 use clusvc_core::api::ErrorCode;
 use clusvc_core::api::agent::{
-    HeartbeatRequest, HeartbeatResponse, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS,
+    HeartbeatRequest, HeartbeatResponse, MAX_INVENTORY, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS,
 };
+use clusvc_core::model::Inventory;
 use clusvc_store::{Compare, Store, Txn, Write, keys};
 
 use super::access::Identity;
@@ -63,6 +64,8 @@ pub(crate) async fn heartbeat<S: Store>(
             ),
         ));
     }
+    let (wanted_hash, wanted) = wanted(&app);
+    let wanted = (req.wanted_hash != wanted_hash).then(|| wanted.as_ref().clone());
     let key = format!("{}{}", keys::LEASES, req.member);
     if let Some(kv) = app.store.get(&key).await?
         && let Some(lease) = kv.lease
@@ -79,10 +82,16 @@ pub(crate) async fn heartbeat<S: Store>(
         }
         match app.store.keepalive(lease).await {
             Ok(()) => {
+                // Only the agent holding the lease says what the member has.
+                if let Some(inv) = &req.inventory {
+                    record_inventory(&app, &req.member, inv).await?;
+                }
                 return Ok(Json(HeartbeatResponse {
                     lease,
                     fresh: false,
                     ttl_ms: req.ttl_ms,
+                    wanted_hash,
+                    wanted,
                 }));
             }
             Err(clusvc_store::Error::LeaseNotFound(_)) => {}
@@ -112,11 +121,85 @@ pub(crate) async fn heartbeat<S: Store>(
         ));
     }
     tracing::info!("member {} registered (lease {lease})", req.member);
+    match &req.inventory {
+        Some(inv) => record_inventory(&app, &req.member, inv).await?,
+        // An agent's member is known to report its scripts: until it has
+        // (within two heartbeats), it is not chosen to start anything.
+        None => {
+            let key = format!("{}{}", keys::INVENTORY, req.member);
+            app.store
+                .txn(Txn {
+                    compare: vec![Compare::Missing(key.clone())],
+                    success: vec![Write::Put {
+                        key,
+                        value: keys::encode(&Inventory::default()),
+                        lease: None,
+                    }],
+                    failure: vec![],
+                })
+                .await?;
+        }
+    }
     Ok(Json(HeartbeatResponse {
         lease,
         fresh: true,
         ttl_ms: req.ttl_ms,
+        wanted_hash,
+        wanted,
     }))
+}
+
+/// The scripts the services name now and their hash (worked out again
+/// only when the store changed).
+fn wanted<S: Store>(app: &App<S>) -> (u64, Arc<Vec<String>>) {
+    use std::hash::{Hash, Hasher};
+    let c = app.cache.read();
+    let mut memo = app.wanted.lock().unwrap_or_else(|p| p.into_inner());
+    if memo.revision != c.seen() || memo.list.is_empty() && memo.hash == 0 {
+        let list: std::collections::BTreeSet<String> = c
+            .services()
+            .values()
+            .flat_map(|s| s.spec.scripts())
+            .collect();
+        let list: Vec<String> = list.into_iter().collect();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        list.hash(&mut h);
+        *memo = super::Wanted {
+            revision: c.seen(),
+            hash: h.finish().max(1),
+            list: Arc::new(list),
+        };
+    }
+    (memo.hash, memo.list.clone())
+}
+
+/// Records what a member's agent has of the scripts, when it changed.
+async fn record_inventory<S: Store>(app: &App<S>, member: &str, inv: &Inventory) -> Result<()> {
+    if inv.scripts.len() > MAX_INVENTORY
+        || inv.version.len() > 64
+        || inv
+            .scripts
+            .iter()
+            .any(|(k, v)| k.len() > 4096 || v.as_ref().is_some_and(|v| v.len() > 128))
+    {
+        return Err(fail(
+            ErrorCode::Invalid,
+            format!("inventory: at most {MAX_INVENTORY} entries of bounded size"),
+        ));
+    }
+    let known = app
+        .cache
+        .read()
+        .observed
+        .members
+        .get(member)
+        .and_then(|m| m.inventory.clone());
+    if known.as_ref() != Some(inv) {
+        app.store
+            .put(&format!("{}{member}", keys::INVENTORY), keys::encode(inv))
+            .await?;
+    }
+    Ok(())
 }
 
 /// `?member=NAME&after=REV`.

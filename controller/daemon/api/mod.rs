@@ -87,6 +87,17 @@ pub struct App<S: Store> {
     pub sync: Arc<Mutex<SyncStatus>>,
     /// Notified when the server shuts down: open streams end.
     pub shutdown: Arc<tokio::sync::Notify>,
+    /// The scripts the services name (for agents' inventories), worked out
+    /// once per store revision.
+    pub wanted: Mutex<Wanted>,
+}
+
+/// The scripts the services name, as of a store revision, and their hash.
+#[derive(Debug, Default)]
+pub struct Wanted {
+    revision: u64,
+    hash: u64,
+    list: Arc<Vec<String>>,
 }
 
 /// An [`ApiError`] as a response.

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use clusvc_core::model::{
-    DesiredState, Member, Object, ObservedMember, ObservedService, ObservedState, Service,
-    Timestamp, desired,
+    DesiredState, Inventory, Member, Object, ObservedMember, ObservedService, ObservedState,
+    Service, Timestamp, desired,
 };
 use clusvc_core::plan::placement::ClusterIndex;
 use clusvc_store::keys::{self, decode};
@@ -37,6 +37,8 @@ pub struct Cache {
     stored_members: BTreeMap<String, ObservedMember>,
     alive: BTreeSet<String>,
     lost_at: HashMap<String, Timestamp>,
+    alive_since: HashMap<String, Timestamp>,
+    inventories: BTreeMap<String, Inventory>,
     revs: HashMap<String, Revision>,
     seen: Revision,
     /// Stored services that do not decode or do not pass the rules any more
@@ -133,11 +135,24 @@ impl Cache {
             };
             self.refresh_members();
             Touched::All
+        } else if let Some(name) = key.strip_prefix(keys::INVENTORY) {
+            match value.and_then(|v| decode::<Inventory>(key, v)) {
+                Some(i) => self.inventories.insert(name.to_string(), i),
+                None => self.inventories.remove(name),
+            };
+            self.refresh_members();
+            Touched::All
         } else if let Some(name) = key.strip_prefix(keys::LEASES) {
             if value.is_some() {
-                self.alive.insert(name.to_string());
+                if self.alive.insert(name.to_string()) {
+                    self.alive_since.insert(
+                        name.to_string(),
+                        Timestamp::from_system(std::time::SystemTime::now()),
+                    );
+                }
                 self.lost_at.remove(name);
             } else if self.alive.remove(name) {
+                self.alive_since.remove(name);
                 self.lost_at.insert(
                     name.to_string(),
                     Timestamp::from_system(std::time::SystemTime::now()),
@@ -196,6 +211,8 @@ impl Cache {
             } else {
                 m.lease_expired_at = None;
             }
+            m.alive_since = self.alive_since.get(name).copied();
+            m.inventory = self.inventories.get(name).cloned();
             out.insert(name.clone(), m);
         }
         self.observed.members = out;

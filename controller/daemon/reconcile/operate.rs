@@ -100,13 +100,13 @@ impl<S: Store> Controller<S> {
                     Some(t) if t == current => {
                         impossible(format!("service {name} already runs on {t}"))
                     }
-                    Some(t) => match members.ineligible(&svc.spec.placement, t) {
+                    Some(t) => match members.cannot_start(&svc.spec, t) {
                         Some(why) => {
                             impossible(format!("cannot relocate {name}: member {t} {why}"))
                         }
                         None => Ok(()),
                     },
-                    None => match members.best(&svc.spec.placement, Some(current)) {
+                    None => match members.best(&svc.spec, Some(current)) {
                         Ok(_) => Ok(()),
                         Err(none) => impossible(format!("cannot relocate {name}: {none}")),
                     },

@@ -36,7 +36,7 @@ impl<'a> Context<'a> {
         if !spec.enabled {
             return None;
         }
-        match self.members.best(&spec.placement, None) {
+        match self.members.best(spec, None) {
             Ok(to) => {
                 start_all(to, spec, &mut draft.steps);
                 self.members.moved(None, Some(to));
@@ -55,13 +55,20 @@ impl<'a> Context<'a> {
                     ),
                 ))
             }
-            Err(why) => Some(draft.finish(
-                Change::Hold {
-                    state: ServiceState::Stopped,
-                },
-                why.to_string(),
-                outcome(ServiceState::Stopped, None, None),
-            )),
+            Err(why) => {
+                let mut plan = draft.finish(
+                    Change::Hold {
+                        state: ServiceState::Stopped,
+                    },
+                    why.to_string(),
+                    outcome(ServiceState::Stopped, None, None),
+                );
+                if why.is_waiting() {
+                    // Planned again shortly (the reports also wake it).
+                    plan.retry_at = Some(self.now.plus(crate::model::Duration::from_secs(1)));
+                }
+                Some(plan)
+            }
         }
     }
 
@@ -98,7 +105,7 @@ impl<'a> Context<'a> {
         stuck: ServiceState,
         reason: PlacementReason,
     ) -> ServicePlan {
-        match self.members.best(&spec.placement, Some(m)) {
+        match self.members.best(spec, Some(m)) {
             Ok(to) => {
                 start_all(to, spec, &mut draft.steps);
                 self.members.moved(None, Some(to));

@@ -20,7 +20,7 @@ impl<'a> Context<'a> {
     ) -> ServicePlan {
         let target = match to {
             Some(t) if t == m => Err(format!("it already runs on {m}")),
-            Some(t) => match self.members.ineligible(&spec.placement, t) {
+            Some(t) => match self.members.cannot_start(spec, t) {
                 None => Ok(self
                     .desired
                     .members()
@@ -28,10 +28,7 @@ impl<'a> Context<'a> {
                     .map_or(t, |(k, _)| k.as_str())),
                 Some(why) => Err(format!("member {t} {why}")),
             },
-            None => self
-                .members
-                .best(&spec.placement, Some(m))
-                .map_err(|e| e.to_string()),
+            None => self.members.best(spec, Some(m)).map_err(|e| e.to_string()),
         };
         match target {
             Ok(t) => {
@@ -72,7 +69,7 @@ impl<'a> Context<'a> {
         if !spec.placement.failback || o.placement_reason != Some(PlacementReason::Failover) {
             return None;
         }
-        let best = self.members.best(&spec.placement, None).ok()?;
+        let best = self.members.best(spec, None).ok()?;
         (Members::rank(&spec.placement, best) < Members::rank(&spec.placement, m)).then_some(best)
     }
 

@@ -33,8 +33,8 @@ impl<'a> Context<'a> {
         };
         let target = self
             .members
-            .best(&spec.placement, exclude)
-            .or_else(|_| self.members.best(&spec.placement, None));
+            .best(spec, exclude)
+            .or_else(|_| self.members.best(spec, None));
         match target {
             Ok(to) => {
                 start_all(to, spec, &mut draft.steps);
