@@ -167,3 +167,85 @@ fn the_demo_cluster_moves_its_service_when_a_member_dies() {
     assert!(ok, "{out}");
     assert!(!demo_dir.exists());
 }
+
+/// `kill -9` of etcd's leader in steady state (three etcd members, agents
+/// with a 5 s lease, longer than etcd takes to elect another leader):
+/// nothing moves, no agent fences itself, checks go on.
+#[test]
+fn an_etcd_leader_killed_in_steady_state_moves_nothing() {
+    require_root!();
+    let Some(mut c) = Cluster::start_with(3, "5s") else {
+        return;
+    };
+    c.apply_web();
+    assert!(
+        wait_until(T, || running_on(&c, "node1")),
+        "{:?}\n{}",
+        c.web(),
+        c.logs()
+    );
+    let checker = c.checker();
+    let leader = c.etcd.leader().expect("etcd has a leader");
+    let killed_at = std::time::SystemTime::now();
+    c.etcd.kill(leader);
+    assert!(
+        wait_until(T, || c.etcd.leader().is_some()),
+        "no new etcd leader"
+    );
+    // Checks went on after the kill, on node1, with no restart.
+    let after_kill = |c: &Cluster| {
+        c.web()["lastCheck"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .is_some_and(|t| t > killed_at + Duration::from_secs(1))
+    };
+    assert!(
+        wait_until(T, || after_kill(&c)),
+        "{:?}\n{}",
+        c.web(),
+        c.logs()
+    );
+    assert!(running_on(&c, "node1"), "{:?}", c.web());
+    assert_eq!(c.web()["restarts"], 0);
+    assert_eq!(c.who().as_deref(), Some("node1"));
+    for m in ["node1", "node2", "node3"] {
+        let log = std::fs::read_to_string(c.agent_log(m)).unwrap_or_default();
+        assert!(!log.contains("self-fencing"), "{m} fenced itself:\n{log}");
+        assert_eq!(
+            c.server().get_json(&format!("/v1/members/{m}"))["state"],
+            "alive"
+        );
+    }
+    checker.finish();
+    c.etcd.restart(leader);
+}
+
+/// `kill -9` of etcd's leader and of the agent running the service at the
+/// same moment: the service still moves, once, and never runs twice.
+#[test]
+fn an_etcd_leader_killed_during_a_failover_still_moves_the_service_once() {
+    require_root!();
+    let Some(mut c) = Cluster::start_with(3, "5s") else {
+        return;
+    };
+    c.apply_web();
+    assert!(
+        wait_until(T, || running_on(&c, "node1")),
+        "{:?}\n{}",
+        c.web(),
+        c.logs()
+    );
+    let checker = c.checker();
+    let leader = c.etcd.leader().expect("etcd has a leader");
+    c.kill_agent(0);
+    c.etcd.kill(leader);
+    assert!(
+        wait_until(T, || c.who().as_deref() == Some("node2")),
+        "{:?}\n{}",
+        c.web(),
+        c.logs()
+    );
+    assert!(wait_until(T, || running_on(&c, "node2")), "{:?}", c.web());
+    assert_eq!(c.web()["observed"]["placementReason"], "failover");
+    checker.finish();
+}

@@ -47,6 +47,34 @@ fn unavailable(e: etcd_client::Error) -> Error {
     Error::Unavailable(format!("etcd: {text}"))
 }
 
+/// Whether a request failed before it reached any etcd member (the
+/// client's balanced channel picked an endpoint that is down): safe to send
+/// again, and the next try goes to another endpoint.
+fn not_sent(e: &etcd_client::Error) -> bool {
+    let text = e.to_string();
+    text.contains("tcp connect error") || text.contains("error trying to connect")
+}
+
+/// Runs a request, sending it again (up to 5 times, 20 ms apart) while it
+/// fails before reaching a member: one etcd member down must not fail
+/// requests the others would answer.
+async fn send<T, F, Fut>(mut op: F) -> std::result::Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if not_sent(&e) && tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 fn kv_of(kv: &etcd_client::KeyValue) -> KeyValue {
     KeyValue {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -164,16 +192,20 @@ fn split_overlaps(writes: &[Write]) -> bool {
 
 impl Store for Etcd {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self.client().get(key, None).await.map_err(unavailable)?;
+        let resp = send(|| async { self.client().get(key, None).await })
+            .await
+            .map_err(unavailable)?;
         Ok(resp.kvs().first().map(kv_of))
     }
 
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
-        let resp = self
-            .client()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(unavailable)?;
+        let resp = send(|| async {
+            self.client()
+                .get(prefix, Some(GetOptions::new().with_prefix()))
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         Ok((
             resp.kvs().iter().map(kv_of).collect(),
             revision_of(resp.header()),
@@ -192,7 +224,10 @@ impl Store for Etcd {
             .when(txn.compare.iter().map(compare).collect::<Vec<_>>())
             .and_then(success.iter().map(op).collect::<Vec<_>>())
             .or_else(failure.iter().map(op).collect::<Vec<_>>());
-        let resp = self.client().txn(t).await.map_err(unavailable)?;
+        // Sent again only when it never reached a member (not applied).
+        let resp = send(|| async { self.client().txn(t.clone()).await })
+            .await
+            .map_err(unavailable)?;
         Ok(TxnResult {
             succeeded: resp.succeeded(),
             revision: revision_of(resp.header()),
@@ -222,20 +257,17 @@ impl Store for Etcd {
 
     async fn grant(&self, ttl: Duration) -> Result<LeaseId> {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        let resp = self
-            .client()
-            .lease_grant(secs.max(1) as i64, None)
+        let resp = send(|| async { self.client().lease_grant(secs.max(1) as i64, None).await })
             .await
             .map_err(unavailable)?;
         Ok(resp.id() as LeaseId)
     }
 
     async fn keepalive(&self, lease: LeaseId) -> Result<()> {
-        let (mut keeper, mut stream) = self
-            .client()
-            .lease_keep_alive(lease as i64)
-            .await
-            .map_err(unavailable)?;
+        let (mut keeper, mut stream) =
+            send(|| async { self.client().lease_keep_alive(lease as i64).await })
+                .await
+                .map_err(unavailable)?;
         keeper.keep_alive().await.map_err(unavailable)?;
         match tokio::time::timeout(REQUEST_TIMEOUT, stream.message()).await {
             Ok(Ok(Some(r))) if r.ttl() > 0 => Ok(()),
@@ -250,7 +282,7 @@ impl Store for Etcd {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
-        match self.client().lease_revoke(lease as i64).await {
+        match send(|| async { self.client().lease_revoke(lease as i64).await }).await {
             Ok(_) => Ok(()),
             Err(e) => Err(match unavailable(e) {
                 Error::LeaseNotFound(_) => Error::LeaseNotFound(lease),

@@ -33,7 +33,10 @@ pub struct Cluster {
     tokens: PathBuf,
     /// The network.
     pub lan: Lan,
-    _etcd: EtcdCluster,
+    /// The etcd cluster.
+    pub etcd: EtcdCluster,
+    /// The agents' lease.
+    ttl: String,
     /// The servers.
     pub servers: Vec<Daemon>,
     agents: Vec<Option<Proc>>,
@@ -42,7 +45,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts everything (`None`: etcd is missing, a reported skip).
     pub fn start() -> Option<Self> {
-        let etcd = EtcdCluster::start(1)?;
+        Self::start_with(1, "2s")
+    }
+
+    /// Starts everything on an etcd of `etcd_members`, agents with a lease
+    /// of `ttl`.
+    pub fn start_with(etcd_members: usize, ttl: &str) -> Option<Self> {
+        let etcd = EtcdCluster::start(etcd_members)?;
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens");
         std::fs::create_dir(&tokens).unwrap();
@@ -65,7 +74,7 @@ impl Cluster {
                         "--agent-tokens",
                         tokens.to_str().unwrap(),
                         "--lease-ttl",
-                        "2s",
+                        ttl,
                         // Plain HTTP on the test bridge (TLS is tested in
                         // security_e2e).
                         "--insecure-no-tls",
@@ -77,7 +86,8 @@ impl Cluster {
             dir,
             tokens,
             lan,
-            _etcd: etcd,
+            etcd,
+            ttl: ttl.to_string(),
             servers,
             agents: MEMBERS.iter().map(|_| None).collect(),
         };
@@ -104,7 +114,7 @@ impl Cluster {
                 "--member",
                 &m.name,
                 "--lease-ttl",
-                "2s",
+                &self.ttl,
                 "--server",
             ])
             .arg(urls.join(","))
@@ -131,7 +141,20 @@ impl Cluster {
 
     /// The first server.
     pub fn server(&self) -> &Daemon {
-        &self.servers[0]
+        // A server that lost its leadership exits (a supervisor restarts
+        // it in production): ask one that is still running.
+        self.servers
+            .iter()
+            .find(|s| {
+                std::fs::read_to_string(format!("/proc/{}/stat", s.pid())).is_ok_and(|t| {
+                    !t.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+            })
+            .unwrap_or(&self.servers[0])
     }
 
     /// The floating address.

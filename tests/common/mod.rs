@@ -825,6 +825,26 @@ impl EtcdCluster {
         self.clients.join(",")
     }
 
+    /// The index of the member that leads the etcd cluster now, as the
+    /// members that answer say.
+    pub fn leader(&self) -> Option<usize> {
+        let status = |i: usize| {
+            ureq::post(format!("{}/v3/maintenance/status", self.clients[i]))
+                .send("{}")
+                .ok()
+                .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+        };
+        let live: Vec<usize> = (0..self.clients.len())
+            .filter(|i| self.children[*i].is_some())
+            .collect();
+        let leader = live
+            .iter()
+            .find_map(|i| status(*i).and_then(|v| v["leader"].as_str().map(str::to_string)))?;
+        live.into_iter().find(|i| {
+            status(*i).is_some_and(|v| v["header"]["member_id"].as_str() == Some(leader.as_str()))
+        })
+    }
+
     /// `kill -9` of member `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {

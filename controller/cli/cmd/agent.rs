@@ -255,7 +255,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     );
                 }
             }
-            Err(e) if e.code == EXIT_UNREACHABLE => {
+            // Unreachable, or it cannot reach the store: try the next one.
+            Err(e) if e.code == EXIT_UNREACHABLE || e.message.contains("store unavailable") => {
                 let next = (current + 1) % clients.len();
                 tracing::warn!(
                     "{}; trying {}",

@@ -158,16 +158,16 @@ impl<S: Store> RemoteAgent<S> {
         };
         let result_key = format!("{}{}/{}", keys::RESULTS, self.member, svc.name);
         let lease_key = format!("{}{}", keys::LEASES, self.member);
-        // Watch for the result before the work is visible.
-        let mut watch = self
-            .store
-            .watch(&result_key)
+        // Watch for the result before the work is visible. The store may
+        // be briefly unavailable (etcd electing a leader): retried within
+        // the item's time, never taken for the agent's silence.
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut watch = retry(deadline, || self.store.watch(&result_key))
             .await
             .map_err(|_| unreachable())?;
         let work_key = format!("{}{}/{}", keys::WORK, self.member, svc.name);
         let bytes = serde_json::to_vec(&item).expect("work items serialize");
-        self.store
-            .put(&work_key, bytes.clone())
+        retry(deadline, || self.store.put(&work_key, bytes.clone()))
             .await
             .map_err(|_| unreachable())?;
         let outcome = self
@@ -201,14 +201,11 @@ impl<S: Store> RemoteAgent<S> {
         let unreachable = || Error::Unreachable(self.member.clone());
         // The lease the member holds now: another one later means the agent
         // lost it (fenced) meanwhile, and this item may never be answered.
-        let lease_now = self
-            .store
-            .get(lease_key)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|kv| kv.lease);
         let deadline = tokio::time::Instant::now() + limit;
+        let lease_now = retry(deadline, || self.store.get(lease_key))
+            .await
+            .map_err(|_| unreachable())?
+            .and_then(|kv| kv.lease);
         let mut lease_changes = self.lease_watch().await;
         loop {
             let tick = tokio::time::sleep(Duration::from_millis(500));
@@ -236,12 +233,32 @@ impl<S: Store> RemoteAgent<S> {
                         }
                     }
                     Some(_) => {}
-                    None => return Err(unreachable()),
+                    None => {
+                        // The watch broke (the store's trouble, not the
+                        // agent's): watch again, and look for the result.
+                        *watch = retry(deadline, || self.store.watch(result_key))
+                            .await
+                            .map_err(|_| unreachable())?;
+                        let recorded = watch
+                            .initial
+                            .iter()
+                            .filter_map(|kv| serde_json::from_slice::<WorkDone>(&kv.value).ok())
+                            .find(|d| d.id == *id);
+                        if let Some(done) = recorded {
+                            return Ok(done.outcome);
+                        }
+                    }
                 },
                 () = tick => {
-                    let lease = self.store.get(lease_key).await.ok().flatten().and_then(|kv| kv.lease);
-                    if tokio::time::Instant::now() >= deadline || lease.is_none() || lease != lease_now {
+                    if tokio::time::Instant::now() >= deadline {
                         return Err(unreachable());
+                    }
+                    // A store that does not answer says nothing of the lease.
+                    if let Ok(kv) = self.store.get(lease_key).await {
+                        let lease = kv.and_then(|kv| kv.lease);
+                        if lease.is_none() || lease != lease_now {
+                            return Err(unreachable());
+                        }
                     }
                 }
             }
@@ -256,6 +273,29 @@ impl<S: Store> RemoteAgent<S> {
             .ok()
             .flatten()?;
         keys::try_decode::<Service>(&kv.value).ok().map(|s| s.spec)
+    }
+}
+
+/// Runs a store operation until it succeeds or `deadline` passes (the store
+/// may be unavailable for a moment, e.g. while etcd elects a leader).
+async fn retry<T, F, Fut>(deadline: tokio::time::Instant, mut op: F) -> clusvc_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = clusvc_store::Result<T>>,
+{
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e @ clusvc_store::Error::Unavailable(_))
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::debug!("store unavailable ({e}); retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
