@@ -462,3 +462,204 @@ fn a_member_missing_a_script_is_never_chosen() {
     );
     drop(hidden);
 }
+
+/// Resumes a stopped process on drop (so a failing test leaves none
+/// stopped).
+struct Stopped(Vec<u32>);
+
+impl Stopped {
+    fn stop(pids: &[u32]) -> Self {
+        for p in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p as i32),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
+        Self(pids.to_vec())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
+}
+
+/// node2's and node3's agents in failsafe mode, each talking to `servers`
+/// of its own.
+fn failsafe_agents(
+    dir: &Path,
+    tokens: &Path,
+    node2_servers: &[&Daemon],
+    node3_servers: &[&Daemon],
+) -> (Proc, Proc) {
+    let token = dir.join("peer.token");
+    std::fs::write(&token, "peer-secret\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let p2 = common::free_port();
+    let p3 = common::free_port();
+    let peers = format!("node2=127.0.0.1:{p2},node3=127.0.0.1:{p3}");
+    let spawn = |member: &str, port: u16, servers: &[&Daemon]| {
+        let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+        Proc(
+            Command::new(BIN)
+                .args(["agent", "--member", member, "--lease-ttl", "2s", "--server"])
+                .arg(urls.join(","))
+                .arg("--token-file")
+                .arg(tokens.join(format!("{member}.token")))
+                .arg("--state-dir")
+                .arg(dir.join(format!("agent-{member}")))
+                .args(["--failsafe", "--peer-listen", &format!("127.0.0.1:{port}")])
+                .args(["--peers", &peers, "--peer-token-file"])
+                .arg(&token)
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join(format!("agent-{member}.log")))
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        )
+    };
+    (
+        spawn("node2", p2, node2_servers),
+        spawn("node3", p3, node3_servers),
+    )
+}
+
+fn agent_log(dir: &Path, member: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("agent-{member}.log"))).unwrap_or_default()
+}
+
+/// Failsafe mode: when every member has lost the servers (both servers
+/// stopped), the agent running the service keeps it (its peer confirms it
+/// lost them too) instead of fencing; when the servers return, nothing
+/// moves.
+#[test]
+fn failsafe_keeps_the_services_when_every_member_lost_the_servers() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    wait_leader(&servers, &["s1", "s2"]);
+    let both = [&servers[0], &servers[1]];
+    let (_a2, _a3) = failsafe_agents(dir.path(), &tokens, &both, &both);
+    let f = manifest(dir.path());
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    declare_members(dir.path(), &servers[0]);
+    let (code, _, err) = servers[0].run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(&servers[0], "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    let up = dir.path().join("up.node2.one");
+    assert!(up.exists());
+    {
+        let _stopped = Stopped::stop(&[servers[0].pid(), servers[1].pid()]);
+        assert!(
+            wait_until(T, || agent_log(dir.path(), "node2")
+                .contains("all 1 peers lost the servers too")),
+            "{}",
+            agent_log(dir.path(), "node2")
+        );
+        // Two leases' time without servers: still kept, never fenced.
+        assert!(
+            !wait_until(Duration::from_secs(4), || agent_log(dir.path(), "node2")
+                .contains("self-fencing")),
+            "{}",
+            agent_log(dir.path(), "node2")
+        );
+        assert!(up.exists());
+    }
+    // The servers are back (the one that led while stopped lost its
+    // leadership and exits; the other takes over): the agents renew, the
+    // service stays.
+    let ask = |path: &str| {
+        servers.iter().find_map(|s| {
+            s.http()
+                .get(format!("{}{path}", s.url))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+        })
+    };
+    assert!(
+        wait_until(T, || ask("/v1/members/node2")
+            .is_some_and(|m| m["state"] == "alive")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    let web = ask("/v1/services/web").unwrap_or_default();
+    assert!(
+        web["state"] == "running" && web["member"] == "node2",
+        "{web:?}"
+    );
+    assert_eq!(count(dir.path(), "node2 start one"), 1);
+    assert_eq!(count(dir.path(), "node2 stop one"), 0);
+}
+
+/// Failsafe mode, but a peer still reaches a server: the agent that lost
+/// them fences itself (as without failsafe), and the service moves to the
+/// peer only after it stopped.
+#[test]
+fn failsafe_fences_when_a_peer_still_reaches_the_servers() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    wait_leader(&servers, &["s1", "s2"]);
+    // node2 knows only s1; node3 knows both.
+    let (_a2, _a3) = failsafe_agents(
+        dir.path(),
+        &tokens,
+        &[&servers[0]],
+        &[&servers[0], &servers[1]],
+    );
+    let f = manifest(dir.path());
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    declare_members(dir.path(), &servers[1]);
+    let (code, _, err) = servers[1].run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(&servers[1], "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    let _stopped = Stopped::stop(&[servers[0].pid()]);
+    assert!(
+        wait_until(T, || agent_log(dir.path(), "node2")
+            .contains("self-fencing node2")),
+        "{}",
+        agent_log(dir.path(), "node2")
+    );
+    assert!(
+        agent_log(dir.path(), "node2").contains("failsafe: node3 still reaches the servers"),
+        "{}",
+        agent_log(dir.path(), "node2")
+    );
+    // s2 (elected if s1 led) moves it to node3, after node2 stopped it.
+    assert!(
+        wait_until(T, || runs_on(&servers[1], "node3")),
+        "{:?}\n{}",
+        servers[1].service("web"),
+        logs(dir.path(), &servers)
+    );
+    let a = actions(dir.path());
+    let stopped = a.iter().position(|l| l == "node2 stop one").unwrap();
+    let started = a.iter().position(|l| l == "node3 start one begin").unwrap();
+    assert!(stopped < started, "{a:?}");
+}

@@ -48,6 +48,20 @@ pub struct Args {
     /// flight) [default: STATE-DIR/agent-MEMBER].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Keep the services when every member has lost the servers (each
+    /// other member's agent confirms it, asked directly), instead of
+    /// stopping them; see docs/cluster.md.
+    #[arg(long, requires_all = ["peer_listen", "peer_token_file"])]
+    failsafe: bool,
+    /// Where this agent answers its peers (failsafe), e.g. 10.0.0.11:7451.
+    #[arg(long, value_name = "ADDR:PORT")]
+    peer_listen: Option<std::net::SocketAddr>,
+    /// Every other member's agent, NAME=HOST:PORT, comma-separated.
+    #[arg(long, value_name = "NAME=ADDR:PORT", value_delimiter = ',', value_parser = super::failsafe::parse_peer)]
+    peers: Vec<(String, std::net::SocketAddr)>,
+    /// A token the members' agents share, for failsafe questions.
+    #[arg(long, value_name = "FILE")]
+    peer_token_file: Option<PathBuf>,
 }
 
 /// Services this agent started and has not stopped: what it stops when it
@@ -108,6 +122,11 @@ impl Events for LogEvents {
 struct Lease {
     acked_sent: Option<Instant>,
     active: bool,
+    /// Failsafe: every peer confirmed it lost the servers too; the
+    /// services are kept until then (when peers are asked again).
+    failsafe_until: Option<Instant>,
+    /// The members the servers last named.
+    members: Vec<String>,
 }
 
 /// Runs the agent until killed.
@@ -168,6 +187,32 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
     spawn_watchdog(&args, &exec.host().state_dir);
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
+    let serving = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failsafe = match (&args.failsafe, &args.peer_listen, &args.peer_token_file) {
+        (true, Some(listen), Some(token)) => {
+            let token = std::fs::read_to_string(token)
+                .map_err(|e| CliError::bad_input(format!("error: {}: {e}", token.display())))?
+                .trim()
+                .to_string();
+            if token.is_empty() {
+                return Err(CliError::bad_input("error: --peer-token-file is empty"));
+            }
+            // Longer than a peer's next question plus its bounded stop.
+            let f = super::failsafe::Failsafe::new(&args.member, args.peers.clone(), token, ttl);
+            let lost = {
+                let state = state.clone();
+                // Lost: no renewal acknowledged for a renewal period.
+                Arc::new(move || {
+                    let l = state.0.lock().unwrap_or_else(|p| p.into_inner());
+                    l.acked_sent.is_none_or(|s| s.elapsed() >= every)
+                }) as Arc<dyn Fn() -> bool + Send + Sync>
+            };
+            f.serve(*listen, lost)
+                .map_err(|e| CliError::bad_input(format!("error: --peer-listen {listen}: {e}")))?;
+            Some(f)
+        }
+        _ => None,
+    };
     {
         let state = state.clone();
         let member = args.member.clone();
@@ -178,13 +223,20 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             file: running_file.clone(),
             budget: stop_budget(ttl),
         };
-        std::thread::spawn(move || watchdog(&state, &member, ttl - margin, &fence));
+        let failsafe = failsafe.clone().map(|f| FailsafePoll {
+            peers: f,
+            every,
+            deadline_file: deadline_file.clone(),
+        });
+        std::thread::spawn(move || {
+            watchdog(&state, &member, ttl - margin, &fence, failsafe.as_ref())
+        });
     }
     {
         let work_clients: Vec<Client> = args
             .server
             .iter()
-            .map(|s| Client::with_timeout(s, &conn, Some(LONG_POLL + Duration::from_secs(10))))
+            .map(|s| Client::with_timeout(s, &conn, Some(ttl + every)))
             .collect::<Result<_, _>>()?;
         let done_dir = exec.host().state_dir.join("done");
         std::fs::create_dir_all(&done_dir).map_err(|e| {
@@ -198,6 +250,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             budget: stop_budget(ttl),
         };
         let worker = Worker {
+            failsafe: failsafe.clone(),
+            poll: ttl,
+            serving: serving.clone(),
             fence,
             epochs: EpochGate::open(exec.host().state_dir.join("epoch")),
             member: args.member.clone(),
@@ -243,6 +298,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     sent_mono + u64::try_from((ttl - margin).as_millis()).unwrap_or(0),
                 );
                 l.acked_sent = Some(sent);
+                l.failsafe_until = None;
+                l.members = resp.members.clone();
                 l.active = true;
                 wake.notify_all();
                 drop(l);
@@ -264,6 +321,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                     args.server[next]
                 );
                 current = next;
+                serving.store(next, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => {
                 // A refused credential does not mend itself.
@@ -409,15 +467,78 @@ fn checksum(what: &str, ocf_root: &Path) -> Option<String> {
 
 /// Fences the member once `limit` has passed since the last acknowledged
 /// renewal was sent, on time whatever the heartbeat loop is blocked on.
-fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration, fence: &Fence) {
+fn watchdog(
+    state: &(Mutex<Lease>, Condvar),
+    member: &str,
+    limit: Duration,
+    fence: &Fence,
+    failsafe: Option<&FailsafePoll>,
+) {
     let (lock, wake) = state;
     let mut l = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut kept = false;
     loop {
         match (l.active, l.acked_sent) {
             (true, Some(sent)) => {
-                let deadline = sent + limit;
+                let deadline = (sent + limit).max(l.failsafe_until.unwrap_or(sent));
                 let now = Instant::now();
+                // Failsafe: ask the peers before the deadline (again every
+                // 100 ms until they all confirm or the deadline passes), so
+                // a yes is published before the watchdog process acts on
+                // the old deadline.
+                if let Some(f) = failsafe
+                    && now + f.lead() >= deadline
+                    && now < deadline
+                {
+                    let members = l.members.clone();
+                    drop(l);
+                    let answer = f.peers.all_lost(&members, Duration::from_millis(200));
+                    l = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    if l.acked_sent != Some(sent) {
+                        kept = false;
+                        continue; // renewed meanwhile
+                    }
+                    match answer {
+                        Ok(n) => {
+                            if !kept {
+                                tracing::warn!(
+                                    "failsafe: no renewal acknowledged, but all {n} peers lost the servers too; keeping {member}'s services"
+                                );
+                            }
+                            kept = true;
+                            // Asked again after a renewal period.
+                            let keep = f.lead() + f.every;
+                            l.failsafe_until = Some(Instant::now() + keep);
+                            publish_deadline(
+                                &f.deadline_file,
+                                monotonic_ms() + u64::try_from(keep.as_millis()).unwrap_or(0),
+                            );
+                        }
+                        Err(why) => {
+                            if Instant::now() + Duration::from_millis(100) >= deadline {
+                                tracing::warn!("failsafe: {why}; {member} fences itself");
+                                l.failsafe_until = None;
+                                let wait = deadline.saturating_duration_since(Instant::now());
+                                l = wake
+                                    .wait_timeout(l, wait)
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .0;
+                                if l.acked_sent == Some(sent) {
+                                    // Past the deadline: fence below.
+                                    l.failsafe_until = Some(sent + limit);
+                                }
+                            } else {
+                                l = wake
+                                    .wait_timeout(l, Duration::from_millis(100))
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .0;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 if now >= deadline {
+                    kept = false;
                     tracing::warn!(
                         "self-fencing {member}: no renewal acknowledged for {:?}; stopping all its services and staying passive until it holds a lease again",
                         now - sent
@@ -429,8 +550,12 @@ fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration, fenc
                     l = lock.lock().unwrap_or_else(|p| p.into_inner());
                     continue;
                 }
+                let wake_at = match failsafe {
+                    Some(f) => deadline.checked_sub(f.lead()).unwrap_or(now).max(now),
+                    None => deadline,
+                };
                 l = wake
-                    .wait_timeout(l, deadline - now)
+                    .wait_timeout(l, (wake_at - now).max(Duration::from_millis(1)))
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
@@ -441,8 +566,20 @@ fn watchdog(state: &(Mutex<Lease>, Condvar), member: &str, limit: Duration, fenc
     }
 }
 
-/// How long a work request waits on the server for something new.
-const LONG_POLL: Duration = Duration::from_secs(20);
+/// What the fencing thread needs for the failsafe mode.
+struct FailsafePoll {
+    peers: Arc<super::failsafe::Failsafe>,
+    /// How long a yes keeps the services (a fifth of the lease).
+    every: Duration,
+    deadline_file: PathBuf,
+}
+
+impl FailsafePoll {
+    /// How long before the deadline the peers are first asked.
+    fn lead(&self) -> Duration {
+        2 * self.every
+    }
+}
 
 /// This agent's ID: random, made once and kept in its state directory.
 fn agent_id(state: &std::path::Path) -> Result<String, CliError> {
@@ -777,8 +914,12 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
         server: Vec::new(),
         token_file: PathBuf::new(),
         ca_file: None,
-        lease_ttl: clusvc_core::model::Duration::from(Duration::from_secs(5)),
+        lease_ttl: args.lease_ttl,
         state_dir: Some(args.state_dir.clone()),
+        failsafe: false,
+        peer_listen: None,
+        peers: Vec::new(),
+        peer_token_file: None,
     };
     let exec = Arc::new(executor(&agent_args)?);
     let dir = exec.host().state_dir.clone();
@@ -834,6 +975,12 @@ struct Worker {
     done_dir: PathBuf,
     /// The newest controller epoch seen.
     epochs: EpochGate,
+    /// Failsafe mode: no new work for a while after confirming to a peer.
+    failsafe: Option<Arc<super::failsafe::Failsafe>>,
+    /// How long a work request waits for something new.
+    poll: Duration,
+    /// The server the heartbeat loop reaches now.
+    serving: Arc<std::sync::atomic::AtomicUsize>,
     /// What runs here, on disk.
     running_file: PathBuf,
     servers: Vec<String>,
@@ -863,20 +1010,27 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let mut current = 0;
         let mut after = 0;
         // Item IDs already run (the newest 10,000).
         let mut done: HashSet<String> = HashSet::new();
         let mut order: VecDeque<String> = VecDeque::new();
         loop {
             self.wait_active();
-            let path = format!("/v1/agent/work?member={}&after={after}", self.member);
+            // Wait about a lease for new work: a server that stops
+            // answering holds this loop no longer than that.
+            let path = format!(
+                "/v1/agent/work?member={}&after={after}&wait={}",
+                self.member,
+                self.poll.as_millis()
+            );
+            // The server the heartbeats reach, when they moved on.
+            let mut current =
+                self.serving.load(std::sync::atomic::Ordering::Relaxed) % self.clients.len();
             let list: WorkList = match self.clients[current].get(&path) {
                 Ok(l) => l,
                 Err(e) => {
-                    if e.code == EXIT_UNREACHABLE {
-                        current = (current + 1) % self.clients.len();
-                    } else {
+                    // (The heartbeat loop finds a server that answers.)
+                    if e.code != EXIT_UNREACHABLE {
                         tracing::warn!("fetching work: {}", e.message);
                     }
                     std::thread::sleep(Duration::from_millis(200));
@@ -1027,6 +1181,17 @@ impl Worker {
         let svc = item.service_ref();
         match &item.task {
             Task::Execute { steps, spec } => {
+                // This agent told a peer it had lost the servers: that peer
+                // may still run its services until its next question and
+                // bounded stop; nothing new runs here before then.
+                if let Some(until) = self.failsafe.as_ref().and_then(|f| f.hold_until()) {
+                    tracing::info!(
+                        "failsafe: holding {} for {:?} (a peer may still be stopping)",
+                        item.service,
+                        until - Instant::now()
+                    );
+                    tokio::time::sleep_until(until.into()).await;
+                }
                 // What may start is recorded as running before it starts,
                 // so a fence (the watchdog's after a crash included) stops
                 // it.

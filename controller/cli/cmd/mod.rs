@@ -11,6 +11,7 @@ pub mod delete;
 pub mod describe;
 pub mod diff;
 pub mod events;
+pub mod failsafe;
 pub mod get;
 pub mod member;
 pub mod operate;

@@ -57,4 +57,8 @@ pub struct HeartbeatResponse {
     /// reports what it has of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wanted: Option<Vec<String>>,
+    /// The declared members (an agent in failsafe mode must hear from
+    /// each of them).
+    #[serde(default)]
+    pub members: Vec<String>,
 }

@@ -92,6 +92,7 @@ pub(crate) async fn heartbeat<S: Store>(
                     ttl_ms: req.ttl_ms,
                     wanted_hash,
                     wanted,
+                    members: members(&app),
                 }));
             }
             Err(clusvc_store::Error::LeaseNotFound(_)) => {}
@@ -146,6 +147,7 @@ pub(crate) async fn heartbeat<S: Store>(
         ttl_ms: req.ttl_ms,
         wanted_hash,
         wanted,
+        members: members(&app),
     }))
 }
 
@@ -171,6 +173,11 @@ fn wanted<S: Store>(app: &App<S>) -> (u64, Arc<Vec<String>>) {
         };
     }
     (memo.hash, memo.list.clone())
+}
+
+/// The declared members' names.
+fn members<S: Store>(app: &App<S>) -> Vec<String> {
+    app.cache.read().members().keys().cloned().collect()
 }
 
 /// Records what a member's agent has of the scripts, when it changed.
@@ -209,6 +216,10 @@ pub(crate) struct WorkQuery {
     member: String,
     #[serde(default)]
     after: u64,
+    /// How long to wait for something new, in milliseconds (at most 20 s,
+    /// the default): an agent waits about a lease, so a server that stops
+    /// answering holds it no longer.
+    wait: Option<u64>,
 }
 
 /// How long a work request waits for something new.
@@ -252,7 +263,10 @@ pub(crate) async fn work<S: Store>(
             items,
         }));
     }
-    let deadline = tokio::time::sleep(LONG_POLL);
+    let wait = q
+        .wait
+        .map_or(LONG_POLL, |ms| Duration::from_millis(ms).min(LONG_POLL));
+    let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
     let shutdown = app.shutdown.notified();
     tokio::pin!(shutdown);
