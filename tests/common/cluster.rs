@@ -62,10 +62,12 @@ impl Cluster {
             std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let lan = Lan::new(&MEMBERS);
-        let listen = format!("{}:0", lan.server_addr());
         let servers = ["s1", "s2"]
             .iter()
             .map(|n| {
+                // A fixed port: a server restarted keeps its URL, which
+                // the agents were given.
+                let listen = format!("{}:{}", lan.server_addr(), super::free_port());
                 Daemon::server_on(
                     n,
                     &etcd.endpoints(),
@@ -132,6 +134,13 @@ impl Cluster {
     /// Member's agent log.
     pub fn agent_log(&self, member: &str) -> PathBuf {
         self.dir.path().join(format!("agent-{member}.log"))
+    }
+
+    /// Whether member `i`'s agent runs.
+    pub fn agent_runs(&mut self, i: usize) -> bool {
+        self.agents[i]
+            .as_mut()
+            .is_some_and(|p| p.0.try_wait().ok().flatten().is_none())
     }
 
     /// `kill -9` of member `i`'s agent (its watchdog lives on).

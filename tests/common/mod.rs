@@ -595,6 +595,14 @@ impl Daemon {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
+    /// Whether it still runs (a cluster server exits when it loses its
+    /// leadership; a supervisor would start it again).
+    pub fn runs(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// `kill -9`, then start again on the same state directory.
     pub fn crash_and_restart(&mut self) {
         self.kill9();
