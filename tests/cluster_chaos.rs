@@ -141,8 +141,8 @@ fn a_random_fault_run_never_has_two_owners_and_ends_with_the_service_running() {
             s.crash_and_restart();
         }
     }
-    for j in 0..MEMBERS.len() {
-        if cut[j] {
+    for (j, was_cut) in cut.iter().enumerate() {
+        if *was_cut {
             c.lan.members[j].link(true);
         }
         if !c.agent_runs(j) {
