@@ -122,6 +122,8 @@ fn the_demo_cluster_moves_its_service_when_a_member_dies() {
     let demo_dir = dir.path().join("demo");
     let prefix = common::unique("d");
     let net = format!("10.{}.77", 100 + std::process::id() % 100);
+    // Its own etcd ports (another demo may run on the default ones).
+    let etcd_base = 30_000 + (std::process::id() % 3_000) * 10;
     let demo = |args: &[&str]| {
         let out = std::process::Command::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -131,6 +133,7 @@ fn the_demo_cluster_moves_its_service_when_a_member_dies() {
         .env("DEMO_DIR", &demo_dir)
         .env("DEMO_NET", &net)
         .env("DEMO_PREFIX", &prefix)
+        .env("DEMO_ETCD_BASE", etcd_base.to_string())
         .env("CLUSVC", env!("CARGO_BIN_EXE_clusvc"))
         .output()
         .unwrap();

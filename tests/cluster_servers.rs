@@ -663,3 +663,77 @@ fn failsafe_fences_when_a_peer_still_reaches_the_servers() {
     let started = a.iter().position(|l| l == "node3 start one begin").unwrap();
     assert!(stopped < started, "{a:?}");
 }
+
+/// An agent restarted with another `--lease-ttl` gets a new lease of that
+/// length (not a renewal of the old one under a wrong deadline), stops
+/// what it ran under the old one, and the service ends on exactly one
+/// member.
+#[test]
+fn an_agent_restarted_with_another_lease_ttl_never_leaves_a_second_owner() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    wait_leader(&servers, &["s1", "s2"]);
+    let both = [&servers[0], &servers[1]];
+    let a2 = agent(dir.path(), &tokens, "node2", &both);
+    let _a3 = agent(dir.path(), &tokens, "node3", &both);
+    let f = manifest(dir.path());
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    declare_members(dir.path(), &servers[0]);
+    let (code, _, err) = servers[0].run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(&servers[0], "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    drop(a2);
+    let urls: Vec<&str> = both.iter().map(|s| s.url.as_str()).collect();
+    let _a2 = Proc(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "6s",
+                "--server",
+            ])
+            .arg(urls.join(","))
+            .arg("--token-file")
+            .arg(tokens.join("node2.token"))
+            .arg("--state-dir")
+            .arg(dir.path().join("agent-node2"))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(dir.path().join("agent-node2.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(T, || agent_log(dir.path(), "node2")
+            .contains("a fresh lease; stopping")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    let up = |m: &str| dir.path().join(format!("up.{m}.one")).exists();
+    assert!(
+        wait_until(T, || {
+            servers[0]
+                .service("web")
+                .is_some_and(|w| w["state"] == "running")
+                && (up("node2") != up("node3"))
+        }),
+        "{:?}\n{}",
+        servers[0].service("web"),
+        logs(dir.path(), &servers)
+    );
+    assert!(!(up("node2") && up("node3")));
+}

@@ -115,3 +115,19 @@ pub enum Outcome {
         message: String,
     },
 }
+
+/// `POST /v1/agent/status`: a status check that failed on the member. The
+/// agent checks the services it runs itself, on their `checkInterval`, and
+/// reports only failures, so a steady cluster writes nothing for checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusReport {
+    /// The agent's member.
+    pub member: String,
+    /// The service.
+    pub service: String,
+    /// Its ID, as the agent started it.
+    pub service_id: u64,
+    /// The check's report (it has a failed step).
+    pub report: RunReport,
+}

@@ -316,6 +316,10 @@ impl<S: Store> Operations for ClusterOps<S> {
         &self.controller.metrics
     }
 
+    fn note_checked(&self, member: &str, services: &[String]) {
+        self.controller.note_checked(member, services);
+    }
+
     fn operate<'a>(
         &'a self,
         name: &'a str,

@@ -25,6 +25,8 @@ pub const IN_FLIGHT: &str = "/clusvc/inflight/";
 /// What each member's agent reported having of the scripts services run:
 /// `INVENTORY + MEMBER`.
 pub const INVENTORY: &str = "/clusvc/inventory/";
+/// Failed status checks agents reported: `STATUS + MEMBER + "/" + SERVICE`.
+pub const STATUS: &str = "/clusvc/status/";
 /// Operator requests recorded by a cluster server for the leader to carry
 /// out: `REQUESTS + SERVICE`.
 pub const REQUESTS: &str = "/clusvc/requests/";

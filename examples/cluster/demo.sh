@@ -26,6 +26,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 DIR=${DEMO_DIR:-/tmp/clusvc-demo}
 NET=${DEMO_NET:-10.88.0}
 P=${DEMO_PREFIX:-demo}
+# etcd's client ports are E+1..E+3, its peer ports E+11..E+13.
+E=${DEMO_ETCD_BASE:-23790}
 CLUSVC=${CLUSVC:-$HERE/../../target/release/clusvc}
 MEMBERS="node1 node2 node3"
 VIP=$NET.50
@@ -73,17 +75,22 @@ up() {
         ip -n $P-$ns link set eth0 up
     done
 
-    echo "== etcd: three members on 127.0.0.1:23791-23793"
-    local cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+    echo "== etcd: three members on 127.0.0.1:$((E + 1))-$((E + 3))"
+    local cluster="e1=http://127.0.0.1:$((E + 11)),e2=http://127.0.0.1:$((E + 12)),e3=http://127.0.0.1:$((E + 13))"
     for n in 1 2 3; do
         etcd --name e$n --data-dir "$DIR/etcd$n" \
-            --listen-client-urls http://127.0.0.1:2379$n --advertise-client-urls http://127.0.0.1:2379$n \
-            --listen-peer-urls http://127.0.0.1:2380$n --initial-advertise-peer-urls http://127.0.0.1:2380$n \
+            --listen-client-urls http://127.0.0.1:$((E + n)) --advertise-client-urls http://127.0.0.1:$((E + n)) \
+            --listen-peer-urls http://127.0.0.1:$((E + 10 + n)) --initial-advertise-peer-urls http://127.0.0.1:$((E + 10 + n)) \
             --initial-cluster "$cluster" --initial-cluster-state new \
             >"$DIR/etcd$n.log" 2>&1 &
         echo $! > "$DIR/etcd$n.pid"
     done
-    wait_for 30 curl -sf http://127.0.0.1:23791/health || die "etcd did not come up (see $DIR/etcd1.log)"
+    wait_for 30 curl -sf http://127.0.0.1:$((E + 1))/health || die "etcd did not come up (see $DIR/etcd1.log)"
+    # Ours, not another etcd that already had these ports (set DEMO_ETCD_BASE).
+    for n in 1 2 3; do
+        kill -0 "$(cat "$DIR/etcd$n.pid")" 2>/dev/null \
+            || die "etcd member e$n exited (port in use? see $DIR/etcd$n.log; set DEMO_ETCD_BASE)"
+    done
 
     echo "== TLS: a CA and the servers' certificate for $NET.1"
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=clusvc-demo-ca \
@@ -104,7 +111,7 @@ up() {
     echo "== two servers (s1, s2) on etcd; one is elected to run the controller"
     for s in 1 2; do
         mkdir -p "$DIR/s$s"
-        "$CLUSVC" server --name s$s --store etcd:http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793 \
+        "$CLUSVC" server --name s$s --store etcd:http://127.0.0.1:$((E + 1)),http://127.0.0.1:$((E + 2)),http://127.0.0.1:$((E + 3)) \
             --state-dir "$DIR/s$s" --socket "$DIR/s$s/clusvc.sock" \
             --listen $NET.1:745$s --tls-cert "$DIR/tls/server.pem" --tls-key "$DIR/tls/server.key" \
             --agent-tokens "$DIR/tokens" --lease-ttl 2s \

@@ -280,3 +280,17 @@ pub fn running_on(c: &Cluster, member: &str) -> bool {
     let w = c.web();
     w["state"] == "running" && w["member"] == member
 }
+
+impl Drop for Cluster {
+    /// The agents go first, then the applications they started: their
+    /// scripts and state are in the scratch directory that goes with the
+    /// cluster, so their watchdogs could not stop them.
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            *a = None;
+        }
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("http.server --bind {} ", self.vip())])
+            .status();
+    }
+}

@@ -188,6 +188,16 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     spawn_watchdog(&args, &exec.host().state_dir);
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
     let serving = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let checks = Arc::new(Checks::default());
+    // Stops what ran under a lease that is gone when a fresh one is given.
+    let fresh_fence = Fence {
+        rt: rt.handle().clone(),
+        exec: exec.clone(),
+        running: running.clone(),
+        file: running_file.clone(),
+        budget: stop_budget(ttl),
+        checks: Some(checks.clone()),
+    };
     let failsafe = match (&args.failsafe, &args.peer_listen, &args.peer_token_file) {
         (true, Some(listen), Some(token)) => {
             let token = std::fs::read_to_string(token)
@@ -222,6 +232,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             running: running.clone(),
             file: running_file.clone(),
             budget: stop_budget(ttl),
+            checks: Some(checks.clone()),
         };
         let failsafe = failsafe.clone().map(|f| FailsafePoll {
             peers: f,
@@ -248,8 +259,28 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             running: running.clone(),
             file: running_file.clone(),
             budget: stop_budget(ttl),
+            checks: Some(checks.clone()),
         };
+        {
+            let checks = checks.clone();
+            let (rt, exec, running, state) = (
+                rt.handle().clone(),
+                exec.clone(),
+                running.clone(),
+                state.clone(),
+            );
+            let clients: Vec<Client> = args
+                .server
+                .iter()
+                .map(|s| Client::with_timeout(s, &conn, Some(every)))
+                .collect::<Result<_, _>>()?;
+            let (member, serving) = (args.member.clone(), serving.clone());
+            std::thread::spawn(move || {
+                checks.run(&member, &rt, &exec, &running, &state, &clients, &serving)
+            });
+        }
         let worker = Worker {
+            checks: checks.clone(),
             failsafe: failsafe.clone(),
             poll: ttl,
             serving: serving.clone(),
@@ -284,11 +315,30 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             wanted_hash,
             inventory,
+            checked: std::mem::take(&mut *checks.passed.lock().unwrap_or_else(|p| p.into_inner())),
         };
         let answer = clients[current].post::<_, HeartbeatResponse>("/v1/agent/heartbeat", &req);
         scripts.answered(req.inventory, answer.as_ref().ok());
         match answer {
             Ok(resp) => {
+                // A fresh lease: the member had none (its lease expired, or
+                // was replaced), so the controller took it for dead and may
+                // have started its services elsewhere. Nothing it ran under
+                // the old lease may go on: stop it first (reported as
+                // failed once active, so the controller recovers it).
+                if resp.fresh
+                    && !fresh_fence
+                        .running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_empty()
+                {
+                    tracing::warn!(
+                        "{}: a fresh lease; stopping what ran under the old one before acting again",
+                        args.member
+                    );
+                    fresh_fence.stop_all(&args.member);
+                }
                 let (lock, wake) = &*state;
                 let mut l = lock.lock().unwrap_or_else(|p| p.into_inner());
                 let was_active = l.active;
@@ -338,6 +388,176 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         let spent = sent.elapsed();
         if spent < every {
             std::thread::sleep(every - spent);
+        }
+    }
+}
+
+/// The agent's own status checks of the services it runs, each on its
+/// `checkInterval`: a pass is told in the next heartbeat (kept in the
+/// servers' memory, for `LAST CHECK`), a failure is reported at once
+/// (`POST /v1/agent/status`, one write), once per failure; the controller
+/// recovers the service. Nothing is written while checks pass.
+#[derive(Default)]
+struct Checks {
+    /// Services that passed since the last heartbeat.
+    passed: Mutex<Vec<String>>,
+    /// Services an item acts on now (not checked meanwhile).
+    acting: Mutex<HashSet<String>>,
+    /// Services whose failure was reported (not again until they run anew).
+    reported: Mutex<HashSet<String>>,
+    /// Services a fence stopped, reported as failed once active again.
+    fenced: Mutex<Vec<ServiceRef>>,
+}
+
+/// Marks a service as acted on while alive.
+struct Busy<'a>(&'a Checks, String);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0
+            .acting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
+impl Checks {
+    fn busy(&self, service: &str) -> Busy<'_> {
+        self.acting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string());
+        // It runs anew: a later failure is a new one.
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(service);
+        Busy(self, service.to_string())
+    }
+
+    /// Reports a failed check to a server (the heartbeat's first).
+    fn send(
+        &self,
+        clients: &[Client],
+        serving: &std::sync::atomic::AtomicUsize,
+        status: &clusvc_agent::remote::StatusReport,
+    ) -> bool {
+        let first = serving.load(std::sync::atomic::Ordering::Relaxed);
+        (0..clients.len()).any(|k| {
+            clients[(first + k) % clients.len()]
+                .post::<_, serde_json::Value>("/v1/agent/status", status)
+                .is_ok()
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        member: &str,
+        rt: &tokio::runtime::Handle,
+        exec: &Executor,
+        running: &Running,
+        state: &(Mutex<Lease>, Condvar),
+        clients: &[Client],
+        serving: &std::sync::atomic::AtomicUsize,
+    ) {
+        let mut due: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if !state.0.lock().unwrap_or_else(|p| p.into_inner()).active {
+                continue;
+            }
+            let fenced =
+                std::mem::take(&mut *self.fenced.lock().unwrap_or_else(|p| p.into_inner()));
+            for svc in fenced {
+                let status = clusvc_agent::remote::StatusReport {
+                    member: member.to_string(),
+                    service: svc.name.clone(),
+                    service_id: svc.id,
+                    report: clusvc_agent::exec::RunReport {
+                        steps: vec![clusvc_agent::exec::StepReport {
+                            verb: Verb::Status,
+                            resource: format!("agent of {member}"),
+                            ok: false,
+                            reason: Some(
+                                "stopped when the agent fenced itself (no lease renewal acknowledged)"
+                                    .into(),
+                            ),
+                            elapsed: Duration::ZERO,
+                            rollback: false,
+                            refused: false,
+                        }],
+                        failed: Some(0),
+                    },
+                };
+                if !self.send(clients, serving, &status) {
+                    self.fenced
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(svc);
+                }
+            }
+            let services: Vec<(ServiceRef, ServiceSpec)> = running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            due.retain(|name, _| services.iter().any(|(s, _)| s.name == *name));
+            for (svc, spec) in services {
+                let interval = spec.check_interval.get();
+                if interval.is_zero() {
+                    continue;
+                }
+                let next = *due
+                    .entry(svc.name.clone())
+                    .or_insert_with(|| Instant::now() + interval);
+                if Instant::now() < next
+                    || self
+                        .acting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&svc.name)
+                {
+                    continue;
+                }
+                due.insert(svc.name.clone(), Instant::now() + interval);
+                let report = rt.block_on(exec.check(&svc, &spec));
+                if report.failed.is_none() {
+                    self.passed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(svc.name.clone());
+                    continue;
+                }
+                if !self
+                    .reported
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(svc.name.clone())
+                {
+                    continue;
+                }
+                tracing::warn!(
+                    "{}: status check failed: {}",
+                    svc.name,
+                    report.reason().unwrap_or("")
+                );
+                let status = clusvc_agent::remote::StatusReport {
+                    member: member.to_string(),
+                    service: svc.name.clone(),
+                    service_id: svc.id,
+                    report,
+                };
+                if !self.send(clients, serving, &status) {
+                    // Reported again at the next check.
+                    self.reported
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&svc.name);
+                }
+            }
         }
     }
 }
@@ -693,6 +913,10 @@ struct Fence {
     file: PathBuf,
     /// The stop's time budget: then what is left is killed.
     budget: Duration,
+    /// The agent's checks, told what the fence stopped (reported as failed
+    /// once the agent holds a lease again, so the controller recovers
+    /// them); none in the watchdog process.
+    checks: Option<Arc<Checks>>,
 }
 
 impl Fence {
@@ -707,6 +931,12 @@ impl Fence {
         ));
         if services.is_empty() {
             return;
+        }
+        if let Some(c) = &self.checks {
+            c.fenced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(services.values().map(|(svc, _)| svc.clone()));
         }
         // Every service at once, each in stop order, within the budget.
         let all = async {
@@ -936,6 +1166,7 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
         running: Arc::default(),
         file: dir.join("running.json"),
         budget: stop_budget(args.lease_ttl.get()),
+        checks: None,
     };
     let deadline_file = dir.join("deadline");
     let agent_lock_file = dir.join("agent.lock");
@@ -979,6 +1210,9 @@ struct Worker {
     failsafe: Option<Arc<super::failsafe::Failsafe>>,
     /// How long a work request waits for something new.
     poll: Duration,
+    /// The agent's own status checks (paused for a service while an item
+    /// acts on it).
+    checks: Arc<Checks>,
     /// The server the heartbeat loop reaches now.
     serving: Arc<std::sync::atomic::AtomicUsize>,
     /// What runs here, on disk.
@@ -1181,6 +1415,7 @@ impl Worker {
         let svc = item.service_ref();
         match &item.task {
             Task::Execute { steps, spec } => {
+                let _busy = self.checks.busy(&item.service);
                 // This agent told a peer it had lost the servers: that peer
                 // may still run its services until its next question and
                 // bounded stop; nothing new runs here before then.

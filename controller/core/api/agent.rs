@@ -32,6 +32,11 @@ pub struct HeartbeatRequest {
     /// What it has of those scripts, when that changed since it last said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<crate::model::Inventory>,
+    /// Services whose status check passed since the last heartbeat (the
+    /// agent checks the services it runs; failures are reported at once,
+    /// `POST /v1/agent/status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checked: Vec<String>,
 }
 
 /// Most scripts an inventory may list.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::{Extension, Json};
 
-use clusvc_agent::remote::{WorkDone, WorkItem, WorkList};
+use clusvc_agent::remote::{StatusReport, WorkDone, WorkItem, WorkList};
 use clusvc_core::api::ErrorCode;
 use clusvc_core::api::agent::{
     HeartbeatRequest, HeartbeatResponse, MAX_INVENTORY, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS,
@@ -46,8 +46,23 @@ pub(crate) async fn heartbeat<S: Store>(
             ),
         ));
     }
-    if req.agent_id.is_empty() || req.agent_id.len() > 128 {
-        return Err(fail(ErrorCode::Invalid, "agentId: 1 to 128 characters"));
+    if req.agent_id.is_empty()
+        || req.agent_id.len() > 128
+        || !req
+            .agent_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(fail(
+            ErrorCode::Invalid,
+            "agentId: 1 to 128 letters, digits or '-'",
+        ));
+    }
+    if req.incarnation.len() > 128 {
+        return Err(fail(
+            ErrorCode::Invalid,
+            "incarnation: at most 128 characters",
+        ));
     }
     // Only a declared member is brought to life by its agent.
     if app
@@ -64,39 +79,63 @@ pub(crate) async fn heartbeat<S: Store>(
             ),
         ));
     }
+    if req.checked.len() > 100_000 {
+        return Err(fail(ErrorCode::Invalid, "checked: at most 100000 services"));
+    }
     let (wanted_hash, wanted) = wanted(&app);
     let wanted = (req.wanted_hash != wanted_hash).then(|| wanted.as_ref().clone());
     let key = format!("{}{}", keys::LEASES, req.member);
+    // The lease key holds "AGENT-ID TTL-MS": the agent holding it, and the
+    // time to live the lease was granted with.
+    let holder = format!("{} {}", req.agent_id, req.ttl_ms);
     if let Some(kv) = app.store.get(&key).await?
         && let Some(lease) = kv.lease
     {
-        if kv.value != req.agent_id.as_bytes() {
+        let value = String::from_utf8_lossy(&kv.value).into_owned();
+        let (id, ttl) = value.split_once(' ').unwrap_or((value.as_str(), ""));
+        if id != req.agent_id {
             return Err(fail(
                 ErrorCode::Conflict,
                 format!(
-                    "member {} is held by another agent ({}) until its lease expires",
-                    req.member,
-                    String::from_utf8_lossy(&kv.value)
+                    "member {} is held by another agent until its lease expires",
+                    req.member
                 ),
             ));
         }
-        match app.store.keepalive(lease).await {
-            Ok(()) => {
-                // Only the agent holding the lease says what the member has.
-                if let Some(inv) = &req.inventory {
-                    record_inventory(&app, &req.member, inv).await?;
-                }
-                return Ok(Json(HeartbeatResponse {
-                    lease,
-                    fresh: false,
-                    ttl_ms: req.ttl_ms,
-                    wanted_hash,
-                    wanted,
-                    members: members(&app),
-                }));
+        if ttl != req.ttl_ms.to_string() {
+            // The agent asks for another time to live (it was restarted
+            // with another --lease-ttl): its lease must not outlive what
+            // it counts on, nor expire under it. A new one replaces it
+            // (the answer says fresh: the agent stops what it ran).
+            tracing::info!(
+                "member {}: the agent asks for a {} ms lease; replacing the lease of {ttl} ms",
+                req.member,
+                req.ttl_ms
+            );
+            match app.store.revoke(lease).await {
+                Ok(()) | Err(clusvc_store::Error::LeaseNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(clusvc_store::Error::LeaseNotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+        } else {
+            match app.store.keepalive(lease).await {
+                Ok(()) => {
+                    // Only the agent holding the lease says what the member has.
+                    if let Some(inv) = &req.inventory {
+                        record_inventory(&app, &req.member, inv).await?;
+                    }
+                    app.controller.note_checked(&req.member, &req.checked);
+                    return Ok(Json(HeartbeatResponse {
+                        lease,
+                        fresh: false,
+                        ttl_ms: req.ttl_ms,
+                        wanted_hash,
+                        wanted,
+                        members: members(&app),
+                    }));
+                }
+                Err(clusvc_store::Error::LeaseNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     // No lease (first heartbeat, or the last one expired): a new one, and
@@ -108,7 +147,7 @@ pub(crate) async fn heartbeat<S: Store>(
             compare: vec![Compare::Missing(key.clone())],
             success: vec![Write::Put {
                 key,
-                value: req.agent_id.into_bytes(),
+                value: holder.into_bytes(),
                 lease: Some(lease),
             }],
             failure: vec![],
@@ -323,4 +362,37 @@ pub(crate) async fn done<S: Store>(
         .put(&key, serde_json::to_vec(&done).expect("results serialize"))
         .await?;
     Ok(Json(serde_json::json!({"recorded": done.id})))
+}
+
+/// `POST /v1/agent/status`: a status check that failed on the agent's
+/// member; recorded for the controller, which acts on it if it is about
+/// the service as it runs now.
+pub(crate) async fn status<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Extension(who): Extension<Identity>,
+    ApiJson(status): ApiJson<StatusReport>,
+) -> Result<Json<serde_json::Value>> {
+    own_member(&who, &status.member)?;
+    if status.service.is_empty() || status.service.len() > 253 || status.service.contains('/') {
+        return Err(fail(ErrorCode::Invalid, "service: not a service name"));
+    }
+    if status
+        .report
+        .failed
+        .is_none_or(|i| i >= status.report.steps.len())
+        || status.report.steps.len() > 1_000
+    {
+        return Err(fail(
+            ErrorCode::Invalid,
+            "report: a failed check names its failed step (at most 1000 steps)",
+        ));
+    }
+    let key = format!("{}{}/{}", keys::STATUS, status.member, status.service);
+    app.store
+        .put(
+            &key,
+            serde_json::to_vec(&status).expect("reports serialize"),
+        )
+        .await?;
+    Ok(Json(serde_json::json!({"recorded": status.service})))
 }

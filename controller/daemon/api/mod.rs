@@ -47,6 +47,8 @@ pub trait Operations: Send + Sync {
     fn events(&self) -> &Arc<EventLog>;
     /// Counters and gauges.
     fn metrics(&self) -> &Arc<Metrics>;
+    /// Notes that `member`'s agent checked `services` and they passed.
+    fn note_checked(&self, member: &str, services: &[String]);
     /// Carries out (or hands on) an operator request.
     fn operate<'a>(
         &'a self,
@@ -62,6 +64,10 @@ impl<S: Store> Operations for Controller<S> {
 
     fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    fn note_checked(&self, member: &str, services: &[String]) {
+        Controller::note_checked(self, member, services);
     }
 
     fn operate<'a>(
@@ -232,6 +238,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/agent/heartbeat", post(agent::heartbeat::<S>))
         .route("/v1/agent/work", get(agent::work::<S>))
         .route("/v1/agent/done", post(agent::done::<S>))
+        .route("/v1/agent/status", post(agent::status::<S>))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(

@@ -1,5 +1,6 @@
 //! Status checks: due on each service's `checkInterval` while it runs on a
-//! local member; a failed check marks the service failed for the next
+//! local member; a remote member's agent checks its services itself and
+//! reports failures. A failed check marks the service failed for the next
 //! reconcile to recover.
 
 use tokio::time::Instant;
@@ -7,6 +8,9 @@ use tokio::time::Instant;
 use clusvc_core::model::event::Level;
 use clusvc_core::model::{Failure, Phase, ResourceStatus, ServiceState};
 use clusvc_store::Store;
+
+use clusvc_agent::remote::StatusReport;
+use clusvc_core::model::ObservedService;
 
 use super::{Controller, Error, lock, now};
 use crate::runtime::Action;
@@ -43,7 +47,7 @@ impl<S: Store> Controller<S> {
                 return Ok(());
             };
             let interval = s.spec.check_interval.get();
-            let member = o.member.clone().filter(|m| self.has_agent(m));
+            let member = o.member.clone().filter(|m| self.checks_here(m));
             match member {
                 Some(m)
                     if o.state == ServiceState::Running
@@ -56,7 +60,7 @@ impl<S: Store> Controller<S> {
                 _ => None,
             }
         };
-        let Some((member, mut o, interval)) = target else {
+        let Some((member, o, interval)) = target else {
             return Ok(());
         };
         {
@@ -76,6 +80,52 @@ impl<S: Store> Controller<S> {
         let report = agent
             .check(&Self::service_ref(name, o.id, &spec), &spec)
             .await;
+        self.checked(name, &member, o, &report).await
+    }
+
+    /// Whether this controller runs the status checks of services on
+    /// `member`: on a member whose agent runs in this process. A remote
+    /// member's agent checks its services itself and reports only failures
+    /// ([`Controller::remote_check_failed`]).
+    fn checks_here(&self, member: &str) -> bool {
+        self.agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(member)
+            .is_some_and(|a| !a.is_remote())
+    }
+
+    /// A status check that failed on a remote member, as its agent reported
+    /// it (recorded under `/clusvc/status/MEMBER/SERVICE`): acted on when
+    /// it is about the service as it runs now (that member, that ID,
+    /// running, not frozen).
+    pub(super) async fn remote_check_failed(&self, member: &str, status: StatusReport) {
+        let name = status.service.clone();
+        let service_lock = self.lock_for(&name);
+        let _guard = service_lock.lock().await;
+        let o = self.cache.read().observed.services.get(&name).cloned();
+        let Some(o) = o.filter(|o| {
+            o.member.as_deref() == Some(member)
+                && o.id == status.service_id
+                && o.state == ServiceState::Running
+                && !o.frozen
+        }) else {
+            return;
+        };
+        if let Err(e) = self.checked(&name, member, o, &status.report).await {
+            tracing::warn!("recording the failed check of {name}: {e}");
+        }
+        self.sched.now(&name);
+    }
+
+    /// Records what a status check found.
+    async fn checked(
+        &self,
+        name: &str,
+        member: &str,
+        mut o: ObservedService,
+        report: &clusvc_agent::exec::RunReport,
+    ) -> Result<(), Error> {
         for s in &report.steps {
             self.metrics
                 .action(s.verb.as_str(), s.ok, s.elapsed.as_secs_f64());
@@ -113,5 +163,21 @@ impl<S: Store> Controller<S> {
             );
         }
         self.record(name, Some(&o)).await
+    }
+}
+
+impl<S: Store> Controller<S> {
+    /// Notes that `member`'s agent checked `services` and they passed (in
+    /// memory only, like a local passing check).
+    pub fn note_checked(&self, member: &str, services: &[String]) {
+        let at = now();
+        let mut c = self.cache.write();
+        for name in services {
+            if let Some(o) = c.observed.services.get_mut(name)
+                && o.member.as_deref() == Some(member)
+            {
+                o.last_check = Some(at);
+            }
+        }
     }
 }

@@ -309,6 +309,20 @@ impl<S: Store> Controller<S> {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some((rev, e)) = watch.events.recv().await {
+                if let (WatchEvent::Put(kv), Some(rest)) = (&e, e.key().strip_prefix(keys::STATUS))
+                    && this.leading.load(Ordering::SeqCst)
+                {
+                    if let (Some((member, _)), Ok(status)) = (
+                        rest.split_once('/'),
+                        serde_json::from_slice::<clusvc_agent::remote::StatusReport>(&kv.value),
+                    ) {
+                        let (this, member) = (this.clone(), member.to_string());
+                        tokio::spawn(
+                            async move { this.remote_check_failed(&member, status).await },
+                        );
+                    }
+                    continue;
+                }
                 if let (WatchEvent::Put(kv), Some(name)) =
                     (&e, e.key().strip_prefix(keys::REQUESTS))
                     && this.leading.load(Ordering::SeqCst)
