@@ -816,8 +816,18 @@ fn agent_id(state: &std::path::Path) -> Result<String, CliError> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| CliError::bad_input(format!("error: /dev/urandom: {e}")))?;
     let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, &id)
-        .map_err(|e| CliError::bad_input(format!("error: cannot write {}: {e}", path.display())))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(id.as_bytes()))
+    }
+    .map_err(|e| CliError::bad_input(format!("error: cannot write {}: {e}", path.display())))?;
     Ok(id)
 }
 

@@ -221,7 +221,14 @@ fn members<S: Store>(app: &App<S>) -> Vec<String> {
 
 /// Records what a member's agent has of the scripts, when it changed.
 async fn record_inventory<S: Store>(app: &App<S>, member: &str, inv: &Inventory) -> Result<()> {
+    // Bounded well under etcd's request size (1.5 MiB by default).
+    let size: usize = inv
+        .scripts
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len) + 8)
+        .sum();
     if inv.scripts.len() > MAX_INVENTORY
+        || size > 512 << 10
         || inv.version.len() > 64
         || inv
             .scripts
@@ -230,7 +237,7 @@ async fn record_inventory<S: Store>(app: &App<S>, member: &str, inv: &Inventory)
     {
         return Err(fail(
             ErrorCode::Invalid,
-            format!("inventory: at most {MAX_INVENTORY} entries of bounded size"),
+            format!("inventory: at most {MAX_INVENTORY} entries and 512 KiB"),
         ));
     }
     let known = app
@@ -357,10 +364,23 @@ pub(crate) async fn done<S: Store>(
             ),
         ));
     }
+    // Write-once per item: the first result recorded for an item stands
+    // (an agent that reports again after a lost answer sends the same).
     let key = format!("{}{}/{}", keys::RESULTS, done.member, done.service);
-    app.store
-        .put(&key, serde_json::to_vec(&done).expect("results serialize"))
-        .await?;
+    let bytes = serde_json::to_vec(&done).expect("results serialize");
+    if let Some(kv) = app.store.get(&key).await?
+        && let Ok(prev) = serde_json::from_slice::<WorkDone>(&kv.value)
+        && prev.id == done.id
+    {
+        if prev != done {
+            return Err(fail(
+                ErrorCode::Conflict,
+                format!("a different result of {} is recorded already", done.id),
+            ));
+        }
+        return Ok(Json(serde_json::json!({"recorded": done.id})));
+    }
+    app.store.put(&key, bytes).await?;
     Ok(Json(serde_json::json!({"recorded": done.id})))
 }
 

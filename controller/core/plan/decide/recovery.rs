@@ -95,6 +95,32 @@ impl<'a> Context<'a> {
                     plan.outcome.counts_restart = true;
                     return plan;
                 }
+                // Moving away after the limit backs off too, and counts as
+                // an attempt: a service that fails on every member moves
+                // ever more slowly (up to the cap), never in a tight loop.
+                if eligible
+                    && let Some(last) = last
+                    && self.now < last.plus(retry_backoff(recent))
+                {
+                    let at = last.plus(retry_backoff(recent));
+                    let mut plan = Draft {
+                        steps: Vec::new(),
+                        ..draft
+                    }
+                    .finish(
+                        Change::Hold {
+                            state: ServiceState::Failed,
+                        },
+                        format!(
+                            "{what}; restart limit reached ({recent} of {max} within {}); moving away at {at} (backing off {})",
+                            recovery.restart_window,
+                            retry_backoff(recent)
+                        ),
+                        outcome(ServiceState::Failed, Some(m), o.placement_reason),
+                    );
+                    plan.retry_at = Some(at);
+                    return plan;
+                }
                 self.members.moved(Some(m), None);
                 let why = if eligible {
                     format!(
@@ -104,14 +130,18 @@ impl<'a> Context<'a> {
                 } else {
                     format!("{what}; member {m} is no longer eligible")
                 };
-                self.move_away(
+                let mut plan = self.move_away(
                     draft,
                     spec,
                     m,
                     why,
                     ServiceState::Failed,
                     PlacementReason::Recovery,
-                )
+                );
+                if matches!(plan.change, Change::Relocate { .. }) {
+                    plan.outcome.counts_restart = true;
+                }
+                plan
             }
             RecoveryPolicy::Relocate => {
                 self.members.moved(Some(m), None);
