@@ -10,9 +10,12 @@
 //! no, and an agent that confirmed runs no new work for a lease's time
 //! after it (`hold`), longer than the asker's next poll plus its bounded
 //! stop, so an asker that learns a peer is back has stopped before that
-//! peer starts anything. Answers are authenticated with a token the agents
-//! share (`--peer-token-file`); the peer port should be on the members'
-//! private network (plain HTTP).
+//! peer starts anything. Questions and answers are authenticated with a
+//! key the agents share (`--peer-token-file`) without sending it: each
+//! question carries a fresh nonce and an HMAC-SHA256 of it, each answer an
+//! HMAC of the nonce, the member and the answer, so nobody without the key
+//! can ask, forge an answer or replay an old one. (A member that holds the
+//! key can still lie for another: the key is the cluster's.)
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,8 +30,30 @@ use serde::{Deserialize, Serialize};
 pub struct Answer {
     /// The answering member.
     pub member: String,
-    /// It has no acknowledged lease renewal for half a lease or more.
+    /// It has no acknowledged lease renewal for a renewal period.
     pub servers_lost: bool,
+    /// HMAC-SHA256 (hex) of `answer|NONCE|MEMBER|LOST` under the shared key.
+    pub mac: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn mac(key: &str, message: &str) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+    hex(ring::hmac::sign(&k, message.as_bytes()).as_ref())
+}
+
+/// Compares two MACs in constant time.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    hex(&b)
 }
 
 /// The failsafe side of an agent.
@@ -94,24 +119,43 @@ impl Failsafe {
         }
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut req = httparse::Request::new(&mut headers);
-        let authorized = matches!(req.parse(&buf[..n]), Ok(httparse::Status::Complete(_)))
-            && req.path == Some("/v1/failsafe")
-            && req.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("authorization")
-                    && h.value == format!("Bearer {}", self.token).as_bytes()
-            });
-        let (status, body) = if authorized {
-            let servers_lost = lost();
-            if servers_lost {
-                *self.vouched.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        // GET /v1/failsafe?nonce=N&from=MEMBER&mac=HMAC(ask|N|MEMBER)
+        let question = match req.parse(&buf[..n]) {
+            Ok(httparse::Status::Complete(_)) => req
+                .path
+                .and_then(|p| p.strip_prefix("/v1/failsafe?"))
+                .map(|q| {
+                    q.split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<std::collections::HashMap<_, _>>()
+                }),
+            _ => None,
+        };
+        let asked = question.and_then(|q| {
+            let (nonce, from, m) = (q.get("nonce")?, q.get("from")?, q.get("mac")?);
+            (nonce.len() <= 64
+                && from.len() <= 253
+                && same(m, &mac(&self.token, &format!("ask|{nonce}|{from}"))))
+            .then(|| nonce.clone())
+        });
+        let (status, body) = match asked {
+            Some(nonce) => {
+                let servers_lost = lost();
+                if servers_lost {
+                    *self.vouched.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                }
+                let a = Answer {
+                    member: self.member.clone(),
+                    servers_lost,
+                    mac: mac(
+                        &self.token,
+                        &format!("answer|{nonce}|{}|{servers_lost}", self.member),
+                    ),
+                };
+                ("200 OK", serde_json::to_string(&a).unwrap_or_default())
             }
-            let a = Answer {
-                member: self.member.clone(),
-                servers_lost,
-            };
-            ("200 OK", serde_json::to_string(&a).unwrap_or_default())
-        } else {
-            ("403 Forbidden", "{}".to_string())
+            None => ("403 Forbidden", "{}".to_string()),
         };
         let _ = write!(
             conn,
@@ -134,8 +178,12 @@ impl Failsafe {
             .peers
             .iter()
             .map(|(name, addr)| {
-                let (name, addr, token) = (name.clone(), *addr, self.token.clone());
-                std::thread::spawn(move || (name, ask(addr, &token, limit)))
+                let (name, addr, token, me) =
+                    (name.clone(), *addr, self.token.clone(), self.member.clone());
+                std::thread::spawn(move || {
+                    let answer = ask(addr, &token, &me, &name, limit);
+                    (name, answer)
+                })
             })
             .collect();
         for a in asks {
@@ -160,14 +208,23 @@ impl Failsafe {
     }
 }
 
-fn ask(addr: SocketAddr, token: &str, limit: Duration) -> Result<Answer, String> {
+/// Asks peer `peer` at `addr`; the answer counts only if its MAC proves
+/// that peer's key made it for this question.
+fn ask(
+    addr: SocketAddr,
+    key: &str,
+    me: &str,
+    peer: &str,
+    limit: Duration,
+) -> Result<Answer, String> {
+    let nonce = nonce();
+    let m = mac(key, &format!("ask|{nonce}|{me}"));
     let mut s = TcpStream::connect_timeout(&addr, limit).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET /v1/failsafe HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET /v1/failsafe?nonce={nonce}&from={me}&mac={m} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut text = String::new();
     s.take(64 << 10)
         .read_to_string(&mut text)
@@ -176,7 +233,12 @@ fn ask(addr: SocketAddr, token: &str, limit: Duration) -> Result<Answer, String>
     if !head.starts_with("HTTP/1.1 200") {
         return Err(head.lines().next().unwrap_or("").to_string());
     }
-    serde_json::from_str(body).map_err(|e| e.to_string())
+    let a: Answer = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let expected = mac(key, &format!("answer|{nonce}|{peer}|{}", a.servers_lost));
+    if a.member != peer || !same(&a.mac, &expected) {
+        return Err("its answer is not signed with the cluster's key".into());
+    }
+    Ok(a)
 }
 
 /// Parses `--peers NAME=HOST:PORT`.
@@ -262,6 +324,35 @@ mod tests {
                 .unwrap_err()
                 .contains("did not answer")
         );
+        // A fake peer that says "lost" without the key is not believed.
+        let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fake_addr = fake.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut c in fake.incoming().flatten() {
+                let mut got = Vec::new();
+                let mut b = [0u8; 1024];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&b[..n]),
+                    }
+                }
+                let body = r#"{"member":"b","serversLost":true,"mac":"00"}"#;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let fooled = Failsafe::new(
+            "a",
+            vec![("b".into(), fake_addr)],
+            "secret".into(),
+            Duration::from_secs(1),
+        );
+        let err = fooled.all_lost(&members, limit).unwrap_err();
+        assert!(err.contains("not signed"), "{err}");
         assert!(parse_peer("node2=10.0.0.12:7451").is_ok());
         assert!(parse_peer("node2").is_err());
         assert!(parse_peer("node2=host").is_err());
