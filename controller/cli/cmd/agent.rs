@@ -392,6 +392,17 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
 }
 
+/// Services the watchdog process stopped, for the agent to report:
+/// `STATE/fenced.json`, a list of (name, ID).
+const FENCED_FILE: &str = "fenced.json";
+
+fn load_fenced(file: &Path) -> Vec<(String, u64)> {
+    std::fs::read(file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// The agent's own status checks of the services it runs, each on its
 /// `checkInterval`: a pass is told in the next heartbeat (kept in the
 /// servers' memory, for `LAST CHECK`), a failure is reported at once
@@ -467,6 +478,21 @@ impl Checks {
             std::thread::sleep(Duration::from_millis(100));
             if !state.0.lock().unwrap_or_else(|p| p.into_inner()).active {
                 continue;
+            }
+            // What the watchdog process fenced (the agent may have been
+            // killed and restarted while the member's lease ran on).
+            let file = exec.host().state_dir.join(FENCED_FILE);
+            let by_watchdog = load_fenced(&file);
+            if !by_watchdog.is_empty() {
+                let _ = std::fs::remove_file(&file);
+                self.fenced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(by_watchdog.into_iter().map(|(name, id)| ServiceRef {
+                        name,
+                        id,
+                        timeout: Duration::from_secs(1),
+                    }));
             }
             let fenced =
                 std::mem::take(&mut *self.fenced.lock().unwrap_or_else(|p| p.into_inner()));
@@ -942,11 +968,20 @@ impl Fence {
         if services.is_empty() {
             return;
         }
-        if let Some(c) = &self.checks {
-            c.fenced
+        match &self.checks {
+            Some(c) => c
+                .fenced
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .extend(services.values().map(|(svc, _)| svc.clone()));
+                .extend(services.values().map(|(svc, _)| svc.clone())),
+            // The watchdog process: the agent (restarted, perhaps while
+            // its lease still runs) reports them from this file.
+            None => {
+                let file = self.file.with_file_name(FENCED_FILE);
+                let mut all = load_fenced(&file);
+                all.extend(services.values().map(|(svc, _)| (svc.name.clone(), svc.id)));
+                write_synced(&file, &serde_json::to_vec(&all).unwrap_or_default());
+            }
         }
         // Every service at once, each in stop order, within the budget.
         let all = async {
