@@ -44,6 +44,13 @@ fn unavailable(e: etcd_client::Error) -> Error {
         // The id is not in the message; callers know it.
         return Error::LeaseNotFound(0);
     }
+    if text.contains("too many operations in txn request")
+        || text.contains("request is too large")
+        || text.contains("message length too large")
+        || text.contains("larger than max")
+    {
+        return Error::TooLarge(format!("etcd: {text}"));
+    }
     Error::Unavailable(format!("etcd: {text}"))
 }
 
@@ -516,6 +523,39 @@ mod tests {
         let Some(e) = etcd() else { return };
         let s = std::sync::Arc::new(connect(&e).await);
         crate::election::tests::failover(s).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_over_etcds_limits_is_a_clear_error_and_writes_nothing() {
+        // This etcd runs with its default limits (128 operations, 1.5 MiB).
+        let Some(e) = etcd() else { return };
+        let s = connect(&e).await;
+        let many = Txn {
+            compare: vec![],
+            success: (0..200)
+                .map(|i| Write::Put {
+                    key: format!("/big/{i}"),
+                    value: b"x".to_vec(),
+                    lease: None,
+                })
+                .collect(),
+            failure: vec![],
+        };
+        let err = s.txn(many).await.unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+        assert!(err.to_string().contains("--max-txn-ops"), "{err}");
+        let huge = Txn {
+            compare: vec![],
+            success: vec![Write::Put {
+                key: "/big/huge".into(),
+                value: vec![b'x'; 2 << 20],
+                lease: None,
+            }],
+            failure: vec![],
+        };
+        let err = s.txn(huge).await.unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+        assert!(s.list("/big/").await.unwrap().0.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

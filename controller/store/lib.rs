@@ -164,6 +164,14 @@ pub enum Error {
     /// The backend is unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend refused a transaction for its size (etcd's
+    /// `--max-txn-ops` or `--max-request-bytes`); nothing was written.
+    #[error(
+        "the change is too large for one store transaction ({0}); nothing was written: \
+         run etcd with a larger --max-txn-ops and --max-request-bytes (see docs/cluster.md) \
+         or apply the objects in smaller parts"
+    )]
+    TooLarge(String),
     /// A guarded write of a leader that has been deposed.
     #[error("not the leader any more (elected at revision {0}; another server leads now)")]
     NotLeader(Revision),

@@ -122,6 +122,7 @@ impl From<clusvc_store::Error> for Rejection {
     fn from(e: clusvc_store::Error) -> Self {
         let code = match e {
             clusvc_store::Error::Unavailable(_) => ErrorCode::Unavailable,
+            clusvc_store::Error::TooLarge(_) => ErrorCode::BadRequest,
             _ => ErrorCode::Internal,
         };
         Rejection(ApiError::new(code, e.to_string()))
