@@ -820,6 +820,12 @@ impl EtcdCluster {
                 "50",
                 "--election-timeout",
                 "500",
+                // Sized for applies of 10,000 services, as docs/cluster.md
+                // advises (the defaults are 128 operations and 1.5 MiB).
+                "--max-txn-ops",
+                "20000",
+                "--max-request-bytes",
+                "10485760",
             ])
             .stdout(Stdio::null())
             .stderr(log)
@@ -851,6 +857,25 @@ impl EtcdCluster {
         live.into_iter().find(|i| {
             status(*i).is_some_and(|v| v["header"]["member_id"].as_str() == Some(leader.as_str()))
         })
+    }
+
+    /// The store's revision now (every write raises it; lease renewals
+    /// do not), as the first live member says.
+    pub fn revision(&self) -> Option<u64> {
+        (0..self.clients.len())
+            .filter(|i| self.children[*i].is_some())
+            .find_map(|i| {
+                ureq::post(format!("{}/v3/maintenance/status", self.clients[i]))
+                    .send("{}")
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+                    .and_then(|v| v["header"]["revision"].as_str()?.parse().ok())
+            })
+    }
+
+    /// The process id of member `i` (0 when it is down).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.children[i].as_ref().map_or(0, Child::id)
     }
 
     /// `kill -9` of member `i`.
