@@ -540,3 +540,54 @@ fn diff_create_events_metrics_and_health() {
     assert!(metrics.contains("clusvc_plans_total "));
     assert_eq!(d.get_json("/healthz")["status"], "ok");
 }
+
+#[test]
+fn a_service_applied_alone_may_name_members_the_server_already_has() {
+    // The daemon declares node1 itself; node2 is applied on its own, then
+    // a service preferring node2 in a file of its own (as a GitOps-less
+    // operator does): the server checks the reference, not the client.
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "alone_app", "app()\n{\n\treturn 0\n}\n");
+    let m = dir.path().join("node2.yaml");
+    write(
+        &m,
+        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {}\n",
+    );
+    let (code, _, err) = d.run(&["apply", "-f", m.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let s = dir.path().join("svc.yaml");
+    write(
+        &s,
+        &service_yaml(
+            "alone",
+            &app,
+            "  placement:\n    members: [node1, node2]\n",
+        ),
+    );
+    for verb in [&["plan", "-f"][..], &["diff", "-f"], &["apply", "-f"]] {
+        let mut args = verb.to_vec();
+        args.push(s.to_str().unwrap());
+        let (code, out, err) = d.run(&args);
+        assert!(code == 0 || code == 1, "{verb:?}: {code}\n{out}{err}");
+    }
+    assert!(d.wait_state("alone", "running", T));
+    // A member no one declared is still refused, by the server, with the
+    // field it is in; nothing is stored.
+    let bad = dir.path().join("bad.yaml");
+    write(
+        &bad,
+        &service_yaml("stray", &app, "  placement:\n    members: [node9]\n"),
+    );
+    let (code, _, err) = d.run(&["apply", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(r#"spec.placement.members[0]: undeclared member "node9""#),
+        "{err}"
+    );
+    assert!(d.service("stray").is_none());
+    // Offline, the input is the whole state: validate still refuses it.
+    let (code, _, err) = d.run(&["validate", "-f", s.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("undeclared member \"node2\""), "{err}");
+}

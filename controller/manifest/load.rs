@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
-use clusvc_core::model::{API_VERSION, DesiredState, Member, Object, Service};
+use clusvc_core::model::{API_VERSION, DesiredState, Member, MemberRefs, Object, Service};
 
 use super::error::{Errors, ManifestError};
 use super::yaml::{self, Node, Pos, Value};
@@ -44,12 +44,17 @@ impl Input {
 pub struct Options {
     /// Read user scripts: they must exist and define a usable function.
     pub check_scripts: bool,
+    /// Where the members services name must be declared: in the input
+    /// (the default: it is the whole state), or in the input or the
+    /// server's store (a part sent to a server, which checks the merge).
+    pub member_refs: MemberRefs,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             check_scripts: true,
+            member_refs: MemberRefs::InInput,
         }
     }
 }
@@ -377,7 +382,7 @@ pub fn load_cached(
         );
     }
     // The model's rules, once: building the state is validating it.
-    let desired = match DesiredState::from_objects(objects) {
+    let desired = match DesiredState::from_objects_with(objects, options.member_refs) {
         Ok(d) if errors.is_empty() => d,
         Ok(_) => {
             errors.sort();
@@ -687,6 +692,7 @@ mod cache_tests {
     fn an_unchanged_input_is_not_parsed_again_and_a_changed_one_is() {
         let no_scripts = Options {
             check_scripts: false,
+            ..Options::default()
         };
         let mut cache = ParseCache::default();
         let a = Input::new("a.yaml", svc("a"));

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare as EtcdCompare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, PutOptions, TxnOp, WatchOptions,
+    GetOptions, KvClient, PutOptions, TxnOp, WatchClient, WatchOptions,
 };
 use tokio::sync::mpsc;
 
@@ -26,10 +26,17 @@ use super::{
 /// How long one request may take before it counts as a failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Largest answer taken from etcd (a list, or the events of one
+/// transaction in a watch): gRPC's default of 4 MiB is less than the
+/// events of one apply of 10,000 services.
+const MAX_MESSAGE: usize = 256 << 20;
+
 /// The etcd backend.
 #[derive(Clone)]
 pub struct Etcd {
     client: Client,
+    kv: KvClient,
+    watch: WatchClient,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -116,7 +123,9 @@ impl Etcd {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(unavailable)?;
-        let etcd = Self { client };
+        let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+        let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+        let etcd = Self { client, kv, watch };
         // Fail now, not at the first use, when no endpoint answers.
         etcd.get("/clusvc/meta/ping").await?;
         Ok(etcd)
@@ -124,6 +133,10 @@ impl Etcd {
 
     fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    fn kv(&self) -> KvClient {
+        self.kv.clone()
     }
 }
 
@@ -199,7 +212,7 @@ fn split_overlaps(writes: &[Write]) -> bool {
 
 impl Store for Etcd {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = send(|| async { self.client().get(key, None).await })
+        let resp = send(|| async { self.kv().get(key, None).await })
             .await
             .map_err(unavailable)?;
         Ok(resp.kvs().first().map(kv_of))
@@ -207,7 +220,7 @@ impl Store for Etcd {
 
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
         let resp = send(|| async {
-            self.client()
+            self.kv()
                 .get(prefix, Some(GetOptions::new().with_prefix()))
                 .await
         })
@@ -232,7 +245,7 @@ impl Store for Etcd {
             .and_then(success.iter().map(op).collect::<Vec<_>>())
             .or_else(failure.iter().map(op).collect::<Vec<_>>());
         // Sent again only when it never reached a member (not applied).
-        let resp = send(|| async { self.client().txn(t.clone()).await })
+        let resp = send(|| async { self.kv().txn(t.clone()).await })
             .await
             .map_err(unavailable)?;
         Ok(TxnResult {
@@ -249,7 +262,8 @@ impl Store for Etcd {
             .map(|kv| (kv.key.clone(), kv.clone()))
             .collect();
         tokio::spawn(follow(
-            self.client(),
+            self.watch.clone(),
+            self.kv(),
             prefix.to_string(),
             revision,
             known,
@@ -299,10 +313,14 @@ impl Store for Etcd {
     }
 }
 
+/// Longest pause before a broken or refused watch is made again.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Delivers the changes under `prefix` after `from`, across broken streams
 /// and compactions, until the receiver is dropped.
 async fn follow(
-    mut client: Client,
+    mut client: WatchClient,
+    mut kv: KvClient,
     prefix: String,
     mut from: Revision,
     mut known: HashMap<String, KeyValue>,
@@ -322,7 +340,7 @@ async fn follow(
             Err(e) => {
                 tracing::warn!("etcd watch of {prefix} failed: {e}; retrying");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
@@ -336,20 +354,28 @@ async fn follow(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(
-                        "etcd watch of {prefix} broke: {e}; resuming at {}",
+                        "etcd watch of {prefix} broke: {e}; resuming at {} in {backoff:?}",
                         from + 1
                     );
+                    // Not at once: a stream that breaks on every try
+                    // (an answer too large, a member refusing) must not
+                    // become a loop hammering etcd.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     break;
                 }
             };
-            backoff = Duration::from_millis(50);
+            if !resp.events().is_empty() {
+                // Progress: the next break starts from a short pause.
+                backoff = Duration::from_millis(50);
+            }
             if resp.compact_revision() > 0 {
                 // History we needed is gone: list again and deliver the
                 // difference.
                 tracing::warn!(
                     "etcd compacted past revision {from} of the watch on {prefix}; listing it again"
                 );
-                if relist(&mut client, &prefix, &mut from, &mut known, &tx)
+                if relist(&mut kv, &prefix, &mut from, &mut known, &tx)
                     .await
                     .is_err()
                 {
@@ -391,7 +417,7 @@ async fn follow(
 
 /// Lists `prefix` and delivers what changed since `known` as events.
 async fn relist(
-    client: &mut Client,
+    client: &mut KvClient,
     prefix: &str,
     from: &mut Revision,
     known: &mut HashMap<String, KeyValue>,
@@ -467,6 +493,8 @@ mod tests {
                 &peer,
             ])
             .args(["--initial-cluster", &format!("t={peer}")])
+            // Sized as docs/cluster.md advises for 10,000-service applies.
+            .args(["--max-txn-ops", "25000", "--max-request-bytes", "10485760"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -527,12 +555,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_over_etcds_limits_is_a_clear_error_and_writes_nothing() {
-        // This etcd runs with its default limits (128 operations, 1.5 MiB).
+        // This etcd takes 25,000 operations and 10 MiB.
         let Some(e) = etcd() else { return };
         let s = connect(&e).await;
         let many = Txn {
             compare: vec![],
-            success: (0..200)
+            success: (0..25_001)
                 .map(|i| Write::Put {
                     key: format!("/big/{i}"),
                     value: b"x".to_vec(),
@@ -548,7 +576,7 @@ mod tests {
             compare: vec![],
             success: vec![Write::Put {
                 key: "/big/huge".into(),
-                value: vec![b'x'; 2 << 20],
+                value: vec![b'x'; 11 << 20],
                 lease: None,
             }],
             failure: vec![],
@@ -556,6 +584,40 @@ mod tests {
         let err = s.txn(huge).await.unwrap_err();
         assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
         assert!(s.list("/big/").await.unwrap().0.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_delivers_a_transaction_larger_than_grpcs_default_message() {
+        // 100 keys of 60 KiB in one transaction: one watch answer of about
+        // 6 MiB, over gRPC's default limit of 4 MiB (the events of an apply
+        // of 10,000 services are about 5.5 MiB). The watch used to break
+        // on it and be made again at once, forever.
+        let Some(e) = etcd() else { return };
+        let s = connect(&e).await;
+        let mut w = s.watch("/big/").await.unwrap();
+        let r = s
+            .txn(Txn {
+                compare: vec![],
+                success: (0..100)
+                    .map(|i| Write::Put {
+                        key: format!("/big/{i:03}"),
+                        value: vec![b'x'; 60 << 10],
+                        lease: None,
+                    })
+                    .collect(),
+                failure: vec![],
+            })
+            .await
+            .unwrap();
+        assert!(r.succeeded);
+        for i in 0..100 {
+            let (_, ev) = tokio::time::timeout(Duration::from_secs(10), w.events.recv())
+                .await
+                .expect("the watch delivered the transaction")
+                .unwrap();
+            assert_eq!(ev.key(), format!("/big/{i:03}"));
+        }
+        assert_eq!(s.list("/big/").await.unwrap().0.len(), 100);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,7 +82,7 @@ up() {
             --listen-client-urls http://127.0.0.1:$((E + n)) --advertise-client-urls http://127.0.0.1:$((E + n)) \
             --listen-peer-urls http://127.0.0.1:$((E + 10 + n)) --initial-advertise-peer-urls http://127.0.0.1:$((E + 10 + n)) \
             --initial-cluster "$cluster" --initial-cluster-state new \
-            --max-txn-ops 20000 --max-request-bytes 10485760 \
+            --max-txn-ops 25000 --max-request-bytes 10485760 \
             >"$DIR/etcd$n.log" 2>&1 &
         echo $! > "$DIR/etcd$n.pid"
     done

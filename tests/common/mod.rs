@@ -823,7 +823,7 @@ impl EtcdCluster {
                 // Sized for applies of 10,000 services, as docs/cluster.md
                 // advises (the defaults are 128 operations and 1.5 MiB).
                 "--max-txn-ops",
-                "20000",
+                "25000",
                 "--max-request-bytes",
                 "10485760",
             ])

@@ -22,13 +22,21 @@ pub mod server;
 pub mod store;
 pub mod validate;
 
+use clusvc_core::model::MemberRefs;
 use clusvc_manifest::{self as manifest, Options};
 
 use crate::app::{CliError, Files};
 
 /// Reads `-f` inputs; invalid input is bad input (exit 2), nothing applied.
+/// Services may name members the input does not declare: the server
+/// checks them against its stored members, as kubectl leaves references to
+/// the API server.
 pub fn load(files: &Files) -> Result<manifest::Loaded, CliError> {
-    manifest::load_paths(&files.files, Options::default()).map_err(|e| {
+    let options = Options {
+        member_refs: MemberRefs::InInputOrStore,
+        ..Options::default()
+    };
+    manifest::load_paths(&files.files, options).map_err(|e| {
         CliError::bad_input(format!(
             "{e}\nerror: the input is invalid; nothing was applied"
         ))

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use clusvc_core::api::{PlanRequest, PlanResponse};
-use clusvc_core::model::{ObservedState, Timestamp};
+use clusvc_core::model::{MemberRefs, ObservedState, Timestamp};
 use clusvc_core::plan;
 use clusvc_manifest::{self as manifest, Options};
 
@@ -41,10 +41,13 @@ pub fn run(
     args: Args,
     client: impl FnOnce() -> Result<crate::client::Client, CliError>,
 ) -> Result<u8, CliError> {
-    let options = Options {
+    let mut options = Options {
         check_scripts: !args.skip_script_checks,
+        ..Options::default()
     };
     if !args.offline {
+        // The server plans the input merged with what it stores.
+        options.member_refs = MemberRefs::InInputOrStore;
         let client = client()?;
         let (members, services) = if args.files.is_empty() {
             (Vec::new(), Vec::new())

@@ -18,6 +18,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8, CliError> {
     let options = Options {
         check_scripts: !args.skip_script_checks,
+        ..Options::default()
     };
     let loaded = manifest::load_paths(&args.files.files, options).map_err(|e| {
         CliError::bad_input(format!(

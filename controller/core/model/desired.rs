@@ -62,11 +62,30 @@ pub struct DesiredState {
     services: BTreeMap<String, Service>,
 }
 
+/// Where the members that services name must be declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemberRefs {
+    /// In the same input: it is the whole desired state (a manifests
+    /// directory, `validate`, an offline plan).
+    #[default]
+    InInput,
+    /// In the input or already in the store: the input is a part sent to a
+    /// server (`apply -f`, an online `plan -f`), which checks the merged
+    /// state before it stores anything.
+    InInputOrStore,
+}
+
 impl DesiredState {
     /// Validates objects and builds the state; all problems are returned
     /// together and nothing is built when there is any.
     pub fn from_objects(objects: Vec<Object>) -> Result<Self, Vec<Issue>> {
-        let issues = check(&objects);
+        Self::from_objects_with(objects, MemberRefs::InInput)
+    }
+
+    /// [`DesiredState::from_objects`], with the members services name
+    /// checked as `refs` says.
+    pub fn from_objects_with(objects: Vec<Object>, refs: MemberRefs) -> Result<Self, Vec<Issue>> {
+        let issues = check_with(&objects, refs);
         if !issues.is_empty() {
             return Err(issues);
         }
@@ -131,6 +150,11 @@ impl DesiredState {
 
 /// Every rule of SPEC §2 that needs no I/O.
 pub fn check(objects: &[Object]) -> Vec<Issue> {
+    check_with(objects, MemberRefs::InInput)
+}
+
+/// [`check`], with the members services name checked as `refs` says.
+pub fn check_with(objects: &[Object], refs: MemberRefs) -> Vec<Issue> {
     let mut issues = Vec::new();
     let mut member_names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut service_names: BTreeMap<&str, usize> = BTreeMap::new();
@@ -162,7 +186,8 @@ pub fn check(objects: &[Object]) -> Vec<Issue> {
         match object {
             Object::Member(m) => check_member(i, m, &mut issues),
             Object::Service(s) => {
-                check_service(i, s, &member_names, &mut issues);
+                let members = (refs == MemberRefs::InInput).then_some(&member_names);
+                check_service(i, s, members, &mut issues);
                 claims.claim(i, &s.spec, &mut issues);
             }
         }
@@ -283,7 +308,14 @@ fn check_absolute(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_service(i: usize, s: &Service, members: &BTreeMap<&str, usize>, issues: &mut Vec<Issue>) {
+/// `members`: the declared members, or `None` when they are checked
+/// elsewhere (by the server, against the merged state).
+fn check_service(
+    i: usize,
+    s: &Service,
+    members: Option<&BTreeMap<&str, usize>>,
+    issues: &mut Vec<Issue>,
+) {
     let spec = &s.spec;
     let mut push = |path: String, msg: String| issues.push(Issue::new(i, path, msg));
     check_duration(spec.check_interval, "spec.checkInterval", &mut push);
@@ -313,7 +345,7 @@ fn check_service(i: usize, s: &Service, members: &BTreeMap<&str, usize>, issues:
     }
     let placement = &spec.placement;
     for (j, m) in placement.members.iter().enumerate() {
-        if !members.contains_key(m.as_str()) {
+        if members.is_some_and(|known| !known.contains_key(m.as_str())) {
             push(
                 format!("spec.placement.members[{j}]"),
                 format!("undeclared member {m:?}"),

@@ -12,7 +12,7 @@ pub mod scalar;
 pub mod script;
 pub mod time;
 
-pub use desired::{DesiredState, Issue};
+pub use desired::{DesiredState, Issue, MemberRefs};
 pub use duration::Duration;
 pub use manifest::*;
 pub use observed::*;

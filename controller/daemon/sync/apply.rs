@@ -390,15 +390,38 @@ async fn read_current<S: Store>(store: &S, incoming: &[Object]) -> Result<Curren
             );
         }
     }
-    for o in incoming {
-        if let Object::Service(s) = o
-            && !current
-                .objects
-                .contains_key(&(ObjectKind::Service, s.metadata.name.clone()))
-        {
-            let okey = format!("{}{}", keys::OBSERVED_SERVICES, s.metadata.name);
+    // New services that still have an observed record (a service deleted
+    // while it was stopping keeps it until it stopped).
+    let new: Vec<&str> = incoming
+        .iter()
+        .filter_map(|o| match o {
+            Object::Service(s)
+                if !current
+                    .objects
+                    .contains_key(&(ObjectKind::Service, s.metadata.name.clone())) =>
+            {
+                Some(s.metadata.name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    if new.len() > FEW {
+        // One list instead of a round trip per service.
+        let (records, _) = store.list(keys::OBSERVED_SERVICES).await?;
+        let recorded: std::collections::BTreeSet<&str> = records
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(keys::OBSERVED_SERVICES))
+            .collect();
+        for name in new {
+            if recorded.contains(name) {
+                current.recorded.insert(name.to_string());
+            }
+        }
+    } else {
+        for name in new {
+            let okey = format!("{}{name}", keys::OBSERVED_SERVICES);
             if store.get(&okey).await?.is_some() {
-                current.recorded.insert(s.metadata.name.clone());
+                current.recorded.insert(name.to_string());
             }
         }
     }
@@ -497,6 +520,10 @@ pub async fn apply<S: Store>(
     }
     Err(Error::Raced)
 }
+
+/// Up to this many new services, their observed records are looked up one
+/// by one; more, with one list.
+const FEW: usize = 32;
 
 /// How often an apply is decided again after losing a race on shared keys.
 const APPLY_RETRIES: usize = 16;
