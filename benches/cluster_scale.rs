@@ -93,6 +93,33 @@ fn census(server: &Daemon) -> (usize, usize, std::collections::BTreeMap<String, 
     (items.len(), running, on)
 }
 
+/// Services running, from `/metrics` (cheap: polling the full list of
+/// 10,000 services would load the server being measured).
+fn running(server: &Daemon) -> usize {
+    let Ok(mut r) = server.http().get(format!("{}/metrics", server.url)).call() else {
+        return 0;
+    };
+    r.body_mut()
+        .read_to_string()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("clusvc_services{state=\"running\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (polling every second) until `f` holds; false after `limit`.
+fn wait_slowly(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    false
+}
+
 fn main() {
     let args: Vec<u64> = std::env::args()
         .skip(1)
@@ -114,10 +141,18 @@ fn main() {
         std::fs::write(&t, format!("{m}-agent-secret-0123456789\n")).unwrap();
         std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    // The controller's parallelism (`--concurrency`, default 4) from
+    // CLUSVC_SCALE_CONCURRENCY.
+    let concurrency = std::env::var("CLUSVC_SCALE_CONCURRENCY").unwrap_or_else(|_| "4".into());
     let server = Daemon::server(
         "s1",
         &etcd.endpoints(),
-        &["--agent-tokens", tokens.to_str().unwrap()],
+        &[
+            "--agent-tokens",
+            tokens.to_str().unwrap(),
+            "--concurrency",
+            &concurrency,
+        ],
     );
     let mut agents = Agents(Vec::new());
     for m in &members {
@@ -145,7 +180,9 @@ fn main() {
         "members.yaml",
         members
             .iter()
-            .map(|m| format!("apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: {m}\nspec: {{}}\n"))
+            .map(|m| {
+                format!("apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: {m}\nspec: {{}}\n")
+            })
             .collect::<Vec<_>>()
             .join("---\n"),
     );
@@ -160,11 +197,7 @@ fn main() {
         }),
         "not every agent holds a lease"
     );
-    let app = common::script(
-        dir.path(),
-        "bench_app",
-        "app()\n{\n\treturn 0\n}\n",
-    );
+    let app = common::script(dir.path(), "bench_app", "app()\n{\n\treturn 0\n}\n");
     // One file per 1,000 services (a file is bounded to 200,000 YAML
     // events), one request for the directory.
     let sdir = dir.path().join("services");
@@ -182,7 +215,9 @@ fn main() {
             .join("---\n");
         std::fs::write(sdir.join(format!("services-{k:03}.yaml")), text).unwrap();
     }
-    println!("{agents_n} agents, {services_n} services (checks every 60 s), one server on etcd");
+    println!(
+        "{agents_n} agents, {services_n} services (checks every 60 s), one server on etcd, --concurrency {concurrency}"
+    );
     let t0 = Instant::now();
     let (code, _, err) = server.run(&["apply", "-f", sdir.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -190,14 +225,14 @@ fn main() {
     println!("apply (one request): {:.2} s", applied.as_secs_f64());
     let mut last = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(1800), || {
-            let (_, running, _) = census(&server);
-            if last.elapsed() > Duration::from_secs(10) {
+        wait_slowly(Duration::from_secs(3600), || {
+            let running = running(&server);
+            if last.elapsed() > Duration::from_secs(30) {
                 println!("  {:>5.0} s: {running} running", t0.elapsed().as_secs_f64());
                 last = Instant::now();
             }
             running == services_n
-        }),
+        }) && census(&server).1 == services_n,
         "not every service came up; server log: {}",
         server.log_path().display()
     );
@@ -210,11 +245,19 @@ fn main() {
     // Let the last results and the first round of checks settle.
     std::thread::sleep(Duration::from_secs(10));
     let pids: Vec<u32> = agents.0.iter().flatten().map(Child::id).collect();
-    let (s0, e0, r0) = (cpu(server.pid()), cpu(etcd.pid(0)), etcd.revision().unwrap());
+    let (s0, e0, r0) = (
+        cpu(server.pid()),
+        cpu(etcd.pid(0)),
+        etcd.revision().unwrap(),
+    );
     let a0: f64 = pids.iter().map(|p| cpu(*p)).sum();
     std::thread::sleep(window);
     let w = window.as_secs_f64();
-    let (s1, e1, r1) = (cpu(server.pid()), cpu(etcd.pid(0)), etcd.revision().unwrap());
+    let (s1, e1, r1) = (
+        cpu(server.pid()),
+        cpu(etcd.pid(0)),
+        etcd.revision().unwrap(),
+    );
     let a1: f64 = pids.iter().map(|p| cpu(*p)).sum();
     println!("steady state over {w:.0} s:");
     println!("  server CPU: {:.2}% of one core", 100.0 * (s1 - s0) / w);
@@ -259,9 +302,11 @@ fn main() {
         let _ = c.wait();
     }
     assert!(
-        wait_until(Duration::from_secs(600), || {
-            let (_, running, on) = census(&server);
-            running == services_n && !on.contains_key(&victim)
+        wait_slowly(Duration::from_secs(1800), || {
+            running(&server) == services_n && {
+                let (_, running, on) = census(&server);
+                running == services_n && !on.contains_key(&victim)
+            }
         }),
         "the lost member's services did not come up elsewhere"
     );

@@ -116,6 +116,17 @@ fn member_state(d: &Daemon, name: &str) -> String {
         .to_string()
 }
 
+/// A counter or gauge from `/metrics` (0 when absent).
+fn metric(d: &Daemon, name: &str) -> u64 {
+    let mut r = d.http().get(format!("{}/metrics", d.url)).call().unwrap();
+    r.body_mut()
+        .read_to_string()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn log_has(log: &Path, what: &str) -> bool {
     std::fs::read_to_string(log).is_ok_and(|t| t.contains(what))
 }
@@ -312,6 +323,25 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     // Checks go on through the new agent (its own check results arrive).
     let checked = d.service("remote").unwrap()["lastCheck"].clone();
     assert!(wait_until(T, || d.service("remote").unwrap()["lastCheck"] != checked));
+    // ... and a passing remote check costs the controller nothing: over
+    // two more check intervals it does not reconcile the service again
+    // and again (it used to, without end, once its first interval passed).
+    let reconciles = || metric(&d, "clusvc_reconciles_total");
+    let (r0, mut seen) = (reconciles(), 0);
+    let mut last = d.service("remote").unwrap()["lastCheck"].clone();
+    assert!(wait_until(T, || {
+        let now = d.service("remote").unwrap()["lastCheck"].clone();
+        if now != last {
+            seen += 1;
+            last = now;
+        }
+        seen >= 2
+    }));
+    let spent = reconciles() - r0;
+    assert!(
+        spent <= 4,
+        "{spent} reconciles in two check intervals of a steady service"
+    );
     assert_eq!(
         count(),
         before,

@@ -559,11 +559,7 @@ fn a_service_applied_alone_may_name_members_the_server_already_has() {
     let s = dir.path().join("svc.yaml");
     write(
         &s,
-        &service_yaml(
-            "alone",
-            &app,
-            "  placement:\n    members: [node1, node2]\n",
-        ),
+        &service_yaml("alone", &app, "  placement:\n    members: [node1, node2]\n"),
     );
     for verb in [&["plan", "-f"][..], &["diff", "-f"], &["apply", "-f"]] {
         let mut args = verb.to_vec();
@@ -590,4 +586,65 @@ fn a_service_applied_alone_may_name_members_the_server_already_has() {
     let (code, _, err) = d.run(&["validate", "-f", s.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("undeclared member \"node2\""), "{err}");
+}
+
+#[test]
+fn events_follow_fails_when_the_server_goes_away() {
+    // `events -f` ends only when the server goes; a script waiting on it
+    // must learn that (exit 3, as for an unreachable server), not see a
+    // clean end.
+    let mut d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let app = script(dir.path(), "ev_app", "app()\n{\n\treturn 0\n}\n");
+    let f = dir.path().join("ev.yaml");
+    write(&f, &service_yaml("ev", &app, ""));
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.wait_state("ev", "running", T));
+    let mut follow = d
+        .cli()
+        .args(["events", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Connected once it printed the recent events.
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(T)
+        .expect("events -f printed the recent events");
+    assert!(first.contains("service/ev"), "{first}");
+    d.kill9();
+    let out = wait_with_deadline(&mut follow, T);
+    assert_eq!(out.0, Some(3), "{}", out.1);
+    assert!(out.1.contains("ended"), "{}", out.1);
+}
+
+/// Waits for a child with a deadline; (exit code, stderr).
+fn wait_with_deadline(c: &mut std::process::Child, limit: Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = c.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.code(), err);
+        }
+        if Instant::now() > end {
+            let _ = c.kill();
+            return (None, "still running".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

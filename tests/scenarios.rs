@@ -68,6 +68,7 @@ fn check_scenario(dir: &Path) {
             &[dir.join("desired.yaml")],
             Options {
                 check_scripts: false,
+                ..Options::default()
             },
         )
         .unwrap_or_else(|e| panic!("{name}/desired.yaml:\n{e}"));

@@ -339,7 +339,7 @@ proptest! {
     /// that carry a file name.
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
-        let r = manifest::load(&[Input::new("f.yaml", text)], Options { check_scripts: false });
+        let r = manifest::load(&[Input::new("f.yaml", text)], Options { check_scripts: false, ..Options::default() });
         if let Err(e) = r {
             prop_assert!(!e.0.is_empty());
             prop_assert!(e.0.iter().all(|m| m.file == "f.yaml"));
@@ -363,7 +363,7 @@ proptest! {
         let rest = &base[cut..];
         let skip = (drop..=rest.len()).find(|i| rest.is_char_boundary(*i)).unwrap_or(rest.len());
         text.push_str(&rest[skip.min(rest.len())..]);
-        let r = manifest::load(&[Input::new("f.yaml", text)], Options { check_scripts: false });
+        let r = manifest::load(&[Input::new("f.yaml", text)], Options { check_scripts: false, ..Options::default() });
         if let Err(e) = r {
             prop_assert!(e.0.iter().all(|m| m.pos.line > 0 || m.message.contains("document")), "{e}");
         }

@@ -319,21 +319,51 @@ impl Client {
         &self,
         path: &str,
         mut f: impl FnMut(&str) -> bool,
-    ) -> Result<(), CliError> {
+    ) -> Result<StreamEnd, CliError> {
         use std::io::BufRead;
         let (status, body) = self.send("GET", path, None)?;
         if !(200..300).contains(&status) {
             // An error answer (a wrong token, a bad query) is an error, not
             // an empty stream.
-            return self.finish::<serde_json::Value>((status, body)).map(|_| ());
+            return self
+                .finish::<serde_json::Value>((status, body))
+                .map(|_| StreamEnd::Closed);
         }
         let reader = std::io::BufReader::new(body);
         for line in reader.lines() {
-            let Ok(line) = line else { break };
-            if !f(&line) {
-                break;
+            match line {
+                Ok(line) if !f(&line) => return Ok(StreamEnd::Stopped),
+                Ok(_) => {}
+                Err(e) => return Ok(StreamEnd::Broken(e.to_string())),
             }
         }
-        Ok(())
+        Ok(StreamEnd::Closed)
     }
+
+    /// The error for a followed stream that ended: the server stopped or
+    /// the connection broke (exit 3, as for an unreachable server).
+    pub fn stream_ended(&self, end: &StreamEnd) -> CliError {
+        let why = match end {
+            StreamEnd::Broken(e) => format!("the connection broke: {e}"),
+            _ => "the server closed it (it stopped?)".to_string(),
+        };
+        CliError {
+            code: EXIT_UNREACHABLE,
+            message: format!(
+                "error: the stream from the clusvc server at {} ended: {why}",
+                self.base
+            ),
+        }
+    }
+}
+
+/// How a stream of lines ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The reader stopped it.
+    Stopped,
+    /// The server ended it.
+    Closed,
+    /// The connection broke.
+    Broken(String),
 }

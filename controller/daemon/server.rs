@@ -209,6 +209,10 @@ async fn serve(config: ServerConfig) -> Result<(), Error> {
     .await
 }
 
+/// Events written in one transaction at most: with the deletes of as many
+/// old ones, within etcd's default `--max-txn-ops` (128).
+const EVENTS_PER_TXN: usize = 60;
+
 /// Records the events this server's controller emits in the store (the
 /// newest [`EVENTS_KEPT`] are kept) and shows every server's, this one's
 /// included, as they arrive.
@@ -240,16 +244,29 @@ pub async fn share_events<S: Store>(
     let server = server.to_string();
     tokio::spawn(async move {
         let mut seq = 0u64;
-        while let Some(e) = rx.recv().await {
-            seq += 1;
-            let ms = e.at.map_or(0, |t| t.as_millis());
-            let key = format!("{}{ms:015}-{server}-{seq:012}", keys::EVENTS);
-            let mut writes = vec![clusvc_store::Write::Put {
-                key: key.clone(),
-                value: serde_json::to_vec(&e).unwrap_or_default(),
-                lease: None,
-            }];
-            kept.push_back(key);
+        while let Some(first) = rx.recv().await {
+            // Whatever else is waiting goes in the same transaction: a
+            // burst (10,000 services waiting at once) is a few hundred
+            // writes, not 10,000, and does not delay the controller's own.
+            let mut batch = vec![first];
+            while batch.len() < EVENTS_PER_TXN {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let mut writes = Vec::with_capacity(batch.len() * 2);
+            for e in batch {
+                seq += 1;
+                let ms = e.at.map_or(0, |t| t.as_millis());
+                let key = format!("{}{ms:015}-{server}-{seq:012}", keys::EVENTS);
+                writes.push(clusvc_store::Write::Put {
+                    key: key.clone(),
+                    value: serde_json::to_vec(&e).unwrap_or_default(),
+                    lease: None,
+                });
+                kept.push_back(key);
+            }
             while kept.len() > EVENTS_KEPT {
                 if let Some(old) = kept.pop_front() {
                     writes.push(clusvc_store::Write::Delete { key: old });
@@ -260,7 +277,7 @@ pub async fn share_events<S: Store>(
                 ..clusvc_store::Txn::default()
             };
             if let Err(err) = store.txn(txn).await {
-                tracing::warn!("cannot record an event in the store: {err}");
+                tracing::warn!("cannot record events in the store: {err}");
             }
         }
     });

@@ -642,7 +642,14 @@ impl Daemon {
             .get(&format!("{}{path}", self.url))
             .call()
             .unwrap();
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+        // Lists of 10,000 services are larger than ureq's default 10 MiB.
+        let text = r
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
     }
 
     /// The service view, if listed.

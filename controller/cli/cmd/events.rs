@@ -25,7 +25,7 @@ pub fn events(client: &Client, args: EventsArgs) -> Result<u8, CliError> {
     if let Some(s) = &args.service {
         path.push_str(&format!("&service={s}"));
     }
-    client.stream_lines(&path, |line| {
+    let end = client.stream_lines(&path, |line| {
         match (args.output, serde_json::from_str::<Event>(line)) {
             (ListOutput::Json, _) => println!("{line}"),
             (_, Ok(e)) => println!(
@@ -48,6 +48,11 @@ pub fn events(client: &Client, args: EventsArgs) -> Result<u8, CliError> {
         }
         true
     })?;
+    // Following ends only when the server goes: an error, so that a
+    // script waiting on the stream learns it (kubectl's `logs -f` too).
+    if args.follow {
+        return Err(client.stream_ended(&end));
+    }
     Ok(0)
 }
 
@@ -62,7 +67,7 @@ pub fn read_events(
         None => format!("/v1/events?limit={limit}"),
     };
     let mut out = Vec::new();
-    client.stream_lines(&path, |line| {
+    let _ = client.stream_lines(&path, |line| {
         if let Ok(e) = serde_json::from_str::<Event>(line) {
             out.push(e);
         }

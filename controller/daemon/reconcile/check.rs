@@ -22,7 +22,12 @@ impl<S: Store> Controller<S> {
         let Some(o) = c.observed.services.get(name) else {
             return Action::AwaitChange;
         };
-        let local = o.member.as_ref().is_some_and(|m| self.has_agent(m));
+        // Only checks run here wake the service up; a remote member's agent
+        // checks its services itself and reports failures. (A remote
+        // service used to be requeued at a due time nothing moved on: after
+        // its first interval it was reconciled again and again, without
+        // end: 58% of a core at 10,000 services.)
+        let local = o.member.as_ref().is_some_and(|m| self.checks_here(m));
         let interval = c
             .services()
             .get(name)

@@ -230,15 +230,6 @@ impl<S: Store> Controller<S> {
         )
     }
 
-    fn has_agent(&self, member: &str) -> bool {
-        self.remote.is_some()
-            || self
-                .agents
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(member)
-    }
-
     /// A read-only handle on what the controller knows.
     pub fn reader(&self) -> Reader {
         self.cache.reader()
