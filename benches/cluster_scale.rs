@@ -21,7 +21,7 @@
 //! docs/cluster.md.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -11,7 +11,7 @@
 //! follower) before the next run. Target: p99 <= lease TTL + 1 s.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
