@@ -255,6 +255,16 @@ fn two_servers_share_one_controller_and_either_takes_requests() {
     }
     assert_eq!(count(dir.path(), "node2 start one"), 1);
     assert_eq!(count(dir.path(), "node3 start one"), 1);
+    // Carried out and recorded, the work items and results are removed:
+    // what an agent's work request reads stays as short as what is in
+    // flight.
+    assert!(
+        wait_until(T, || etcd.count("/clusvc/work/") == Some(0)
+            && etcd.count("/clusvc/result/") == Some(0)),
+        "work {:?}, results {:?}",
+        etcd.count("/clusvc/work/"),
+        etcd.count("/clusvc/result/")
+    );
 }
 
 /// `kill -9` of the leading server in the middle of a relocation: the other
@@ -736,4 +746,67 @@ fn an_agent_restarted_with_another_lease_ttl_never_leaves_a_second_owner() {
         logs(dir.path(), &servers)
     );
     assert!(!(up("node2") && up("node3")));
+}
+
+/// `kill -9` of the server an agent talks to while the agent is in the
+/// middle of a step: the agent finishes the step, reports it through the
+/// other server, and nothing runs twice. (The killed server is a follower:
+/// the controller does not move.)
+#[test]
+fn an_agent_whose_server_dies_mid_work_finishes_through_the_other() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let mut servers = servers(&etcd, &tokens);
+    let l = wait_leader(&servers, &["s1", "s2"]);
+    let f_ = 1 - l;
+    let _a2 = agent(dir.path(), &tokens, "node2", &[&servers[l], &servers[f_]]);
+    // node3's agent talks to the follower first.
+    let _a3 = agent(dir.path(), &tokens, "node3", &[&servers[f_], &servers[l]]);
+    let f = manifest(dir.path());
+    declare_members(dir.path(), &servers[l]);
+    let (code, _, err) = servers[l].run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(&servers[l], "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    wait_scripts(&servers[l], 2);
+    let (code, out, err) = servers[l].run(&["relocate", "web", "--to", "node3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(T, || count(dir.path(), "node3 start two begin") == 1),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    servers[f_].kill9();
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    assert!(
+        wait_until(T, || runs_on(&servers[l], "node3")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    assert_eq!(
+        count(dir.path(), "node3 start one"),
+        1,
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    assert_eq!(
+        count(dir.path(), "node3 start two"),
+        1,
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    assert_eq!(count(dir.path(), "node2 start one"), 1);
+    // It keeps running there, checked through the surviving server.
+    let checked = servers[l].service("web").unwrap()["lastCheck"].clone();
+    assert!(wait_until(
+        T,
+        || servers[l].service("web").unwrap()["lastCheck"] != checked
+    ));
+    assert!(runs_on(&servers[l], "node3"));
 }

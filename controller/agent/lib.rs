@@ -88,6 +88,12 @@ pub trait Agent: Send + Sync {
     fn is_remote(&self) -> bool {
         false
     }
+    /// Drops what is kept of the service's last work item once its plan is
+    /// carried out and recorded (a remote member's item and result in the
+    /// store); best effort.
+    fn forget<'a>(&'a self, _service: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
     /// The status of every resource (after a crash, before acting).
     fn probe<'a>(
         &'a self,

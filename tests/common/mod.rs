@@ -880,6 +880,51 @@ impl EtcdCluster {
             })
     }
 
+    /// How many keys are under `prefix` (etcd's JSON gateway).
+    pub fn count(&self, prefix: &str) -> Option<u64> {
+        let b64 = |b: &[u8]| {
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut out = String::new();
+            for c in b.chunks(3) {
+                let n = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
+                for k in 0..4 {
+                    if k <= c.len() {
+                        out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            out
+        };
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let body = serde_json::json!({
+            "key": b64(prefix.as_bytes()),
+            "range_end": b64(&end),
+            "count_only": true,
+        });
+        (0..self.clients.len())
+            .filter(|i| self.children[*i].is_some())
+            .find_map(|i| {
+                ureq::post(format!("{}/v3/kv/range", self.clients[i]))
+                    .send(body.to_string())
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+                    .map(|v| {
+                        v["count"]
+                            .as_str()
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0)
+                    })
+            })
+    }
+
     /// The process id of member `i` (0 when it is down).
     pub fn pid(&self, i: usize) -> u32 {
         self.children[i].as_ref().map_or(0, Child::id)

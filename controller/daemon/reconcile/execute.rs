@@ -138,6 +138,20 @@ impl<S: Store> Controller<S> {
             .await;
         if flown {
             let cleared = self.record_flight(name, None).await;
+            if cleared.is_ok() {
+                // The plan is carried out and recorded: its work items and
+                // results are needed no more. Removing them keeps what an
+                // agent's work request reads as short as what is in
+                // flight (it read every item and result of the member's
+                // services: 140 KB per request at 156 services each).
+                let members: std::collections::BTreeSet<&str> =
+                    sp.steps.iter().map(|s| s.member()).collect();
+                for m in members {
+                    if let Some(a) = self.agent(m) {
+                        a.forget(name).await;
+                    }
+                }
+            }
             result?;
             cleared
         } else {

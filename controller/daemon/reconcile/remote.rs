@@ -408,6 +408,33 @@ impl<S: Store> Agent for RemoteAgent<S> {
         true
     }
 
+    fn forget<'a>(&'a self, service: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let work_key = format!("{}{}/{service}", keys::WORK, self.member);
+            let result_key = format!("{}{}/{service}", keys::RESULTS, self.member);
+            let Ok(Some(kv)) = self.store.get(&work_key).await else {
+                return;
+            };
+            // Only the item read (none is issued meanwhile: the service's
+            // reconcile holds it); the agent keeps its own record of what
+            // it ran, so a restarted agent runs none of it again.
+            let _ = self
+                .store
+                .txn(clusvc_store::Txn {
+                    compare: vec![clusvc_store::Compare::ModRevision(
+                        work_key.clone(),
+                        kv.mod_revision,
+                    )],
+                    success: vec![
+                        clusvc_store::Write::Delete { key: work_key },
+                        clusvc_store::Write::Delete { key: result_key },
+                    ],
+                    failure: vec![],
+                })
+                .await;
+        })
+    }
+
     fn probe<'a>(
         &'a self,
         svc: &'a ServiceRef,
