@@ -227,3 +227,28 @@ fn schema_prints_every_kind() {
         assert!(v[kind]["properties"].is_object(), "{kind}");
     }
 }
+
+#[test]
+fn an_agent_clock_rate_fault_outside_the_documented_bound_is_refused() {
+    // The hidden fault-injection flag stays within what the timing
+    // argument allows (10%); nothing is contacted before it is checked.
+    for rate in ["1.2", "0.5", "NaN", "inf"] {
+        clusvc()
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--server",
+                "http://127.0.0.1:9",
+            ])
+            .args(["--token-file", "/nonexistent", "--fault-clock-rate", rate])
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("--fault-clock-rate").and(
+                    predicate::str::contains("outside 0.9..=1.1")
+                        .or(predicate::str::contains("invalid")),
+                ),
+            );
+    }
+}

@@ -2,16 +2,18 @@
 //! (three members in network namespaces, two servers, a three-member etcd,
 //! the floating address and the HTTP application), with the ownership
 //! checker sampling every 20 ms throughout. Faults: an agent killed, an
-//! agent restarted, a member cut off, a member healed, a server killed (and
-//! started again, as its supervisor would), an etcd member killed (one at a
-//! time; started again at the next fault). At the end everything is healed
-//! and the service must run and answer, having never had two owners.
+//! agent restarted, an agent restarted with its clock running 5-10% fast
+//! or slow (the documented bound; the agent's hidden `--fault-clock-rate`,
+//! since one process's clock cannot be skewed here without libfaketime), a
+//! member cut off, a member healed, a server killed (and started again, as
+//! its supervisor would), an etcd member killed (one at a time; started
+//! again at the next fault). At the end everything is healed and the
+//! service must run and answer, having never had two owners.
 //!
 //! It prints its seed; `CLUSVC_CHAOS_SEED=N cargo test --all-features
 //! --test cluster_chaos` replays that run; `CLUSVC_CHAOS_FAULTS=N` sets its
 //! length (default 48, about a minute and a half here; `CLUSVC_CHAOS_FAULTS=500` is
-//! a soak). Clock-rate skew is not injected (no way to slow one process's
-//! clock here without libfaketime).
+//! a soak).
 
 mod common;
 
@@ -83,7 +85,7 @@ fn a_random_fault_run_never_has_two_owners_and_ends_with_the_service_running() {
             c.etcd.restart(e);
         }
         let i = rng.below(MEMBERS.len());
-        let what = match rng.below(7) {
+        let what = match rng.below(8) {
             0 => {
                 c.kill_agent(i);
                 format!("kill -9 the agent of {}", MEMBERS[i])
@@ -110,6 +112,17 @@ fn a_random_fault_run_never_has_two_owners_and_ends_with_the_service_running() {
                 let s = rng.below(c.servers.len());
                 c.servers[s].crash_and_restart();
                 format!("kill -9 and restart server s{}", s + 1)
+            }
+            6 => {
+                // Clock-rate skew within the documented bound (10%): the
+                // agent restarts with a clock running fast or slow.
+                let rate = ["0.9", "0.95", "1.05", "1.1"][rng.below(4)];
+                c.kill_agent(i);
+                c.start_agent_with(i, &["--fault-clock-rate", rate]);
+                format!(
+                    "restart the agent of {} with its clock at {rate}x",
+                    MEMBERS[i]
+                )
             }
             5 => {
                 let e = rng.below(3);

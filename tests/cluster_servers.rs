@@ -810,3 +810,80 @@ fn an_agent_whose_server_dies_mid_work_finishes_through_the_other() {
     ));
     assert!(runs_on(&servers[l], "node3"));
 }
+
+/// A check that fails while no controller leads (the agent's report lands
+/// in the store; the servers that could act are stopped or not yet
+/// elected) is acted on by the next leader when it takes over, not lost:
+/// the service is restarted, and the report is removed once acted on.
+#[test]
+fn a_failed_check_reported_while_no_controller_leads_is_acted_on_by_the_next() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    // A long leadership lease: the report is in the store well before the
+    // follower may lead.
+    let mut servers: Vec<Daemon> = ["s1", "s2"]
+        .iter()
+        .map(|n| {
+            Daemon::server(
+                n,
+                &etcd.endpoints(),
+                &[
+                    "--agent-tokens",
+                    tokens.to_str().unwrap(),
+                    "--lease-ttl",
+                    "10s",
+                ],
+            )
+        })
+        .collect();
+    let l = wait_leader(&servers, &["s1", "s2"]);
+    let f_ = 1 - l;
+    let _a2 = agent(dir.path(), &tokens, "node2", &[&servers[l], &servers[f_]]);
+    let _a3 = agent(dir.path(), &tokens, "node3", &[&servers[l], &servers[f_]]);
+    let f = manifest(dir.path());
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    declare_members(dir.path(), &servers[l]);
+    let (code, _, err) = servers[l].run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(&servers[l], "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    // The leader stops acting (SIGSTOP: it keeps its leadership lease for
+    // up to 10 s); the check of `two` fails on node2, and node2's agent
+    // reports it through the follower.
+    let pid = nix::unistd::Pid::from_raw(servers[l].pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::fs::remove_file(dir.path().join("up.node2.two")).unwrap();
+    let reported = wait_until(T, || etcd.count("/clusvc/status/") == Some(1));
+    // The leader dies; the follower is elected once its lease expires.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    servers[l].kill9();
+    assert!(reported, "{}", logs(dir.path(), &servers));
+    assert!(
+        wait_until(Duration::from_secs(40), || leader(&servers[f_]).as_deref()
+            == Some(["s1", "s2"][f_])),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    // The new leader acts on the report: `two` is started again.
+    assert!(
+        wait_until(T, || dir.path().join("up.node2.two").exists()
+            || dir.path().join("up.node3.two").exists()),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    assert!(
+        wait_until(T, || servers[f_]
+            .service("web")
+            .is_some_and(|s| s["state"] == "running" && s["restarts"] == 1)),
+        "{:?}\n{}",
+        servers[f_].service("web"),
+        logs(dir.path(), &servers)
+    );
+    assert!(wait_until(T, || etcd.count("/clusvc/status/") == Some(0)));
+}

@@ -111,6 +111,14 @@ async fn serve(config: ServerConfig) -> Result<(), Error> {
         }),
         None => None,
     };
+    if config.etcd_cert.is_none() {
+        // Whoever can write to the store decides what every member runs as
+        // root: etcd must know who its clients are.
+        tracing::warn!(
+            "etcd is used without a client certificate (--etcd-cert/--etcd-key): anyone who can reach {} can change what runs as root on every member, unless etcd authenticates its clients otherwise; run etcd with --client-cert-auth and give the servers a client certificate",
+            urls.join(",")
+        );
+    }
     let api_setup = run::prepare_api(&config.api).await?;
     let store = Arc::new(Etcd::connect(&urls, tls).await?);
     let name = config.name.clone().unwrap_or_else(run::hostname);

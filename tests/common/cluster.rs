@@ -101,6 +101,12 @@ impl Cluster {
 
     /// Starts member `i`'s agent in its namespace.
     pub fn start_agent(&mut self, i: usize) {
+        self.start_agent_with(i, &[]);
+    }
+
+    /// Starts member `i`'s agent with `extra` arguments (e.g. a clock-rate
+    /// fault).
+    pub fn start_agent_with(&mut self, i: usize, extra: &[&str]) {
         let m = &self.lan.members[i];
         let urls: Vec<&str> = self.servers.iter().map(|s| s.url.as_str()).collect();
         let log = std::fs::OpenOptions::new()
@@ -124,6 +130,7 @@ impl Cluster {
             .arg(self.tokens.join(format!("{}.token", m.name)))
             .arg("--state-dir")
             .arg(self.dir.path().join(format!("agent-{}", m.name)))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

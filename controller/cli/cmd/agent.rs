@@ -62,7 +62,17 @@ pub struct Args {
     /// A token the members' agents share, for failsafe questions.
     #[arg(long, value_name = "FILE")]
     peer_token_file: Option<PathBuf>,
+    /// Fault injection (tests): this agent's clock runs at RATE times real
+    /// time, within the bound the timing argument allows (0.9 to 1.1), so
+    /// every interval it measures (renewals, its fence deadline, its stop
+    /// budget) lasts 1/RATE of it in real time.
+    #[arg(long, hide = true, default_value_t = 1.0, value_name = "RATE")]
+    fault_clock_rate: f64,
 }
+
+/// Clock-rate error the timing argument allows (docs/cluster.md): an
+/// agent's measure of its intervals may be off by this fraction.
+const MAX_CLOCK_RATE_ERROR: f64 = 0.1;
 
 /// Services this agent started and has not stopped: what it stops when it
 /// fences itself.
@@ -146,7 +156,19 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     // its lease early, and its stop is bounded by a quarter of it, so it
     // has stopped before the lease can expire and the controller acts.)
     let margin = ttl / 2;
-    let every = (ttl / 5).max(Duration::from_millis(100));
+    let rate = args.fault_clock_rate;
+    if !(rate.is_finite() && (rate - 1.0).abs() <= MAX_CLOCK_RATE_ERROR) {
+        return Err(CliError::bad_input(format!(
+            "error: --fault-clock-rate {rate} is outside 0.9..=1.1"
+        )));
+    }
+    // What this agent's clock measures as `d` lasts `d / rate` really.
+    let own = |d: Duration| d.div_f64(rate);
+    if rate != 1.0 {
+        tracing::warn!("fault injection: this agent's clock runs at {rate} times real time");
+    }
+    let limit = own(ttl - margin);
+    let every = own((ttl / 5).max(Duration::from_millis(100)));
     let conn = Conn {
         server: None,
         token_file: Some(args.token_file.clone()),
@@ -195,7 +217,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         exec: exec.clone(),
         running: running.clone(),
         file: running_file.clone(),
-        budget: stop_budget(ttl),
+        budget: own(stop_budget(ttl)),
         checks: Some(checks.clone()),
     };
     let failsafe = match (&args.failsafe, &args.peer_listen, &args.peer_token_file) {
@@ -231,7 +253,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             exec: exec.clone(),
             running: running.clone(),
             file: running_file.clone(),
-            budget: stop_budget(ttl),
+            budget: own(stop_budget(ttl)),
             checks: Some(checks.clone()),
         };
         let failsafe = failsafe.clone().map(|f| FailsafePoll {
@@ -239,9 +261,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             every,
             deadline_file: deadline_file.clone(),
         });
-        std::thread::spawn(move || {
-            watchdog(&state, &member, ttl - margin, &fence, failsafe.as_ref())
-        });
+        std::thread::spawn(move || watchdog(&state, &member, limit, &fence, failsafe.as_ref()));
     }
     {
         let work_clients: Vec<Client> = args
@@ -258,7 +278,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
             exec: exec.clone(),
             running: running.clone(),
             file: running_file.clone(),
-            budget: stop_budget(ttl),
+            budget: own(stop_budget(ttl)),
             checks: Some(checks.clone()),
         };
         {
@@ -345,7 +365,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 // The watchdog process fences at the same deadline.
                 publish_deadline(
                     &deadline_file,
-                    sent_mono + u64::try_from((ttl - margin).as_millis()).unwrap_or(0),
+                    sent_mono + u64::try_from(limit.as_millis()).unwrap_or(0),
                 );
                 l.acked_sent = Some(sent);
                 l.failsafe_until = None;
@@ -1195,6 +1215,7 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
         peer_listen: None,
         peers: Vec::new(),
         peer_token_file: None,
+        fault_clock_rate: 1.0,
     };
     let exec = Arc::new(executor(&agent_args)?);
     let dir = exec.host().state_dir.clone();

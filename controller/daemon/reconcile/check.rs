@@ -100,6 +100,28 @@ impl<S: Store> Controller<S> {
             .is_some_and(|a| !a.is_remote())
     }
 
+    /// A failed check an agent recorded under `/clusvc/status/MEMBER/SERVICE`:
+    /// acted on, then removed (only that report: a newer one stays for its
+    /// own turn), so it is acted on once and the keys do not pile up.
+    pub(super) async fn take_status(&self, member: &str, kv: &clusvc_store::KeyValue) {
+        if let Ok(status) = serde_json::from_slice::<StatusReport>(&kv.value) {
+            self.remote_check_failed(member, status).await;
+        }
+        let _ = self
+            .store
+            .txn(clusvc_store::Txn {
+                compare: vec![clusvc_store::Compare::ModRevision(
+                    kv.key.clone(),
+                    kv.mod_revision,
+                )],
+                success: vec![clusvc_store::Write::Delete {
+                    key: kv.key.clone(),
+                }],
+                failure: vec![],
+            })
+            .await;
+    }
+
     /// A status check that failed on a remote member, as its agent reported
     /// it (recorded under `/clusvc/status/MEMBER/SERVICE`): acted on when
     /// it is about the service as it runs now (that member, that ID,

@@ -303,14 +303,9 @@ impl<S: Store> Controller<S> {
                 if let (WatchEvent::Put(kv), Some(rest)) = (&e, e.key().strip_prefix(keys::STATUS))
                     && this.leading.load(Ordering::SeqCst)
                 {
-                    if let (Some((member, _)), Ok(status)) = (
-                        rest.split_once('/'),
-                        serde_json::from_slice::<clusvc_agent::remote::StatusReport>(&kv.value),
-                    ) {
-                        let (this, member) = (this.clone(), member.to_string());
-                        tokio::spawn(
-                            async move { this.remote_check_failed(&member, status).await },
-                        );
+                    if let Some((member, _)) = rest.split_once('/') {
+                        let (this, member, kv) = (this.clone(), member.to_string(), kv.clone());
+                        tokio::spawn(async move { this.take_status(&member, &kv).await });
                     }
                     continue;
                 }
@@ -342,6 +337,20 @@ impl<S: Store> Controller<S> {
             if let Some(name) = kv.key.strip_prefix(keys::REQUESTS) {
                 let (this, name) = (self.clone(), name.to_string());
                 tokio::spawn(async move { this.take_request(&name, &kv).await });
+            }
+        }
+        // Failed checks agents reported while no controller led (a fence
+        // during a store outage, a check failing during a takeover): acted
+        // on now, not lost.
+        let (reported, _) = self.store.list(keys::STATUS).await?;
+        for kv in reported {
+            if let Some((member, _)) = kv
+                .key
+                .strip_prefix(keys::STATUS)
+                .and_then(|rest| rest.split_once('/'))
+            {
+                let (this, member) = (self.clone(), member.to_string());
+                tokio::spawn(async move { this.take_status(&member, &kv).await });
             }
         }
         self.wake(Touched::All);
