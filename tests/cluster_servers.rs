@@ -887,3 +887,74 @@ fn a_failed_check_reported_while_no_controller_leads_is_acted_on_by_the_next() {
     );
     assert!(wait_until(T, || etcd.count("/clusvc/status/") == Some(0)));
 }
+
+/// With agents: a manual relocation leaves no constraint behind (a later
+/// failure of the member it went to still fails over normally), and
+/// failback after a failover brings the service back to the preferred
+/// member when its agent returns.
+#[test]
+fn a_relocation_leaves_no_constraint_and_failback_follows_a_failover() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    let l = wait_leader(&servers, &["s1", "s2"]);
+    let s = &servers[l];
+    let both = [&servers[0], &servers[1]];
+    let mut a2 = Some(agent(dir.path(), &tokens, "node2", &both));
+    let mut a3 = Some(agent(dir.path(), &tokens, "node3", &both));
+    let f = manifest(dir.path());
+    // The same service, with failback.
+    let text = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("failback: false", "failback: true");
+    std::fs::write(&f, text).unwrap();
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    declare_members(dir.path(), s);
+    let (code, _, err) = s.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(s, "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    wait_scripts(s, 2);
+    // The operator moves it to node3; failback does not undo that.
+    let (code, out, err) = s.run(&["relocate", "web", "--to", "node3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(T, || runs_on(s, "node3")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    // node3's agent dies: the service fails over to node2 (no constraint
+    // to node3 is left from the relocation).
+    a3.take();
+    assert!(
+        wait_until(T, || runs_on(s, "node2")),
+        "{:?}\n{}",
+        s.service("web"),
+        logs(dir.path(), &servers)
+    );
+    // node3 returns; then node2's agent dies: over to node3.
+    a3 = Some(agent(dir.path(), &tokens, "node3", &both));
+    assert!(wait_until(T, || s.get_json("/v1/members/node3")["state"] == "alive"));
+    a2.take();
+    assert!(
+        wait_until(T, || runs_on(s, "node3")),
+        "{:?}\n{}",
+        s.service("web"),
+        logs(dir.path(), &servers)
+    );
+    // node2 returns: failback brings the service home.
+    a2 = Some(agent(dir.path(), &tokens, "node2", &both));
+    assert!(
+        wait_until(T, || runs_on(s, "node2")),
+        "{:?}\n{}",
+        s.service("web"),
+        logs(dir.path(), &servers)
+    );
+    assert!(a2.is_some() && a3.is_some());
+}
