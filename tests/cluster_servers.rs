@@ -255,6 +255,35 @@ fn two_servers_share_one_controller_and_either_takes_requests() {
     }
     assert_eq!(count(dir.path(), "node2 start one"), 1);
     assert_eq!(count(dir.path(), "node3 start one"), 1);
+    // `restart --wait` through the follower returns once the restart is
+    // done (it returned at once, before the leader had begun it): with
+    // `two`'s start on node3 held until `go` exists, it is still waiting
+    // when that start begins, and returns after it ends.
+    std::fs::remove_file(dir.path().join("go")).unwrap();
+    let mut restart = follower
+        .cli()
+        .args(["restart", "web", "--wait", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(T, || count(dir.path(), "node3 start two begin") == 2),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    assert!(
+        restart.try_wait().unwrap().is_none(),
+        "restart --wait returned before the restart was done"
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let out = restart.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(dir.path(), "node3 start two"), 2);
     // Carried out and recorded, the work items and results are removed:
     // what an agent's work request reads stays as short as what is in
     // flight.

@@ -316,19 +316,26 @@ impl<S: Store> ClusterOps<S> {
             .await
             .map_err(|e| OperateError::Controller(e.into()))?;
         let taken = tokio::time::timeout(REQUEST_WAIT, async {
-            while let Some((_, e)) = watch.events.recv().await {
+            while let Some((rev, e)) = watch.events.recv().await {
                 if matches!(e, WatchEvent::Delete(_)) {
-                    return true;
+                    return Some(rev);
                 }
             }
-            false
+            None
         })
         .await;
-        if taken == Ok(true) {
-            Ok(())
-        } else {
-            Err(OperateError::NoLeader(REQUEST_WAIT))
+        let Ok(Some(rev)) = taken else {
+            return Err(OperateError::NoLeader(REQUEST_WAIT));
+        };
+        // The leader removes a request once it has carried it out: answer
+        // when this server's view includes that (a client that reads next
+        // sees the request's effect), within a bound.
+        let reader = self.controller.reader();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while reader.read().seen() < rev && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        Ok(())
     }
 }
 

@@ -189,7 +189,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let rt = runtime(2)?;
     let exec = Arc::new(executor(&args)?);
     let running_file = exec.host().state_dir.join("running.json");
-    std::fs::create_dir_all(&exec.host().state_dir)
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&exec.host().state_dir)
         .map_err(|e| CliError::bad_input(format!("error: cannot create the agent state: {e}")))?;
     // One agent per state directory.
     let Some(_lock) = try_lock(&exec.host().state_dir.join("agent.lock"))? else {
@@ -919,9 +920,12 @@ fn executor(args: &Args) -> Result<Executor, CliError> {
         )
         .join(format!("agent-{}", args.member))
     });
-    std::fs::create_dir_all(&state).map_err(|e| {
-        CliError::bad_input(format!("error: cannot create {}: {e}", state.display()))
-    })?;
+    // What runs here and what the agent did are its business alone.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&state)
+        .map_err(|e| {
+            CliError::bad_input(format!("error: cannot create {}: {e}", state.display()))
+        })?;
     let mut host = Host::new(&args.member);
     host.state_dir = state.join("agent");
     if !root {

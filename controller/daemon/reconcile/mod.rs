@@ -132,6 +132,9 @@ pub struct Controller<S: Store> {
     last_hold: Mutex<HashMap<String, String>>,
     /// One fence at a time per member (single-flight).
     fence_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Operator requests being carried out (key and revision): each once,
+    /// though the watch and a new leader's listing may both hand it on.
+    taking: Mutex<std::collections::HashSet<(String, u64)>>,
 }
 
 fn now() -> Timestamp {
@@ -180,6 +183,7 @@ impl<S: Store> Controller<S> {
             next_check: Mutex::new(HashMap::new()),
             last_hold: Mutex::new(HashMap::new()),
             fence_locks: Mutex::new(HashMap::new()),
+            taking: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -426,7 +430,25 @@ impl<S: Store> Controller<S> {
             let _ = self.store.delete(&kv.key).await;
             return;
         };
-        let taken = self
+        let id = (kv.key.clone(), kv.mod_revision);
+        if !lock(&self.taking).insert(id.clone()) {
+            return;
+        }
+        // Carried out first, removed after: the server that recorded the
+        // request answers its client once the removal reaches it, when what
+        // the request changed has reached it too (a `restart --wait`
+        // through another server saw the service before its restart).
+        // A leader that dies in between leaves it to the next, which
+        // carries it out again: every request is idempotent or, for a
+        // restart, at worst done twice.
+        if let Err(e) = self.operate(name, request.clone()).await {
+            self.emit(
+                name,
+                Level::Warning,
+                format!("operator request ({request}) not carried out: {e}"),
+            );
+        }
+        let _ = self
             .store
             .txn(clusvc_store::Txn {
                 compare: vec![clusvc_store::Compare::ModRevision(
@@ -439,16 +461,7 @@ impl<S: Store> Controller<S> {
                 failure: vec![],
             })
             .await;
-        if !taken.is_ok_and(|t| t.succeeded) {
-            return;
-        }
-        if let Err(e) = self.operate(name, request.clone()).await {
-            self.emit(
-                name,
-                Level::Warning,
-                format!("operator request ({request}) not carried out: {e}"),
-            );
-        }
+        lock(&self.taking).remove(&id);
     }
 
     /// Loads the cache from a snapshot of the store; returns the watch
