@@ -252,3 +252,58 @@ fn an_agent_clock_rate_fault_outside_the_documented_bound_is_refused() {
             );
     }
 }
+
+#[test]
+fn plan_offline_reads_every_file_of_an_observed_directory_and_refuses_duplicates() {
+    // An observed state split over two files: both are read (only the
+    // first was, and the plan started services that already ran).
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("desired");
+    let o = tmp.path().join("observed");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::create_dir_all(&o).unwrap();
+    let mut desired = String::new();
+    for m in ["node1", "node2"] {
+        desired.push_str(&format!(
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: {m}\nspec: {{}}\n---\n"
+        ));
+    }
+    for s in ["a", "b"] {
+        desired.push_str(&format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {s}\nspec:\n  applications:\n    - script: /bin/true\n---\n"
+        ));
+    }
+    std::fs::write(d.join("all.yaml"), desired).unwrap();
+    std::fs::write(
+        o.join("one.yaml"),
+        "services:\n  a: {id: 0, member: node1, state: running}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        o.join("two.yaml"),
+        "services:\n  b: {id: 1, member: node2, state: running}\n",
+    )
+    .unwrap();
+    let plan = |extra: &[&str]| {
+        clusvc()
+            .args(["plan", "--offline", "--skip-script-checks", "-f"])
+            .arg(&d)
+            .arg("--observed")
+            .arg(&o)
+            .args(extra)
+            .assert()
+    };
+    plan(&[]).code(0).stdout(predicate::str::contains(
+        "0 to start, 0 to relocate, 0 to restart, 0 to stop, 2 unchanged",
+    ));
+    // The same service in two files: an error naming both, no plan.
+    std::fs::write(
+        o.join("three.yaml"),
+        "services:\n  a: {id: 0, member: node2, state: running}\n",
+    )
+    .unwrap();
+    plan(&[]).code(2).stdout(predicate::str::is_empty()).stderr(
+        predicate::str::contains("three.yaml: service \"a\" is also in")
+            .and(predicate::str::contains("one.yaml")),
+    );
+}

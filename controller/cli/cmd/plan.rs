@@ -1,4 +1,4 @@
-//! `clusvc plan --offline -f PATH... [--observed FILE] [--fail-member NAME]...`
+//! `clusvc plan --offline -f PATH... [--observed PATH] [--fail-member NAME]...`
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -19,8 +19,10 @@ pub struct Args {
     /// Plan without a server, against nothing running or `--observed`.
     #[arg(long)]
     offline: bool,
-    /// Observed state (YAML) to plan against, with `--offline`.
-    #[arg(long, value_name = "FILE", requires = "offline")]
+    /// Observed state (YAML or JSON) to plan against, with `--offline`: a
+    /// file, or a directory whose files are merged (a member or service in
+    /// two of them is an error).
+    #[arg(long, value_name = "PATH", requires = "offline")]
     observed: Option<PathBuf>,
     /// Treat this member as dead (what-if); repeatable.
     #[arg(long = "fail-member", value_name = "NAME")]
@@ -92,12 +94,7 @@ pub fn run(
         None => Timestamp::from_system(SystemTime::now()),
     };
     let mut observed = match &args.observed {
-        Some(path) => {
-            let inputs = manifest::read_inputs(std::slice::from_ref(path))
-                .map_err(|e| CliError::bad_input(e.to_string()))?;
-            manifest::load::decode_as::<ObservedState>(&inputs[0])
-                .map_err(|e| CliError::bad_input(e.to_string()))?
-        }
+        Some(path) => load_observed(path)?,
         None => ObservedState::default(),
     };
     for m in &args.fail_member {
@@ -118,4 +115,43 @@ pub fn run(
         Output::Yaml => print!("{}", serde_saphyr::to_string(&plan).unwrap_or_default()),
     }
     Ok(if plan.has_changes() { EXIT_CHANGES } else { 0 })
+}
+
+/// Reads `--observed`: a file, or every file of a directory merged (a
+/// member or service in two files is an error naming both; nothing is
+/// ignored).
+fn load_observed(path: &std::path::Path) -> Result<ObservedState, CliError> {
+    let inputs = manifest::read_inputs(&[path.to_path_buf()])
+        .map_err(|e| CliError::bad_input(e.to_string()))?;
+    if inputs.is_empty() {
+        return Err(CliError::bad_input(format!(
+            "error: --observed {}: no observed state in it",
+            path.display()
+        )));
+    }
+    let mut merged = ObservedState::default();
+    let mut from: std::collections::BTreeMap<(&str, String), &str> = Default::default();
+    for input in &inputs {
+        let one = manifest::load::decode_as::<ObservedState>(input)
+            .map_err(|e| CliError::bad_input(e.to_string()))?;
+        for (name, m) in one.members {
+            if let Some(first) = from.insert(("member", name.clone()), &input.name) {
+                return Err(CliError::bad_input(format!(
+                    "error: {}: member {name:?} is also in {first}",
+                    input.name
+                )));
+            }
+            merged.members.insert(name, m);
+        }
+        for (name, o) in one.services {
+            if let Some(first) = from.insert(("service", name.clone()), &input.name) {
+                return Err(CliError::bad_input(format!(
+                    "error: {}: service {name:?} is also in {first}",
+                    input.name
+                )));
+            }
+            merged.services.insert(name, o);
+        }
+    }
+    Ok(merged)
 }
