@@ -307,3 +307,71 @@ fn plan_offline_reads_every_file_of_an_observed_directory_and_refuses_duplicates
             .and(predicate::str::contains("one.yaml")),
     );
 }
+
+#[test]
+fn plan_offline_takes_a_large_observed_state_in_json_or_yaml() {
+    // 20,000 services running: their observed state is over the manifest
+    // limits (4 MiB as JSON, 200,000 YAML events as YAML), which it went
+    // through before ("input exceeds the manifest size limits").
+    let n = 20_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("desired");
+    std::fs::create_dir_all(&d).unwrap();
+    let service = |i: usize| {
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: svc{i:05}\nspec:\n  applications:\n    - script: /bin/true\n"
+        )
+    };
+    // Manifests in files of 4,000 services (a file is bounded to 200,000
+    // YAML events).
+    for (k, range) in (0..n).step_by(4_000).map(|a| a..a + 4_000).enumerate() {
+        let mut text = String::new();
+        if k == 0 {
+            text.push_str(
+                "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node1\nspec: {}\n---\n",
+            );
+        }
+        text.push_str(&range.map(service).collect::<Vec<_>>().join("---\n"));
+        std::fs::write(d.join(format!("part{k}.yaml")), text).unwrap();
+    }
+    let mut json = String::from("{\"services\": {");
+    let mut yaml = String::from("services:\n");
+    for i in 0..n {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "\"svc{i:05}\": {{\"id\": {i}, \"member\": \"node1\", \"state\": \"running\", \"placementReason\": \"initial\", \"resources\": {{\"application true\": \"ok\"}}, \"createdAt\": \"2026-11-25T09:58:00.000Z\", \"lastCheck\": \"2026-11-25T09:58:00.000Z\"}}"
+        ));
+        yaml.push_str(&format!(
+            "  svc{i:05}: {{id: {i}, member: node1, state: running, placementReason: initial, resources: {{application true: ok}}}}\n"
+        ));
+    }
+    json.push_str("}}");
+    assert!(json.len() > 4 << 20, "{} bytes", json.len());
+    let (oj, oy) = (tmp.path().join("o.json"), tmp.path().join("o.yaml"));
+    std::fs::write(&oj, json).unwrap();
+    std::fs::write(&oy, yaml).unwrap();
+    for o in [&oj, &oy] {
+        clusvc()
+            .args(["plan", "--offline", "--skip-script-checks", "-f"])
+            .arg(&d)
+            .arg("--observed")
+            .arg(o)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(format!(
+                "0 to start, 0 to relocate, 0 to restart, 0 to stop, {n} unchanged"
+            )));
+    }
+    // Bad JSON says where.
+    std::fs::write(&oj, "{\"services\": {\"a\": {\"id\": \"x\"}}}").unwrap();
+    clusvc()
+        .args(["plan", "--offline", "--skip-script-checks", "-f"])
+        .arg(&d)
+        .arg("--observed")
+        .arg(&oj)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("o.json:1:"));
+}

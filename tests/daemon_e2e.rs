@@ -648,3 +648,30 @@ fn wait_with_deadline(c: &mut std::process::Child, limit: Duration) -> (Option<i
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn get_observed_replays_a_live_daemon_offline() {
+    // `get observed -o json` snapshots what runs; `plan --offline` against
+    // that snapshot and the same manifests plans nothing.
+    let d = Daemon::start(&[]);
+    let (code, _, err) = d.run(&["apply", "-f", "examples/seed-sample", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, json, err) = d.run(&["get", "observed", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["services"]["userapp"]["member"], "node1");
+    assert_eq!(v["services"]["userapp"]["state"], "running");
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("observed.json");
+    std::fs::write(&snap, &json).unwrap();
+    let (code, out, err) = d.run(&[
+        "plan",
+        "--offline",
+        "-f",
+        "examples/seed-sample",
+        "--observed",
+        snap.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 to start"), "{out}");
+}

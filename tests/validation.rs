@@ -323,7 +323,7 @@ fn script_directories_are_checked_entry_by_entry() {
 #[test]
 fn oversized_and_deeply_nested_inputs_fail_fast() {
     let huge = format!("a: \"{}\"\n", "x".repeat(5 << 20));
-    assert!(one_error(&huge).contains("document too large"));
+    assert!(one_error(&huge).contains("manifest too large"));
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
     let e = one_error(&deep);
     assert!(e.starts_with("t.yaml:1:"), "{e}");

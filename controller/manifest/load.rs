@@ -131,6 +131,84 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, Errors> {
 /// The most a whole manifest tree may hold.
 pub const MAX_TREE_BYTES: usize = 64 << 20;
 
+/// Reads an observed state (`plan --offline --observed PATH`): a file, a
+/// pipe (`<(clusvc get observed -o json)`), `-` for stdin, or every
+/// `*.yaml`, `*.yml` and `*.json` file of a directory (sorted, hidden ones
+/// skipped), each at most [`yaml::MAX_OBSERVED_BYTES`].
+pub fn read_observed_inputs(path: &Path) -> Result<Vec<Input>, Errors> {
+    let limit = yaml::MAX_OBSERVED_BYTES;
+    let read = |name: String, r: &mut dyn Read| -> Result<Input, Errors> {
+        let mut bytes = Vec::new();
+        r.take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Errors::single(&name, format!("cannot read: {e}")))?;
+        if bytes.len() > limit {
+            return Err(Errors::single(
+                &name,
+                format!("observed state too large: more than {limit} bytes"),
+            ));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Errors::single(&name, "not UTF-8 text".to_string()))?;
+        Ok(Input::new(&name, text))
+    };
+    if path.as_os_str() == "-" {
+        return Ok(vec![read("-".into(), &mut std::io::stdin())?]);
+    }
+    let name = path.display().to_string();
+    let md =
+        std::fs::metadata(path).map_err(|e| Errors::single(&name, format!("cannot read: {e}")))?;
+    if !md.is_dir() {
+        let mut f = std::fs::File::open(path)
+            .map_err(|e| Errors::single(&name, format!("cannot read: {e}")))?;
+        return Ok(vec![read(name, &mut f)?]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Errors::single(&name, format!("cannot read: {e}")))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !n.starts_with('.')
+                && [".yaml", ".yml", ".json"].iter().any(|x| n.ends_with(x))
+                && p.is_file()
+        })
+        .collect();
+    files.sort();
+    let mut inputs = Vec::new();
+    for f in files {
+        let fname = f.display().to_string();
+        let mut file = std::fs::File::open(&f)
+            .map_err(|e| Errors::single(&fname, format!("cannot read: {e}")))?;
+        inputs.push(read(fname, &mut file)?);
+    }
+    Ok(inputs)
+}
+
+/// Decodes one observed-state input: JSON (as `clusvc get observed -o
+/// json` writes it) or YAML, within the observed state's own limits.
+pub fn decode_observed(input: &Input) -> Result<clusvc_core::model::ObservedState, Errors> {
+    if input.text.trim_start().starts_with('{') {
+        return serde_json::from_str(&input.text).map_err(|e| {
+            Errors(vec![ManifestError {
+                file: input.name.clone(),
+                pos: Pos {
+                    line: e.line() as u64,
+                    col: e.column() as u64,
+                },
+                path: String::new(),
+                message: e
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            }])
+        });
+    }
+    decode_as_with(input, &yaml::OBSERVED)
+}
+
 /// The most files a tree may hold.
 pub const MAX_TREE_FILES: usize = 100_000;
 
@@ -653,14 +731,22 @@ fn normalize(p: &Path) -> PathBuf {
 /// Decodes a single-document input into any type (the observed state, for
 /// instance), with the same `file:line:col: path: message` errors.
 pub fn decode_as<T: DeserializeOwned>(input: &Input) -> Result<T, Errors> {
+    decode_as_with(input, &yaml::MANIFEST)
+}
+
+/// [`decode_as`] within `limits`.
+pub fn decode_as_with<T: DeserializeOwned>(
+    input: &Input,
+    limits: &yaml::Limits,
+) -> Result<T, Errors> {
     let err = |pos: Pos, path: &str, message: String| ManifestError {
         file: input.name.clone(),
         pos,
         path: path.to_string(),
         message,
     };
-    let docs =
-        yaml::parse_documents(&input.text).map_err(|e| Errors(vec![err(e.pos, "", e.message)]))?;
+    let docs = yaml::parse_documents_with(&input.text, limits)
+        .map_err(|e| Errors(vec![err(e.pos, "", e.message)]))?;
     match docs.as_slice() {
         [] => serde_json::from_value(serde_json::Value::Object(Default::default()))
             .map_err(|e| Errors(vec![err(Pos::default(), "", e.to_string())])),

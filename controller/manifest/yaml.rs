@@ -171,27 +171,63 @@ pub struct YamlError {
 /// Largest manifest file accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 
+/// Largest observed state accepted (`plan --offline --observed`), in
+/// bytes: 100,000 services with per-resource status take about 60 MiB.
+pub const MAX_OBSERVED_BYTES: usize = 256 << 20;
+
+/// What one kind of YAML input may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of text.
+    pub bytes: usize,
+    /// Parser events (and nodes).
+    pub events: usize,
+    /// What the input is, for messages.
+    pub what: &'static str,
+}
+
+/// Manifests: 4 MiB and 200,000 events a file.
+pub const MANIFEST: Limits = Limits {
+    bytes: MAX_DOCUMENT_BYTES,
+    events: 200_000,
+    what: "manifest",
+};
+
+/// An observed state: sized for 100,000 services with per-resource status.
+pub const OBSERVED: Limits = Limits {
+    bytes: MAX_OBSERVED_BYTES,
+    events: 40_000_000,
+    what: "observed state",
+};
+
 /// Parses every document of a YAML stream, with limits that make alias bombs
 /// and huge inputs fail fast instead of hanging or exhausting memory.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
-    if text.len() > MAX_DOCUMENT_BYTES {
+    parse_documents_with(text, &MANIFEST)
+}
+
+/// [`parse_documents`] within `limits`.
+pub fn parse_documents_with(text: &str, limits: &Limits) -> Result<Vec<Node>, YamlError> {
+    if text.len() > limits.bytes {
         return Err(YamlError {
             pos: Pos { line: 1, col: 1 },
             message: format!(
-                "document too large: {} bytes (limit {MAX_DOCUMENT_BYTES})",
-                text.len()
+                "{} too large: {} bytes (limit {})",
+                limits.what,
+                text.len(),
+                limits.bytes
             ),
         });
     }
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
-            max_events: 200_000,
+            max_events: limits.events,
             max_aliases: 1_000,
             max_anchors: 1_000,
             max_depth: 32,
             max_documents: 10_000,
-            max_nodes: 200_000,
-            max_total_scalar_bytes: MAX_DOCUMENT_BYTES,
+            max_nodes: limits.events,
+            max_total_scalar_bytes: limits.bytes,
         },
         alias_limits: serde_saphyr::alias_limits! {
             max_total_replayed_events: 20_000,
@@ -211,7 +247,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
                 .unwrap_or_default();
             let message = match inner {
                 serde_saphyr::Error::Budget { breach, .. } => format!(
-                    "input exceeds the manifest size limits ({breach:?}): too large, too deep, or too many aliases"
+                    "input exceeds the {} size limits ({breach:?}): too large, too deep, or too many aliases",
+                    limits.what
                 ),
                 other => strip_location(&other.to_string()),
             };

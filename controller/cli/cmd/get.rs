@@ -1,4 +1,4 @@
-//! `clusvc get services|members|sync [NAME] [-o table|wide|yaml|json]`.
+//! `clusvc get services|members|sync|observed [NAME] [-o table|wide|yaml|json]`.
 
 use clusvc_core::api::{ENABLED_OVERRIDE_ANNOTATION, MemberView, ServiceView, SyncStatus};
 
@@ -10,7 +10,7 @@ use crate::output::{ListOutput, age, print_structured, print_table, table};
 /// Arguments of `get`.
 #[derive(Debug, clap::Args)]
 pub struct GetArgs {
-    /// services, members or sync.
+    /// services, members, sync or observed.
     kind: Kind,
     /// One object.
     name: Option<String>,
@@ -22,6 +22,14 @@ pub struct GetArgs {
 /// `get`.
 pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
     match args.kind {
+        Kind::Observed => {
+            let o: serde_json::Value = client.get("/v1/observed")?;
+            let output = match args.output {
+                ListOutput::Yaml => ListOutput::Yaml,
+                _ => ListOutput::Json,
+            };
+            print_structured(&o, output);
+        }
         Kind::Sync => {
             let s: SyncStatus = client.get("/v1/sync")?;
             if matches!(args.output, ListOutput::Json | ListOutput::Yaml) {

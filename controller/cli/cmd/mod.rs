@@ -54,6 +54,9 @@ pub enum Kind {
     Members,
     /// The GitOps sync status.
     Sync,
+    /// The observed state (for `plan --offline --observed`): JSON, or YAML
+    /// with `-o yaml`.
+    Observed,
 }
 
 /// What `describe` and `delete` take: a service or a member.

@@ -121,7 +121,7 @@ pub fn run(
 /// member or service in two files is an error naming both; nothing is
 /// ignored).
 fn load_observed(path: &std::path::Path) -> Result<ObservedState, CliError> {
-    let inputs = manifest::read_inputs(&[path.to_path_buf()])
+    let inputs = manifest::load::read_observed_inputs(path)
         .map_err(|e| CliError::bad_input(e.to_string()))?;
     if inputs.is_empty() {
         return Err(CliError::bad_input(format!(
@@ -132,7 +132,7 @@ fn load_observed(path: &std::path::Path) -> Result<ObservedState, CliError> {
     let mut merged = ObservedState::default();
     let mut from: std::collections::BTreeMap<(&str, String), &str> = Default::default();
     for input in &inputs {
-        let one = manifest::load::decode_as::<ObservedState>(input)
+        let one = manifest::load::decode_observed(input)
             .map_err(|e| CliError::bad_input(e.to_string()))?;
         for (name, m) in one.members {
             if let Some(first) = from.insert(("member", name.clone()), &input.name) {

@@ -216,6 +216,14 @@ async fn no_method() -> Rejection {
     )
 }
 
+/// `GET /v1/observed`: the observed state as this server knows it (the
+/// input of `plan --offline --observed`, to replay a live cluster).
+async fn observed<S: Store>(
+    axum::extract::State(app): axum::extract::State<Arc<App<S>>>,
+) -> Json<clusvc_core::model::ObservedState> {
+    Json(app.cache.read().observed.clone())
+}
+
 /// The API router.
 pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
@@ -236,6 +244,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/plan", post(plan::post::<S>))
         .route("/v1/events", get(events::get::<S>))
         .route("/v1/sync", get(health::sync::<S>))
+        .route("/v1/observed", get(observed::<S>))
         .route("/v1/agent/heartbeat", post(agent::heartbeat::<S>))
         .route("/v1/agent/work", get(agent::work::<S>))
         .route("/v1/agent/done", post(agent::done::<S>))
