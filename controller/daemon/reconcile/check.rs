@@ -107,19 +107,7 @@ impl<S: Store> Controller<S> {
         if let Ok(status) = serde_json::from_slice::<StatusReport>(&kv.value) {
             self.remote_check_failed(member, status).await;
         }
-        let _ = self
-            .store
-            .txn(clusvc_store::Txn {
-                compare: vec![clusvc_store::Compare::ModRevision(
-                    kv.key.clone(),
-                    kv.mod_revision,
-                )],
-                success: vec![clusvc_store::Write::Delete {
-                    key: kv.key.clone(),
-                }],
-                failure: vec![],
-            })
-            .await;
+        self.remove_as_read(kv).await;
     }
 
     /// A status check that failed on a remote member, as its agent reported

@@ -448,6 +448,14 @@ impl<S: Store> Controller<S> {
                 format!("operator request ({request}) not carried out: {e}"),
             );
         }
+        self.remove_as_read(kv).await;
+        lock(&self.taking).remove(&id);
+    }
+
+    /// Removes a key handed on through the store (an operator request, a
+    /// failed check's report) once acted on: only the value read, so a
+    /// newer one written meanwhile stays for its own turn. Best effort.
+    async fn remove_as_read(&self, kv: &KeyValue) {
         let _ = self
             .store
             .txn(clusvc_store::Txn {
@@ -461,7 +469,6 @@ impl<S: Store> Controller<S> {
                 failure: vec![],
             })
             .await;
-        lock(&self.taking).remove(&id);
     }
 
     /// Loads the cache from a snapshot of the store; returns the watch
