@@ -643,7 +643,8 @@ fn failsafe_keeps_the_services_when_every_member_lost_the_servers() {
     let web = ask("/v1/services/web").unwrap_or_default();
     assert!(
         web["state"] == "running" && web["member"] == "node2",
-        "{web:?}"
+        "{web:?}\n{}",
+        logs(dir.path(), &servers)
     );
     assert_eq!(count(dir.path(), "node2 start one"), 1);
     assert_eq!(count(dir.path(), "node2 stop one"), 0);
