@@ -746,3 +746,55 @@ fn what_the_watchdog_stopped_is_started_again_when_the_agent_returns_within_its_
         .service("wdback")
         .is_some_and(|s| s["state"] == "running" && s["restarts"] == 1)));
 }
+
+/// A fresh lease says whether a controller acted on the member's loss
+/// meanwhile (decided in the grant's transaction, against the mark the
+/// controller sets before it moves anything): an agent whose member lost
+/// its lease keeps what it runs when nothing was moved (failsafe mode,
+/// when the servers were away) and stops it when something was.
+#[test]
+fn a_fresh_lease_says_whether_anything_of_the_member_was_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, token) = server(dir.path());
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let beat = || -> serde_json::Value {
+        let mut r = http
+            .post(&format!("{}/v1/agent/heartbeat", d.url))
+            .header("Authorization", "Bearer node2-agent-secret")
+            .send_json(serde_json::json!({"member": "node2", "agentId": "test", "incarnation": "t", "ttlMs": 2000}))
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.body_mut().read_json().unwrap()
+    };
+    let verdict = |v: &serde_json::Value| (v["fresh"].as_bool(), v["keep"].as_bool());
+    // The first lease, and a renewal: nothing to stop.
+    assert_eq!(verdict(&beat()), (Some(true), Some(true)));
+    assert_eq!(verdict(&beat()), (Some(false), Some(true)));
+    // Expired with nothing of node2 to move: a fresh lease that keeps.
+    assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
+    assert_eq!(verdict(&beat()), (Some(true), Some(true)));
+    assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
+
+    // A real agent runs a service on node2, then is killed with its
+    // watchdog's deadline (kill -9): the controller, once the lease
+    // expired, stops the service there (node2 is its only member).
+    let log = dir.path().join("agent.log");
+    let mut a = agent(&d, &token, &log);
+    assert!(wait_until(T, || log_has(&log, "holding lease")));
+    place_on_node2(&d, dir.path(), "moved", "start|stop|status) true;;");
+    assert!(d.wait_state("moved", "running", T));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert!(wait_until(T, || member_state(&d, "node2") == "dead"));
+    assert!(
+        wait_until(T, || d.get_json("/v1/services/moved")["state"] != "running"),
+        "{}",
+        d.get_json("/v1/services/moved")
+    );
+    // The next lease tells whoever holds it to stop what it kept, once.
+    assert_eq!(verdict(&beat()), (Some(true), Some(false)));
+    assert_eq!(verdict(&beat()), (Some(false), Some(true)));
+}

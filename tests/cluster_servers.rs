@@ -640,6 +640,23 @@ fn failsafe_keeps_the_services_when_every_member_lost_the_servers() {
         "{}",
         logs(dir.path(), &servers)
     );
+    // Its lease is fresh (the old one expired with no server to renew
+    // it), but no controller moved anything meanwhile: the grant says so,
+    // and the agent keeps the service instead of stopping it.
+    assert!(
+        wait_until(T, || {
+            agent_log(dir.path(), "node2").contains(
+            "a fresh lease, and no controller moved anything of node2 meanwhile: keeping its 1 services"
+        )
+        }),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    assert!(
+        !agent_log(dir.path(), "node2").contains("stopping what ran under the old one"),
+        "{}",
+        logs(dir.path(), &servers)
+    );
     let web = ask("/v1/services/web").unwrap_or_default();
     assert!(
         web["state"] == "running" && web["member"] == "node2",
@@ -759,7 +776,7 @@ fn an_agent_restarted_with_another_lease_ttl_never_leaves_a_second_owner() {
     );
     assert!(
         wait_until(T, || agent_log(dir.path(), "node2")
-            .contains("a fresh lease; stopping")),
+            .contains("node2: a fresh lease")),
         "{}",
         logs(dir.path(), &servers)
     );

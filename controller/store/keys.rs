@@ -15,6 +15,11 @@ pub const OBSERVED_SERVICES: &str = "/clusvc/observed/service/";
 pub const OBSERVED_MEMBERS: &str = "/clusvc/observed/member/";
 /// Member liveness: a key per member attached to its agent's lease.
 pub const LEASES: &str = "/clusvc/lease/member/";
+/// A controller acted on a dead member's loss (it is about to move what
+/// the member ran, or fenced it): `VACATED + MEMBER`, set before anything
+/// is moved and only while the member has no lease; the grant of its next
+/// lease removes it and tells its agent to stop what it kept.
+pub const VACATED: &str = "/clusvc/vacated/";
 /// Work for members' agents: `PREFIX + member + "/" + service`.
 pub const WORK: &str = "/clusvc/work/";
 /// What agents did with it: `PREFIX + member + "/" + service`.

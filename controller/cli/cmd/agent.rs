@@ -325,6 +325,8 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         args.server.join(", ")
     );
     let mut current = 0;
+    // The lease this agent holds, as the servers last said.
+    let mut held: Option<u64> = None;
     loop {
         let sent = Instant::now();
         let sent_mono = monotonic_ms();
@@ -343,22 +345,38 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         match answer {
             Ok(resp) => {
                 // A fresh lease: the member had none (its lease expired, or
-                // was replaced), so the controller took it for dead and may
-                // have started its services elsewhere. Nothing it ran under
-                // the old lease may go on: stop it first (reported as
-                // failed once active, so the controller recovers it).
-                if resp.fresh
-                    && !fresh_fence
-                        .running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .is_empty()
-                {
-                    tracing::warn!(
-                        "{}: a fresh lease; stopping what ran under the old one before acting again",
-                        args.member
-                    );
-                    fresh_fence.stop_all(&args.member);
+                // was replaced), so a controller may have taken it for dead
+                // and moved its services. The server says whether one did
+                // (decided atomically with the grant): if so, nothing it
+                // ran under the old lease may go on: stop it first
+                // (reported as failed once active, so the controller
+                // recovers it); if not (the servers were away, and this
+                // agent kept its services in failsafe mode), keep them.
+                // Another lease than the one held, not said to be fresh
+                // (the answer that was lost), counts as a fresh one
+                // whose verdict is unknown: stop.
+                let new_lease = resp.fresh || held.is_some_and(|h| h != resp.lease);
+                let keep = resp.fresh && resp.keep;
+                held = Some(resp.lease);
+                let kept = fresh_fence
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len();
+                if new_lease && kept > 0 {
+                    if keep {
+                        tracing::info!(
+                            "{}: a fresh lease, and no controller moved anything of {} meanwhile: keeping its {kept} services",
+                            args.member,
+                            args.member
+                        );
+                    } else {
+                        tracing::warn!(
+                            "{}: a fresh lease; stopping what ran under the old one before acting again",
+                            args.member
+                        );
+                        fresh_fence.stop_all(&args.member);
+                    }
                 }
                 let (lock, wake) = &*state;
                 let mut l = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -374,7 +392,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
                 l.active = true;
                 wake.notify_all();
                 drop(l);
-                if !was_active || resp.fresh {
+                if !was_active || new_lease {
                     tracing::info!(
                         "holding lease {} for {} through {}",
                         resp.lease,

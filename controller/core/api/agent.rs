@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 pub const MIN_LEASE_TTL_MS: u64 = 1_000;
 /// Longest lease an agent may ask for.
 pub const MAX_LEASE_TTL_MS: u64 = 60_000;
+/// The lease an agent asks for unless told otherwise (`clusvc agent
+/// --lease-ttl`); a new controller gives a member it has not heard from
+/// this long to come back when it does not know its lease.
+pub const DEFAULT_LEASE_TTL_MS: u64 = 5_000;
 
 /// `POST /v1/agent/heartbeat`: keep the member's lease alive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +56,13 @@ pub struct HeartbeatResponse {
     /// previous lease, if any, expired; the agent must not go on running
     /// what it ran under the old one without being told to again).
     pub fresh: bool,
+    /// With `fresh`: no controller acted on the member's loss while it had
+    /// no lease (nothing it ran was moved, stopped or fenced), so it keeps
+    /// what it runs. Decided in the same store transaction that grants the
+    /// lease, against the mark a controller sets before it moves anything
+    /// off a dead member: one of the two comes first.
+    #[serde(default)]
+    pub keep: bool,
     /// The time to live granted, in milliseconds.
     pub ttl_ms: u64,
     /// The hash of the scripts the services name now.

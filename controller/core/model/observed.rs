@@ -33,6 +33,13 @@ pub struct ObservedMember {
     /// When its lease expired (dead members).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expired_at: Option<Timestamp>,
+    /// A dead member whose lease expired before the controller now leading
+    /// could see it go (no server ran, or the controller had just been
+    /// elected): its agent may have kept its services meanwhile (failsafe
+    /// mode) and is given a lease's time from the election to come back
+    /// before anything of it is moved. Until then its services stay put.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoin_until: Option<Timestamp>,
     /// Drained by an operator at run time (in addition to `spec.standby`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
@@ -85,6 +92,7 @@ impl Default for ObservedMember {
         Self {
             alive: true,
             lease_expired_at: None,
+            rejoin_until: None,
             inventory: None,
             alive_since: None,
             standby: false,

@@ -127,6 +127,7 @@ pub(crate) async fn heartbeat<S: Store>(
                     return Ok(Json(HeartbeatResponse {
                         lease,
                         fresh: false,
+                        keep: true,
                         ttl_ms: req.ttl_ms,
                         wanted_hash,
                         wanted,
@@ -140,27 +141,55 @@ pub(crate) async fn heartbeat<S: Store>(
     }
     // No lease (first heartbeat, or the last one expired): a new one, and
     // the key created only if no other heartbeat created it meanwhile.
+    // Whether the agent keeps what it runs is decided in the same
+    // transaction, against the mark a controller sets (only while the
+    // member has no lease) before it moves anything off the member: either
+    // the mark came first (the agent stops everything; the mark is used
+    // up) or the lease did (the controller finds it and moves nothing).
     let lease = app.store.grant(Duration::from_millis(req.ttl_ms)).await?;
-    let t = app
+    let vacated = format!("{}{}", keys::VACATED, req.member);
+    let put = Write::Put {
+        key: key.clone(),
+        value: holder.into_bytes(),
+        lease: Some(lease),
+    };
+    let kept = app
         .store
         .txn(Txn {
-            compare: vec![Compare::Missing(key.clone())],
-            success: vec![Write::Put {
-                key,
-                value: holder.into_bytes(),
-                lease: Some(lease),
-            }],
+            compare: vec![
+                Compare::Missing(key.clone()),
+                Compare::Missing(vacated.clone()),
+            ],
+            success: vec![put.clone()],
             failure: vec![],
         })
-        .await?;
-    if !t.succeeded {
+        .await?
+        .succeeded;
+    let registered = kept
+        || app
+            .store
+            .txn(Txn {
+                compare: vec![Compare::Missing(key.clone())],
+                success: vec![put, Write::Delete { key: vacated }],
+                failure: vec![],
+            })
+            .await?
+            .succeeded;
+    if !registered {
         let _ = app.store.revoke(lease).await;
         return Err(fail(
             ErrorCode::Conflict,
             "another heartbeat of this member registered a lease at the same moment; retry",
         ));
     }
-    tracing::info!("member {} registered (lease {lease})", req.member);
+    if kept {
+        tracing::info!("member {} registered (lease {lease})", req.member);
+    } else {
+        tracing::warn!(
+            "member {} registered (lease {lease}) after a controller moved its services: its agent stops what it kept",
+            req.member
+        );
+    }
     match &req.inventory {
         Some(inv) => record_inventory(&app, &req.member, inv).await?,
         // An agent's member is known to report its scripts: until it has
@@ -183,6 +212,7 @@ pub(crate) async fn heartbeat<S: Store>(
     Ok(Json(HeartbeatResponse {
         lease,
         fresh: true,
+        keep: kept,
         ttl_ms: req.ttl_ms,
         wanted_hash,
         wanted,

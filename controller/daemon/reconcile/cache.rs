@@ -9,9 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use clusvc_core::api::agent::DEFAULT_LEASE_TTL_MS;
 use clusvc_core::model::{
-    DesiredState, Inventory, Member, Object, ObservedMember, ObservedService, ObservedState,
-    Service, Timestamp, desired,
+    DesiredState, Duration, Inventory, Member, Object, ObservedMember, ObservedService,
+    ObservedState, Service, Timestamp, desired,
 };
 use clusvc_core::plan::placement::ClusterIndex;
 use clusvc_store::keys::{self, decode};
@@ -38,6 +39,10 @@ pub struct Cache {
     alive: BTreeSet<String>,
     lost_at: HashMap<String, Timestamp>,
     alive_since: HashMap<String, Timestamp>,
+    /// Each member's lease time to live, in ms, as its lease key said.
+    ttls: HashMap<String, u64>,
+    /// When this server's controller began to lead.
+    leading_since: Option<Timestamp>,
     inventories: BTreeMap<String, Inventory>,
     revs: HashMap<String, Revision>,
     seen: Revision,
@@ -143,7 +148,15 @@ impl Cache {
             self.refresh_members();
             Touched::All
         } else if let Some(name) = key.strip_prefix(keys::LEASES) {
-            if value.is_some() {
+            if let Some(v) = value {
+                // "AGENT-ID TTL-MS" (an agent's lease key).
+                if let Some(ttl) = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.split(' ').nth(1))
+                    .and_then(|t| t.parse::<u64>().ok())
+                {
+                    self.ttls.insert(name.to_string(), ttl);
+                }
                 if self.alive.insert(name.to_string()) {
                     self.alive_since.insert(
                         name.to_string(),
@@ -206,8 +219,19 @@ impl Cache {
         {
             let mut m = self.stored_members.get(name).cloned().unwrap_or_default();
             m.alive = self.alive.contains(name);
+            m.rejoin_until = None;
             if !m.alive {
-                m.lease_expired_at = m.lease_expired_at.or(self.lost_at.get(name).copied());
+                let lost = self.lost_at.get(name).copied();
+                m.lease_expired_at = m.lease_expired_at.or(lost);
+                // A member not seen to go while this controller led: its
+                // agent gets a lease's time from the election to come back.
+                if let Some(since) = self.leading_since {
+                    let ttl = self.ttls.get(name).copied().unwrap_or(DEFAULT_LEASE_TTL_MS);
+                    let rejoin = since.plus(Duration::from_millis(ttl));
+                    if lost.is_none_or(|l| l < rejoin) {
+                        m.rejoin_until = Some(rejoin);
+                    }
+                }
             } else {
                 m.lease_expired_at = None;
             }
@@ -216,6 +240,13 @@ impl Cache {
             out.insert(name.clone(), m);
         }
         self.observed.members = out;
+    }
+
+    /// Records that this server's controller began to lead (see
+    /// [`ObservedMember::rejoin_until`]).
+    pub(crate) fn lead_from(&mut self, at: Timestamp) {
+        self.leading_since = Some(at);
+        self.refresh_members();
     }
 
     /// The desired state.

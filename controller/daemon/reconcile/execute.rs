@@ -177,10 +177,25 @@ impl<S: Store> Controller<S> {
         let mut i = first;
         while i < sp.steps.len() {
             match &sp.steps[i] {
-                Step::AwaitLease { until, .. } => {
+                Step::AwaitLease { member, until } => {
                     let wait = until.as_millis().saturating_sub(now().as_millis());
                     if wait > 0 {
                         tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    if !self.vacate(member).await? {
+                        // Its agent came back first (and keeps what it
+                        // ran): nothing is moved; what was recorded before
+                        // the plan stands.
+                        if let Some(p) = prev {
+                            self.record(name, Some(p)).await?;
+                        }
+                        self.emit_with_id(
+                            name,
+                            sp.id,
+                            Level::Notice,
+                            format!("{member} came back before anything of it was moved: it keeps the service"),
+                        );
+                        return Ok(());
                     }
                     i += 1;
                 }
@@ -329,6 +344,40 @@ impl<S: Store> Controller<S> {
         self.record(name, Some(&o)).await
     }
 
+    /// Marks a dead member as vacated (see [`keys::VACATED`]) before
+    /// anything of it is moved, only while it has no lease: true when
+    /// marked, false when its agent holds a lease again (it came back and
+    /// keeps what it runs; the cache is told at once).
+    async fn vacate(&self, member: &str) -> Result<bool, Error> {
+        let lease = format!("{}{member}", keys::LEASES);
+        let t = self
+            .store
+            .txn(Txn {
+                compare: vec![Compare::Missing(lease.clone())],
+                success: vec![Write::Put {
+                    key: format!("{}{member}", keys::VACATED),
+                    value: keys::encode(&now()),
+                    lease: None,
+                }],
+                failure: vec![],
+            })
+            .await?;
+        if !t.succeeded
+            && let Some(kv) = self.store.get(&lease).await?
+        {
+            self.cache.write().put(&kv);
+        }
+        Ok(t.succeeded)
+    }
+
+    /// Marks a member as vacated whatever its lease (it is being fenced).
+    async fn mark_vacated(&self, member: &str) -> Result<(), Error> {
+        self.store
+            .put(&format!("{}{member}", keys::VACATED), keys::encode(&now()))
+            .await?;
+        Ok(())
+    }
+
     /// Fences a member once per incident, single-flight: of the services
     /// that need the fence (their plans carry `Fence` or `AwaitFence`), the
     /// first runs the command and records the outcome with a
@@ -365,6 +414,10 @@ impl<S: Store> Controller<S> {
                     "the fence for this incident already failed".into(),
                 ),
             });
+        }
+        if fencing.is_some() {
+            // Whatever its agent still runs when it comes back is stopped.
+            self.mark_vacated(member).await?;
         }
         let result = match &fencing {
             None => Err(clusvc_agent::fence::Error::NotConfigured),

@@ -333,6 +333,7 @@ impl<S: Store> Controller<S> {
     /// operator requests recorded meanwhile, and runs the reconcile loop
     /// until the process ends.
     pub async fn lead(self: &Arc<Self>) -> Result<(), Error> {
+        self.cache.write().lead_from(now());
         self.reprobe().await?;
         self.resume_flights().await?;
         self.leading.store(true, Ordering::SeqCst);
@@ -605,6 +606,28 @@ impl<S: Store> Controller<S> {
             }
             return Ok(self.after_steady(name));
         }
+        // A dead member's lease (or the time its agent is given to come
+        // back) is waited for before anything is recorded: the service is
+        // shown as it was, and planned again then (or at once, should the
+        // member come back).
+        let waits = sp
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                plan::Step::AwaitLease { until, .. } => Some(until.as_millis()),
+                _ => None,
+            })
+            .max()
+            .map_or(0, |until| until.saturating_sub(now().as_millis()));
+        if waits > 0 {
+            let fresh = lock(&self.last_hold).insert(name.to_string(), sp.reason.clone())
+                != Some(sp.reason.clone());
+            if fresh {
+                self.emit(name, Level::Notice, sp.to_string().trim_end().to_string());
+            }
+            return Ok(Action::Requeue(Duration::from_millis(waits)));
+        }
+        lock(&self.last_hold).remove(name);
         self.execute(name, &sp, service.as_ref(), prev.as_ref())
             .await?;
         Ok(Action::Requeue(Duration::ZERO))

@@ -85,9 +85,15 @@ impl<'a> Context<'a> {
             });
             return Vec::new();
         }
+        // A member a new controller did not see go is given a lease's
+        // time from the election to come back (`rejoinUntil`).
+        let until = expired.unwrap_or(self.now).plus(LEASE_GRACE);
+        let until = observed
+            .and_then(|o| o.rejoin_until)
+            .map_or(until, |r| r.max(until));
         steps.push(Step::AwaitLease {
             member: m.into(),
-            until: expired.unwrap_or(self.now).plus(LEASE_GRACE),
+            until,
         });
         Vec::new()
     }
