@@ -675,3 +675,72 @@ fn get_observed_replays_a_live_daemon_offline() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 to start"), "{out}");
 }
+
+/// `get services --limit N --continue TOKEN` pages through the services in
+/// name order, as the Kubernetes API pages a list; without `--limit` every
+/// service is shown (fetched in pages); bad limits and tokens are refused.
+#[test]
+fn get_services_pages_with_limit_and_continue() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = common::script(dir.path(), "pg_app", "app() { return 0; }\n");
+    let mut text = String::new();
+    for i in 0..7 {
+        text.push_str("---\n");
+        text.push_str(&service_yaml(
+            &format!("pg{i}"),
+            &script,
+            "  enabled: false\n",
+        ));
+    }
+    let f = dir.path().join("pg.yaml");
+    write(&f, &text);
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let names = |out: &str| -> Vec<String> {
+        out.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect()
+    };
+    // Page by page: 3, 3, 1; the token for the next page on stderr.
+    let (code, out, err) = d.run(&["get", "services", "--limit", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(names(&out), ["pg0", "pg1", "pg2"]);
+    assert!(
+        err.contains("More services: clusvc get services --limit 3 --continue pg2"),
+        "{err}"
+    );
+    let (_, out, err) = d.run(&["get", "services", "--limit", "3", "--continue", "pg2"]);
+    assert_eq!(names(&out), ["pg3", "pg4", "pg5"]);
+    assert!(err.contains("--continue pg5"), "{err}");
+    let (_, out, err) = d.run(&["get", "services", "--limit", "3", "--continue", "pg5"]);
+    assert_eq!(names(&out), ["pg6"]);
+    assert!(!err.contains("More services"), "{err}");
+    // -o json: the page, with its continue token.
+    let (_, out, _) = d.run(&["get", "services", "--limit", "2", "-o", "json"]);
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["continue"], "pg1");
+    let (_, out, _) = d.run(&["get", "services", "--limit", "7", "-o", "json"]);
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(page.get("continue").is_none(), "{page}");
+    // Without --limit: all of them.
+    let (_, out, _) = d.run(&["get", "services"]);
+    assert_eq!(names(&out).len(), 7);
+    // Bad input: told what and where, exit 2.
+    let (code, _, err) = d.run(&["get", "services", "--limit", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--limit"), "{err}");
+    let (code, _, err) = d.run(&["get", "services", "--continue", "pg2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--limit"), "{err}");
+    let http = d.http();
+    for q in ["limit=10001", "limit=0", "continue=pg2", "limit=x"] {
+        let r = http
+            .get(&format!("{}/v1/services?{q}", d.url))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+    }
+}

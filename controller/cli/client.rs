@@ -367,3 +367,17 @@ pub enum StreamEnd {
     /// The connection broke.
     Broken(String),
 }
+
+/// Percent-encodes a query parameter's value (all but RFC 3986's
+/// unreserved characters).
+pub fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,6 +1,8 @@
 //! `clusvc get services|members|sync|observed [NAME] [-o table|wide|yaml|json]`.
 
-use clusvc_core::api::{ENABLED_OVERRIDE_ANNOTATION, MemberView, ServiceView, SyncStatus};
+use clusvc_core::api::{
+    ENABLED_OVERRIDE_ANNOTATION, MAX_PAGE, MemberView, ServicePage, ServiceView, SyncStatus,
+};
 
 use super::Kind;
 use crate::app::CliError;
@@ -17,6 +19,32 @@ pub struct GetArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = ListOutput::Table)]
     output: ListOutput,
+    /// services: show at most this many (one page, in name order; the
+    /// token for the next page is printed to stderr, or under `continue`
+    /// with -o json|yaml). Without it every service is shown, fetched in
+    /// pages of 500.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_PAGE as u64))]
+    limit: Option<u64>,
+    /// services: the page after the one that printed this token (with --limit).
+    #[arg(long = "continue", value_name = "TOKEN", requires = "limit")]
+    next: Option<String>,
+}
+
+/// Pages `get services` fetches when not given --limit.
+const CHUNK: usize = 500;
+
+/// A page of services from the server.
+fn service_page(
+    client: &Client,
+    limit: usize,
+    next: Option<&str>,
+) -> Result<ServicePage, CliError> {
+    let mut path = format!("/v1/services?limit={limit}");
+    if let Some(n) = next {
+        path.push_str("&continue=");
+        path.push_str(&crate::client::encode_query(n));
+    }
+    client.get(&path)
 }
 
 /// `get`.
@@ -56,9 +84,32 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
             }
         }
         Kind::Services => {
-            let list: Vec<ServiceView> = match &args.name {
-                Some(n) => vec![client.get(&format!("/v1/services/{n}"))?],
-                None => client.get("/v1/services")?,
+            let mut next = None;
+            let list: Vec<ServiceView> = match (&args.name, args.limit) {
+                (Some(n), _) => vec![client.get(&format!("/v1/services/{n}"))?],
+                (None, Some(limit)) => {
+                    let page = service_page(client, limit as usize, args.next.as_deref())?;
+                    if matches!(args.output, ListOutput::Json | ListOutput::Yaml) {
+                        print_structured(&page, args.output);
+                        return Ok(0);
+                    }
+                    next = page.next;
+                    page.items
+                }
+                (None, None) => {
+                    // In pages, so no one request holds the server long.
+                    let mut all = Vec::new();
+                    let mut token: Option<String> = None;
+                    loop {
+                        let page = service_page(client, CHUNK, token.as_deref())?;
+                        all.extend(page.items);
+                        match page.next {
+                            Some(t) if token.as_ref() != Some(&t) => token = Some(t),
+                            _ => break,
+                        }
+                    }
+                    all
+                }
             };
             if matches!(args.output, ListOutput::Json | ListOutput::Yaml) {
                 if args.name.is_some() {
@@ -119,6 +170,9 @@ pub fn get(client: &Client, args: GetArgs) -> Result<u8, CliError> {
                 eprintln!("No services found.");
             } else {
                 print_table(&t);
+            }
+            if let (Some(token), Some(limit)) = (next, args.limit) {
+                eprintln!("More services: clusvc get services --limit {limit} --continue {token}");
             }
         }
         Kind::Members => {

@@ -30,7 +30,7 @@ pub use error::{ApiError, ErrorCode};
 pub use ops::{Operation, OperationRequest, OperationResult, UnknownOperation};
 pub use plan::{PlanRequest, PlanResponse};
 pub use sync::SyncStatus;
-pub use views::{DisplayState, MemberState, MemberView, ServiceView};
+pub use views::{DisplayState, MAX_PAGE, MemberState, MemberView, ServicePage, ServiceView};
 
 /// Annotation naming who applied an object (`apply`, `gitops:DIR`, `local`).
 pub const SOURCE_ANNOTATION: &str = "clusvc.io/source";

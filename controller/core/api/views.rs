@@ -81,6 +81,22 @@ pub struct ServiceView {
     pub invalid: Option<String>,
 }
 
+/// Most services one page of `GET /v1/services?limit=N` holds.
+pub const MAX_PAGE: usize = 10_000;
+
+/// One page of services (`GET /v1/services?limit=N&continue=TOKEN`, as
+/// the Kubernetes API pages a list): in name order, and the token that
+/// asks for the next page, absent on the last one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePage {
+    /// The services of this page.
+    pub items: Vec<ServiceView>,
+    /// Pass as `continue` for the next page (opaque); none on the last.
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// A member's state as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
