@@ -16,7 +16,7 @@ mod generate;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use generate::{BIN, manifests, observed};
+use generate::{bin, manifests, observed};
 
 /// Runs the binary `runs` times; (median, best, peak RSS in MiB, stdout of
 /// the last run).
@@ -28,7 +28,7 @@ fn time(args: &[&str], runs: usize, ok: &[i32]) -> (Duration, Duration, f64, Str
         let started = Instant::now();
         // Waited for with wait4 below (for its own rusage).
         #[allow(clippy::zombie_processes)]
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,7 +101,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let script = generate::script(dir.path());
     let now = generate::now_rfc3339();
-    println!("{runs} runs each, {BIN}");
+    println!("{runs} runs each, {}", bin());
     for case in &cases {
         match case.as_str() {
             "validate-100k" => {

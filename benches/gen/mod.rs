@@ -14,8 +14,11 @@ use clusvc_core::model::{
     ServiceState, Timestamp,
 };
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_clusvc");
+/// The binary under test: this build's, or `$CLUSVC_BIN` (to compare
+/// two builds).
+pub fn bin() -> String {
+    std::env::var("CLUSVC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_clusvc").to_string())
+}
 
 pub fn member(i: usize) -> String {
     format!("node{i:03}")
@@ -41,7 +44,7 @@ pub fn manifests(dir: &Path, members: usize, services: usize, script: &Path) -> 
     for (f, first) in (0..services).step_by(1_000).enumerate() {
         let mut text = String::new();
         for i in first..(first + 1_000).min(services) {
-            let (a, b) = (i / 250, i % 250 + 1);
+            let (a, b) = ((i / 250) % 250, i % 250 + 1);
             let _ = write!(
                 text,
                 "---

@@ -169,7 +169,7 @@ fn main() {
         let mut theirs = Vec::new();
         let (mut our_moves, mut their_moves) = (BTreeSet::new(), BTreeSet::new());
         for _ in 0..runs {
-            let (t, out) = timed(Command::new(generate::BIN).args([
+            let (t, out) = timed(Command::new(generate::bin()).args([
                 "plan",
                 "--offline",
                 "-f",

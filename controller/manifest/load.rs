@@ -321,7 +321,11 @@ struct Parsed {
     key: (u64, usize),
     /// The input's directory (relative script paths resolve against it).
     dir: Option<PathBuf>,
-    objects: Vec<(Object, Node)>,
+    /// Each object, with the index of its document among the input's
+    /// documents and where the document starts. The document trees are
+    /// not kept (they cost ten times the objects): an error found later
+    /// parses its input again to place itself.
+    objects: Vec<(Object, usize, Pos)>,
     errors: Vec<ManifestError>,
 }
 
@@ -374,8 +378,8 @@ fn parse_input(input: &Input) -> Parsed {
             return parsed;
         }
     };
-    for doc in docs {
-        let (object, problems) = decode(&doc);
+    for (index, doc) in docs.iter().enumerate() {
+        let (object, problems) = decode(doc);
         parsed
             .errors
             .extend(problems.into_iter().map(|(path, key, msg)| ManifestError {
@@ -386,7 +390,7 @@ fn parse_input(input: &Input) -> Parsed {
             }));
         if let Some(mut object) = object {
             resolve_relative_scripts(&mut object, input.dir.as_deref());
-            parsed.objects.push((object, doc));
+            parsed.objects.push((object, index, doc.pos));
         }
     }
     parsed
@@ -404,34 +408,82 @@ pub fn load_cached(
     cache: &mut ParseCache,
 ) -> Result<Loaded, Errors> {
     let mut fresh = std::collections::HashMap::with_capacity(inputs.len());
-    let mut parsed: Vec<std::sync::Arc<Parsed>> = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let key = text_key(&input.text);
-        let p = match cache.inputs.get(&input.name) {
-            Some(p) if p.key == key && p.dir == input.dir => p.clone(),
-            _ => std::sync::Arc::new(parse_input(input)),
-        };
+    let mut parsed: Vec<Option<std::sync::Arc<Parsed>>> = inputs
+        .iter()
+        .map(|input| match cache.inputs.get(&input.name) {
+            Some(p) if p.key == text_key(&input.text) && p.dir == input.dir => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    // The inputs not cached are parsed on every core (files are
+    // independent until the rules across objects).
+    let todo: Vec<usize> = (0..inputs.len()).filter(|&i| parsed[i].is_none()).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(todo.len());
+    if workers > 1 {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done: Vec<(usize, Parsed)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = todo.get(k) else { break };
+                            out.push((i, parse_input(&inputs[i])));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("parsing does not panic"))
+                .collect()
+        });
+        for (i, p) in done {
+            parsed[i] = Some(std::sync::Arc::new(p));
+        }
+    } else {
+        for i in todo {
+            parsed[i] = Some(std::sync::Arc::new(parse_input(&inputs[i])));
+        }
+    }
+    let parsed: Vec<std::sync::Arc<Parsed>> = parsed
+        .into_iter()
+        .map(|p| p.expect("every input parsed"))
+        .collect();
+    for (input, p) in inputs.iter().zip(&parsed) {
         fresh.insert(input.name.clone(), p.clone());
-        parsed.push(p);
     }
     // Inputs gone from the tree are forgotten.
     cache.inputs = fresh;
     let mut errors: Vec<ManifestError> = parsed.iter().flat_map(|p| p.errors.clone()).collect();
-    // For each object: its input and document.
-    let places: Vec<(usize, &Node)> = parsed
+    // For each object: its input, its document's index and position.
+    let places: Vec<(usize, usize, Pos)> = parsed
         .iter()
         .enumerate()
-        .flat_map(|(i, p)| p.objects.iter().map(move |(_, doc)| (i, doc)))
+        .flat_map(|(i, p)| p.objects.iter().map(move |(_, d, pos)| (i, *d, *pos)))
         .collect();
     let objects: Vec<Object> = parsed
         .iter()
-        .flat_map(|p| p.objects.iter().map(|(o, _)| o.clone()))
+        .flat_map(|p| p.objects.iter().map(|(o, _, _)| o.clone()))
         .collect();
+    // An error is placed by parsing its input again (once per input).
+    let reparsed: std::cell::RefCell<std::collections::HashMap<usize, Vec<Node>>> =
+        Default::default();
     let place = |object: usize, path: &str| -> ManifestError {
-        let (input, doc) = places[object];
+        let (input, doc, doc_pos) = places[object];
+        let pos = reparsed
+            .borrow_mut()
+            .entry(input)
+            .or_insert_with(|| yaml::parse_documents(&inputs[input].text).unwrap_or_default())
+            .get(doc)
+            .map_or(doc_pos, |d| d.locate(path, false));
         ManifestError {
             file: inputs[input].name.clone(),
-            pos: doc.locate(path, false),
+            pos,
             path: path.to_string(),
             message: String::new(),
         }
@@ -450,12 +502,12 @@ pub fn load_cached(
         }
     }
     let mut origins = BTreeMap::new();
-    for (object, (input, doc)) in objects.iter().zip(&places) {
+    for (object, (input, _, pos)) in objects.iter().zip(&places) {
         origins.insert(
             (object.kind_lower().to_string(), object.name().to_string()),
             Origin {
                 file: inputs[*input].name.clone(),
-                pos: doc.pos,
+                pos: *pos,
             },
         );
     }
