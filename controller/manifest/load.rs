@@ -360,6 +360,39 @@ fn text_key(text: &str) -> (u64, usize) {
 
 /// Stage one for one input: YAML with positions, then typed objects.
 fn parse_input(input: &Input) -> Parsed {
+    parse_valid_input(input).unwrap_or_else(|| parse_input_placed(input))
+}
+
+/// The fast path of stage one, for an input whose every document decodes
+/// as is (nearly always): documents as plain values, no position per
+/// node (they cost as much as the parse). Any problem, and it gives up:
+/// the full path finds and places every problem.
+fn parse_valid_input(input: &Input) -> Option<Parsed> {
+    let docs = yaml::parse_plain_documents(&input.text).ok()?;
+    let mut objects = Vec::with_capacity(docs.len());
+    for (index, (pos, json)) in docs.into_iter().enumerate() {
+        // As `decode` checks them.
+        if json.get("apiVersion")?.as_str()? != API_VERSION {
+            return None;
+        }
+        let mut object = match json.get("kind")?.as_str()? {
+            "Member" => Object::Member(serde_json::from_value(json).ok()?),
+            "Service" => Object::Service(serde_json::from_value(json).ok()?),
+            _ => return None,
+        };
+        resolve_relative_scripts(&mut object, input.dir.as_deref());
+        objects.push((object, index, pos));
+    }
+    Some(Parsed {
+        key: text_key(&input.text),
+        dir: input.dir.clone(),
+        objects,
+        errors: Vec::new(),
+    })
+}
+
+/// Stage one with every node's position, collecting every problem.
+fn parse_input_placed(input: &Input) -> Parsed {
     let mut parsed = Parsed {
         key: text_key(&input.text),
         dir: input.dir.clone(),
@@ -847,5 +880,70 @@ mod cache_tests {
         // A file removed from the tree is forgotten.
         load_cached(&[Input::new("a.yaml", svc("a"))], no_scripts, &mut cache).unwrap();
         assert_eq!(cache.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    /// The fast path (no position per node) gives what the full path
+    /// gives: the same objects, at the same document positions, for every
+    /// shape of stream; and it gives up on any problem.
+    #[test]
+    fn the_fast_path_agrees_with_the_full_one() {
+        let svc = |name: &str| {
+            format!(
+                "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  applications:\n    - script: ./s\n"
+            )
+        };
+        let member = "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: n1\nspec: {}\n";
+        let texts = [
+            svc("a"),
+            format!("---\n{}", svc("a")),
+            format!("# comment\n\n---\n# about a\n\n{}---\n{member}", svc("a")),
+            format!("%YAML 1.2\n---\n{}...\n---\n{}", svc("a"), svc("b")),
+            format!("{}---\n---\n{}", svc("a"), svc("b")),
+            format!(
+                "--- {{apiVersion: clusvc/v1, kind: Member, metadata: {{name: n2}}}}\n---\n{}",
+                svc("b")
+            ),
+            format!(
+                "{}---   # trailing comment\n  {}",
+                svc("a"),
+                member.replace('\n', "\n  ")
+            ),
+        ];
+        for text in &texts {
+            let input = Input {
+                name: "t.yaml".into(),
+                text: text.clone(),
+                dir: Some(PathBuf::from("/etc/clusvc")),
+            };
+            let fast = parse_valid_input(&input)
+                .unwrap_or_else(|| panic!("fast path gave up on:\n{text}"));
+            let full = parse_input_placed(&input);
+            assert!(full.errors.is_empty(), "{text}: {:?}", full.errors);
+            assert_eq!(fast.objects, full.objects, "{text}");
+        }
+        // A null document: the full path, which places it.
+        let nulls = Input::new("n.yaml", format!("---\n~\n---\n{}", svc("b")));
+        assert!(parse_valid_input(&nulls).is_none());
+        assert_eq!(
+            parse_input(&nulls).objects,
+            parse_input_placed(&nulls).objects
+        );
+        // Anything the full path reports, the fast path leaves to it.
+        for bad in [
+            "apiVersion: clusvc/v2\nkind: Member\nmetadata:\n  name: n1\n",
+            "apiVersion: clusvc/v1\nkind: Thing\nmetadata:\n  name: n1\n",
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: n1\nspec:\n  bogus: 1\n",
+            "apiVersion: clusvc/v1\nkind: Member\nmetadata: {name: n1}\nmetadata: {name: n2}\n",
+            "- a list\n",
+        ] {
+            let input = Input::new("bad.yaml", bad);
+            assert!(parse_valid_input(&input).is_none(), "{bad}");
+            assert!(!parse_input_placed(&input).errors.is_empty(), "{bad}");
+        }
     }
 }

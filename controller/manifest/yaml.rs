@@ -207,7 +207,89 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
 }
 
 /// [`parse_documents`] within `limits`.
+/// The documents of a manifest as plain JSON values, each with where it
+/// starts (no position per node: the fast path of loading, for input
+/// that turns out valid; the same limits and rules as
+/// [`parse_documents`], and the same values its nodes convert to). An
+/// error means: take the full path (it may be no error there).
+pub fn parse_plain_documents(text: &str) -> Result<Vec<(Pos, serde_json::Value)>, YamlError> {
+    // Positions per node (serde-saphyr's `Spanned`) cost as much as the
+    // parse, even for the document alone (it replays the document's
+    // events): where each document starts is read off the text instead.
+    let docs: Vec<Option<serde_json::Value>> = parse_with(text, &MANIFEST)?;
+    let starts = document_starts(text);
+    if starts.len() != docs.len() || docs.iter().any(Option::is_none) {
+        // A stream whose documents the scan cannot match up (a null
+        // document): the caller takes the full path.
+        return Err(YamlError {
+            pos: Pos::default(),
+            message: "documents not matched to their starts".into(),
+        });
+    }
+    Ok(starts.into_iter().zip(docs.into_iter().flatten()).collect())
+}
+
+/// Where each document of a YAML stream that has content starts: its
+/// first content (not a blank line, a comment or a directive); documents
+/// are delimited by `---` and `...` lines (a document marker cannot occur
+/// inside a scalar). Empty documents are left out, as the parser leaves
+/// them out.
+fn document_starts(text: &str) -> Vec<Pos> {
+    let mut starts = Vec::new();
+    // The start of the current document, once its first content is seen.
+    let mut open: Option<Option<Pos>> = None;
+    let first_content = |line: &str, n: usize, from: usize| -> Option<Pos> {
+        let rest = &line[from..];
+        let trimmed = rest.trim_start();
+        (!trimmed.is_empty() && !trimmed.starts_with('#')).then(|| Pos {
+            line: n as u64,
+            col: (from + rest.len() - trimmed.len() + 1) as u64,
+        })
+    };
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
+        if marker {
+            if let Some(Some(start)) = open.take() {
+                starts.push(start);
+            }
+            open = Some(first_content(line, n, 3));
+            continue;
+        }
+        if line.starts_with("...") && line[3..].chars().next().is_none_or(char::is_whitespace) {
+            if let Some(Some(start)) = open.take() {
+                starts.push(start);
+            }
+            continue;
+        }
+        match &mut open {
+            Some(start @ None) => *start = first_content(line, n, 0),
+            Some(Some(_)) => {}
+            None if !line.starts_with('%') => {
+                if let Some(p) = first_content(line, n, 0) {
+                    open = Some(Some(p));
+                }
+            }
+            None => {}
+        }
+    }
+    if let Some(Some(start)) = open {
+        starts.push(start);
+    }
+    starts
+}
+
 pub fn parse_documents_with(text: &str, limits: &Limits) -> Result<Vec<Node>, YamlError> {
+    let docs: Vec<Option<Node>> = parse_with(text, limits)?;
+    Ok(docs.into_iter().flatten().collect())
+}
+
+/// Every document of `text` as a `T`, within `limits`.
+fn parse_with<T: serde::de::DeserializeOwned>(
+    text: &str,
+    limits: &Limits,
+) -> Result<Vec<T>, YamlError> {
     if text.len() > limits.bytes {
         return Err(YamlError {
             pos: Pos { line: 1, col: 1 },
@@ -235,8 +317,7 @@ pub fn parse_documents_with(text: &str, limits: &Limits) -> Result<Vec<Node>, Ya
         },
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
     };
-    let docs: Vec<Option<Node>> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
+    serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
             let inner = e.without_snippet();
             let pos = inner
                 .location()
@@ -253,8 +334,7 @@ pub fn parse_documents_with(text: &str, limits: &Limits) -> Result<Vec<Node>, Ya
                 other => strip_location(&other.to_string()),
             };
             YamlError { pos, message }
-        })?;
-    Ok(docs.into_iter().flatten().collect())
+        })
 }
 
 /// serde-saphyr appends " at line N column M" to messages; positions are
