@@ -109,6 +109,20 @@ fn a_partitioned_member_stops_its_service_before_another_starts_it() {
     checker.finish();
 }
 
+/// A base for the demo's etcd ports (client E+1..E+3, peer E+11..E+13)
+/// below the ephemeral port range, all six free now.
+fn demo_etcd_base() -> u16 {
+    let start = (std::process::id() % 1_000) as u16;
+    (0..1_000u16)
+        .map(|i| 20_000 + ((start + i) % 1_000) * 12)
+        .find(|&e| {
+            [1, 2, 3, 11, 12, 13]
+                .iter()
+                .all(|d| std::net::TcpListener::bind(("127.0.0.1", e + d)).is_ok())
+        })
+        .expect("a free range of ports for the demo's etcd")
+}
+
 /// The demo cluster of `examples/cluster/` works as the README says: up,
 /// the client reaches the service, a member's agent is killed, the client
 /// reaches it on another member, down leaves nothing behind.
@@ -122,8 +136,10 @@ fn the_demo_cluster_moves_its_service_when_a_member_dies() {
     let demo_dir = dir.path().join("demo");
     let prefix = common::unique("d");
     let net = format!("10.{}.77", 100 + std::process::id() % 100);
-    // Its own etcd ports (another demo may run on the default ones).
-    let etcd_base = 30_000 + (std::process::id() % 3_000) * 10;
+    // Its own etcd ports (another demo may run on the default ones), below
+    // the ephemeral range (32768 and up), where the other tests' etcds and
+    // outgoing connections take theirs, and checked free.
+    let etcd_base = demo_etcd_base();
     let demo = |args: &[&str]| {
         let out = std::process::Command::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
