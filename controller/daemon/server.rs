@@ -12,6 +12,9 @@
 //! events are recorded in the store (`/clusvc/events/`, the newest
 //! [`EVENTS_KEPT`]) and every server shows them.
 
+// Without the etcd store most of this is compiled out.
+#![cfg_attr(not(feature = "etcd"), allow(unused_imports, dead_code))]
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};

@@ -16,6 +16,7 @@
 //!
 //! Dependencies: this crate -> `clusvc-core`.
 
+mod block;
 pub mod error;
 pub mod load;
 pub mod schema;

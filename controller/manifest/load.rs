@@ -62,8 +62,8 @@ impl Default for Options {
 /// Where each object was declared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// Input name.
-    pub file: String,
+    /// Input name (shared by the objects of one input).
+    pub file: std::sync::Arc<str>,
     /// Position of the document.
     pub pos: Pos,
 }
@@ -431,7 +431,8 @@ fn parse_input_placed(input: &Input) -> Parsed {
 
 /// Loads and validates inputs into one desired state.
 pub fn load(inputs: &[Input], options: Options) -> Result<Loaded, Errors> {
-    load_cached(inputs, options, &mut ParseCache::default())
+    // No cache to fill: the parsed objects are moved, not copied.
+    load_with(inputs, options, None)
 }
 
 /// As [`load`], reusing (and refreshing) stage-one results in `cache`.
@@ -440,10 +441,20 @@ pub fn load_cached(
     options: Options,
     cache: &mut ParseCache,
 ) -> Result<Loaded, Errors> {
+    load_with(inputs, options, Some(cache))
+}
+
+fn load_with(
+    inputs: &[Input],
+    options: Options,
+    cache: Option<&mut ParseCache>,
+) -> Result<Loaded, Errors> {
+    let empty = ParseCache::default();
+    let known = cache.as_deref().unwrap_or(&empty);
     let mut fresh = std::collections::HashMap::with_capacity(inputs.len());
     let mut parsed: Vec<Option<std::sync::Arc<Parsed>>> = inputs
         .iter()
-        .map(|input| match cache.inputs.get(&input.name) {
+        .map(|input| match known.inputs.get(&input.name) {
             Some(p) if p.key == text_key(&input.text) && p.dir == input.dir => Some(p.clone()),
             _ => None,
         })
@@ -487,11 +498,13 @@ pub fn load_cached(
         .into_iter()
         .map(|p| p.expect("every input parsed"))
         .collect();
-    for (input, p) in inputs.iter().zip(&parsed) {
-        fresh.insert(input.name.clone(), p.clone());
+    if let Some(cache) = cache {
+        for (input, p) in inputs.iter().zip(&parsed) {
+            fresh.insert(input.name.clone(), p.clone());
+        }
+        // Inputs gone from the tree are forgotten.
+        cache.inputs = fresh;
     }
-    // Inputs gone from the tree are forgotten.
-    cache.inputs = fresh;
     let mut errors: Vec<ManifestError> = parsed.iter().flat_map(|p| p.errors.clone()).collect();
     // For each object: its input, its document's index and position.
     let places: Vec<(usize, usize, Pos)> = parsed
@@ -499,9 +512,13 @@ pub fn load_cached(
         .enumerate()
         .flat_map(|(i, p)| p.objects.iter().map(move |(_, d, pos)| (i, *d, *pos)))
         .collect();
+    // Moved out of what no cache shares, copied from what one does.
     let objects: Vec<Object> = parsed
-        .iter()
-        .flat_map(|p| p.objects.iter().map(|(o, _, _)| o.clone()))
+        .into_iter()
+        .flat_map(|p| match std::sync::Arc::try_unwrap(p) {
+            Ok(p) => p.objects.into_iter().map(|(o, _, _)| o).collect::<Vec<_>>(),
+            Err(p) => p.objects.iter().map(|(o, _, _)| o.clone()).collect(),
+        })
         .collect();
     // An error is placed by parsing its input again (once per input).
     let reparsed: std::cell::RefCell<std::collections::HashMap<usize, Vec<Node>>> =
@@ -535,11 +552,12 @@ pub fn load_cached(
         }
     }
     let mut origins = BTreeMap::new();
+    let files: Vec<std::sync::Arc<str>> = inputs.iter().map(|i| i.name.as_str().into()).collect();
     for (object, (input, _, pos)) in objects.iter().zip(&places) {
         origins.insert(
             (object.kind_lower().to_string(), object.name().to_string()),
             Origin {
-                file: inputs[*input].name.clone(),
+                file: files[*input].clone(),
                 pos: *pos,
             },
         );

@@ -216,6 +216,9 @@ pub fn parse_plain_documents(text: &str) -> Result<Vec<(Pos, serde_json::Value)>
     // Positions per node (serde-saphyr's `Spanned`) cost as much as the
     // parse, even for the document alone (it replays the document's
     // events): where each document starts is read off the text instead.
+    if let Some(docs) = crate::block::documents(text, &MANIFEST) {
+        return Ok(docs);
+    }
     let docs: Vec<Option<serde_json::Value>> = parse_with(text, &MANIFEST)?;
     let starts = document_starts(text);
     if starts.len() != docs.len() || docs.iter().any(Option::is_none) {

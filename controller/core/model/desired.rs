@@ -188,7 +188,7 @@ pub fn check_with(objects: &[Object], refs: MemberRefs) -> Vec<Issue> {
             Object::Service(s) => {
                 let members = (refs == MemberRefs::InInput).then_some(&member_names);
                 check_service(i, s, members, &mut issues);
-                claims.claim(i, &s.spec, &mut issues);
+                claims.claim(objects, i, &s.spec, &mut issues);
             }
         }
     }
@@ -564,75 +564,83 @@ fn check_application(app: &Application, path: &str, push: &mut impl FnMut(String
 }
 
 /// Cluster-wide uniqueness: one IP address, mount point or share name
-/// belongs to at most one service.
+/// belongs to at most one service. Each claim records its first claimant
+/// (object, resource index) under a key borrowed from the objects; field
+/// paths are written only for a conflict.
 #[derive(Default)]
-struct Claims {
-    ips: BTreeMap<IpAddr, (usize, String)>,
-    mounts: BTreeMap<String, (usize, String)>,
-    shares: BTreeMap<String, (usize, String)>,
+struct Claims<'a> {
+    ips: BTreeMap<IpAddr, (usize, usize)>,
+    mounts: BTreeMap<&'a str, (usize, usize)>,
+    shares: BTreeMap<std::borrow::Cow<'a, str>, (usize, usize)>,
 }
 
-impl Claims {
-    fn claim(&mut self, i: usize, spec: &ServiceSpec, issues: &mut Vec<Issue>) {
-        let owner = |objects_i: usize| objects_i;
+impl<'a> Claims<'a> {
+    fn claim(
+        &mut self,
+        objects: &[Object],
+        i: usize,
+        spec: &'a ServiceSpec,
+        issues: &mut Vec<Issue>,
+    ) {
         for (j, r) in spec.resources().enumerate() {
-            let path = spec.resource_path(j);
-            let (table, key, field, what) = match r {
-                ResourceRef::Ip(ip) => match parse_cidr(&ip.address) {
-                    Ok(c) => {
-                        if let Some((first, first_path)) = self.ips.get(&c.addr)
-                            && *first != i
-                        {
-                            issues.push(Issue {
-                                other: Some(owner(*first)),
-                                ..Issue::new(
-                                    i,
-                                    format!("{path}.address"),
-                                    format!(
-                                        "IP address {} is already claimed by another service ({first_path})",
-                                        c.addr
-                                    ),
-                                )
-                            });
-                        } else {
-                            self.ips
-                                .entry(c.addr)
-                                .or_insert((i, format!("{path}.address")));
-                        }
+            // (first claimant, its resource, the key as shown, field, what)
+            let conflict = match r {
+                ResourceRef::Ip(ip) => {
+                    let Ok(c) = parse_cidr(&ip.address) else {
                         continue;
+                    };
+                    match self.ips.get(&c.addr) {
+                        None => {
+                            self.ips.insert(c.addr, (i, j));
+                            None
+                        }
+                        Some(&(first, fj)) => (first != i)
+                            .then(|| (first, fj, c.addr.to_string(), "address", "IP address")),
                     }
-                    Err(_) => continue,
-                },
-                ResourceRef::Filesystem(f) => (
-                    &mut self.mounts,
-                    f.mount_point.trim_end_matches('/').to_string(),
-                    "mountPoint",
-                    "mount point",
-                ),
-                ResourceRef::SambaShare(s) => (
-                    &mut self.shares,
-                    s.name.to_lowercase(),
-                    "name",
-                    "samba share name",
-                ),
-                _ => continue,
+                }
+                ResourceRef::Filesystem(f) => {
+                    let key = f.mount_point.trim_end_matches('/');
+                    match self.mounts.get(key) {
+                        None => {
+                            self.mounts.insert(key, (i, j));
+                            None
+                        }
+                        Some(&(first, fj)) => (first != i)
+                            .then(|| (first, fj, format!("{key:?}"), "mountPoint", "mount point")),
+                    }
+                }
+                ResourceRef::SambaShare(share) => {
+                    let key = if share.name.bytes().any(|b| !b.is_ascii_lowercase()) {
+                        std::borrow::Cow::Owned(share.name.to_lowercase())
+                    } else {
+                        std::borrow::Cow::Borrowed(share.name.as_str())
+                    };
+                    match self.shares.get(&key) {
+                        None => {
+                            self.shares.insert(key, (i, j));
+                            None
+                        }
+                        Some(&(first, fj)) => (first != i)
+                            .then(|| (first, fj, format!("{key:?}"), "name", "samba share name")),
+                    }
+                }
+                _ => None,
             };
-            if let Some((first, first_path)) = table.get(&key)
-                && *first != i
-            {
-                issues.push(Issue {
-                    other: Some(*first),
-                    ..Issue::new(
-                        i,
-                        format!("{path}.{field}"),
-                        format!(
-                            "{what} {key:?} is already claimed by another service ({first_path})"
-                        ),
-                    )
-                });
-            } else {
-                table.entry(key).or_insert((i, format!("{path}.{field}")));
-            }
+            let Some((first, fj, key, field, what)) = conflict else {
+                continue;
+            };
+            let first_path = match &objects[first] {
+                Object::Service(s) => format!("{}.{field}", s.spec.resource_path(fj)),
+                Object::Member(_) => String::new(),
+            };
+            issues.push(Issue {
+                other: Some(first),
+                ..Issue::new(
+                    i,
+                    format!("{}.{field}", spec.resource_path(j)),
+                    format!("{what} {key} is already claimed by another service ({first_path})"),
+                )
+            });
         }
     }
 }

@@ -91,7 +91,7 @@ pub async fn sync_once<S: Store>(
             .origins
             .get(&(kind.to_string(), name.to_string()))
             .map(|o| {
-                let f = Path::new(&o.file);
+                let f = Path::new(&*o.file);
                 f.strip_prefix(dir).unwrap_or(f).display().to_string()
             })
     };
