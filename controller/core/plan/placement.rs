@@ -1,7 +1,9 @@
 //! Where a service may run (eligibility) and where it should (preference).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::rc::Rc;
 
 use crate::model::{
     DesiredState, ObservedService, ObservedState, Placement, ServiceSpec, ServiceState, Timestamp,
@@ -162,6 +164,16 @@ pub struct Members<'a> {
     fenced: HashSet<String>,
     /// When the latest failed stop on a live member happened.
     blocked_at: HashMap<String, Timestamp>,
+    /// Declared members by (services held, name), the least loaded
+    /// first: choosing among the members a service does not list costs
+    /// a walk to the first that may take it, not a look at every member.
+    by_load: BTreeSet<(usize, &'a str)>,
+    /// Declared members whose agents report scripts.
+    reporting: Vec<&'a str>,
+    /// Per script, the reporting members without it: `true` when the
+    /// agent has not reported on it yet, `false` when it lacks it
+    /// (worked out once per script and pass).
+    gaps: RefCell<HashMap<String, Rc<HashMap<&'a str, bool>>>>,
 }
 
 impl<'a> Members<'a> {
@@ -204,13 +216,56 @@ impl<'a> Members<'a> {
             })
             .cloned()
             .collect();
+        let load = index.load.clone();
+        let by_load = desired
+            .members()
+            .keys()
+            .map(|n| (load.get(n).copied().unwrap_or(0), n.as_str()))
+            .collect();
+        let reporting = desired
+            .members()
+            .keys()
+            .filter(|n| {
+                observed
+                    .members
+                    .get(*n)
+                    .is_some_and(|o| o.inventory.is_some())
+            })
+            .map(String::as_str)
+            .collect();
         Self {
             desired,
             observed,
-            load: index.load.clone(),
+            load,
             fenced,
             blocked_at,
+            by_load,
+            reporting,
+            gaps: RefCell::default(),
         }
+    }
+
+    /// The reporting members without `script` (see `gaps`).
+    fn gaps_of(&self, script: &str) -> Rc<HashMap<&'a str, bool>> {
+        if let Some(g) = self.gaps.borrow().get(script) {
+            return g.clone();
+        }
+        let observed = self.observed;
+        let g: Rc<HashMap<&'a str, bool>> = Rc::new(
+            self.reporting
+                .iter()
+                .filter_map(|&m| {
+                    let inv = observed.members.get(m)?.inventory.as_ref()?;
+                    match inv.scripts.get(script) {
+                        Some(Some(_)) => None,
+                        Some(None) => Some((m, false)),
+                        None => Some((m, true)),
+                    }
+                })
+                .collect(),
+        );
+        self.gaps.borrow_mut().insert(script.to_string(), g.clone());
+        g
     }
 
     /// When the incident a fence of `member` must answer began: the later
@@ -294,43 +349,75 @@ impl<'a> Members<'a> {
 
     /// The best eligible member other than `exclude`: lowest rank, then
     /// fewest services, then name. On failure, says why each member is out.
+    ///
+    /// The members the placement lists are looked at one by one; of the
+    /// others (all of the same rank) the least loaded that may take the
+    /// service is found by walking the members in load order, so a cold
+    /// start of N services on M members costs about N log M, not N x M.
     pub fn best(
         &self,
         spec: &ServiceSpec,
         exclude: Option<&str>,
     ) -> Result<&'a str, NoEligibleMember> {
         let placement = &spec.placement;
+        let gaps: Vec<Rc<HashMap<&'a str, bool>>> = if self.reporting.is_empty() {
+            Vec::new()
+        } else {
+            spec.scripts().map(|s| self.gaps_of(&s)).collect()
+        };
+        // As `lacks_script`: the first script with a gap decides;
+        // `Some(true)` is "not reported yet".
+        let gap = |name: &str| gaps.iter().find_map(|g| g.get(name).copied());
+        let open = |name: &str| Some(name) != exclude && self.ineligible(placement, name).is_none();
         let mut best: Option<(usize, usize, &'a str)> = None;
-        let mut why: Vec<String> = Vec::new();
         // Members that may have the scripts but have not said yet: the
         // choice waits for a better-ranked one rather than passing it over.
         let mut unreported: Vec<(usize, &'a str)> = Vec::new();
-        for name in self.desired.members().keys() {
+        let listed = |name: &str| placement.members.iter().any(|p| p == name);
+        for p in &placement.members {
+            let Some((name, _)) = self.desired.members().get_key_value(p) else {
+                continue;
+            };
             let name = name.as_str();
-            if Some(name) == exclude {
-                why.push(format!("{name} is the member it leaves"));
+            if !open(name) || unreported.iter().any(|(_, n)| *n == name) {
                 continue;
             }
-            if let Some(reason) = self.ineligible(placement, name) {
-                why.push(format!("{name} {reason}"));
-                continue;
-            }
-            if let Some(gap) = self.lacks_script(spec, name) {
-                if let ScriptGap::Unreported(_) = gap {
-                    unreported.push((Self::rank(placement, name), name));
+            let rank = Self::rank(placement, name);
+            match gap(name) {
+                Some(true) => unreported.push((rank, name)),
+                Some(false) => {}
+                None => {
+                    let key = (rank, self.load.get(name).copied().unwrap_or(0), name);
+                    if best.is_none_or(|b| key < b) {
+                        best = Some(key);
+                    }
                 }
-                why.push(format!("{name} {gap}"));
-                continue;
-            }
-            let key = (
-                Self::rank(placement, name),
-                self.load.get(name).copied().unwrap_or(0),
-                name,
-            );
-            if best.is_none_or(|b| key < b) {
-                best = Some(key);
             }
         }
+        if !placement.restricted {
+            let rank = placement.members.len();
+            for &(load, name) in &self.by_load {
+                if best.is_some_and(|(r, _, _)| r < rank) {
+                    break;
+                }
+                if !listed(name) && open(name) && gap(name).is_none() {
+                    if best.is_none_or(|b| (rank, load, name) < b) {
+                        best = Some((rank, load, name));
+                    }
+                    break;
+                }
+            }
+            let mut seen = HashSet::new();
+            for g in &gaps {
+                for &name in g.keys() {
+                    if seen.insert(name) && !listed(name) && open(name) && gap(name) == Some(true) {
+                        unreported.push((rank, name));
+                    }
+                }
+            }
+        }
+        // Named in the order of names, as a scan of every member would.
+        unreported.sort_unstable_by_key(|(_, n)| *n);
         match best {
             _ if !unreported.is_empty()
                 && best.is_none_or(|(rank, _, _)| unreported.iter().any(|(r, _)| *r <= rank)) =>
@@ -342,8 +429,25 @@ impl<'a> Members<'a> {
                 )]))
             }
             Some((_, _, name)) => Ok(name),
-            None => Err(NoEligibleMember(why)),
+            None => Err(NoEligibleMember(self.why_none(spec, exclude))),
         }
+    }
+
+    /// Why no member can take `spec`: each member and what keeps it out
+    /// (written only when shown).
+    fn why_none(&self, spec: &ServiceSpec, exclude: Option<&str>) -> Vec<String> {
+        let mut why = Vec::new();
+        for name in self.desired.members().keys() {
+            let name = name.as_str();
+            if Some(name) == exclude {
+                why.push(format!("{name} is the member it leaves"));
+            } else if let Some(reason) = self.ineligible(&spec.placement, name) {
+                why.push(format!("{name} {reason}"));
+            } else if let Some(gap) = self.lacks_script(spec, name) {
+                why.push(format!("{name} {gap}"));
+            }
+        }
+        why
     }
 
     /// Records that a service left `from` and/or now runs on `to`.
@@ -351,10 +455,19 @@ impl<'a> Members<'a> {
         if let Some(f) = from
             && let Some(n) = self.load.get_mut(f)
         {
-            *n = n.saturating_sub(1);
+            let old = *n;
+            *n = old.saturating_sub(1);
+            if self.by_load.remove(&(old, f)) {
+                self.by_load.insert((*n, f));
+            }
         }
         if let Some(t) = to {
-            *self.load.entry(t.to_string()).or_default() += 1;
+            let n = self.load.entry(t.to_string()).or_default();
+            let old = *n;
+            *n += 1;
+            if self.by_load.remove(&(old, t)) {
+                self.by_load.insert((*n, t));
+            }
         }
     }
 }
@@ -475,5 +588,133 @@ mod tests {
         observed.services.insert("b".into(), b2);
         assert_eq!(index, ClusterIndex::build(&observed));
         assert_eq!(index.next_id(), 8);
+    }
+
+    /// `best` walks members in load order and looks only at the listed
+    /// ones by name; a scan of every member (as it was) must choose the
+    /// same, through a run of moves that change the loads.
+    mod against_a_scan {
+        use super::*;
+        use crate::model::{Inventory, ObservedMember};
+        use proptest::prelude::*;
+
+        const SCRIPTS: [&str; 2] = ["/opt/a.sh", "/opt/b.sh"];
+
+        fn scan(
+            m: &Members<'_>,
+            spec: &ServiceSpec,
+            exclude: Option<&str>,
+        ) -> Result<String, String> {
+            let placement = &spec.placement;
+            let mut best: Option<(usize, usize, &str)> = None;
+            let mut unreported = Vec::new();
+            for name in m.desired.members().keys() {
+                let name = name.as_str();
+                if Some(name) == exclude || m.ineligible(placement, name).is_some() {
+                    continue;
+                }
+                if let Some(gap) = m.lacks_script(spec, name) {
+                    if let ScriptGap::Unreported(_) = gap {
+                        unreported.push((Members::rank(placement, name), name));
+                    }
+                    continue;
+                }
+                let key = (
+                    Members::rank(placement, name),
+                    m.load.get(name).copied().unwrap_or(0),
+                    name,
+                );
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+            if !unreported.is_empty()
+                && best.is_none_or(|(rank, _, _)| unreported.iter().any(|(r, _)| *r <= rank))
+            {
+                let waiting: Vec<&str> = unreported.iter().map(|(_, n)| *n).collect();
+                return Err(format!("waiting for {}", waiting.join(", ")));
+            }
+            best.map(|(_, _, n)| n.to_string())
+                .ok_or_else(|| "none".to_string())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn best_chooses_as_a_scan_of_every_member_does(
+                members in proptest::collection::vec((0u8..4, 0u8..4, 0u8..4, 0usize..4), 1..8),
+                list in proptest::collection::vec(0usize..9, 0..4),
+                ordered in any::<bool>(),
+                restricted in any::<bool>(),
+                two_scripts in any::<bool>(),
+                exclude in proptest::option::of(0usize..8),
+                moves in proptest::collection::vec((proptest::option::of(0usize..8), proptest::option::of(0usize..8)), 0..6),
+            ) {
+                let name = |i: usize| format!("m{i}");
+                let objects: Vec<crate::model::Object> = (0..members.len())
+                    .map(|i| {
+                        crate::model::Object::Member(
+                            serde_json::from_value(serde_json::json!({
+                                "apiVersion": "clusvc/v1", "kind": "Member",
+                                "metadata": {"name": name(i)}, "spec": {}
+                            }))
+                            .unwrap(),
+                        )
+                    })
+                    .collect();
+                let desired = DesiredState::from_objects(objects).unwrap();
+                let mut observed = ObservedState::default();
+                let mut index = ClusterIndex::default();
+                for (i, &(state, a, b, load)) in members.iter().enumerate() {
+                    // 0: a script present, 1: lacking, 2: not reported, 3: no reports at all.
+                    let report = |k: u8, s: &str| match k {
+                        0 => Some((s.to_string(), Some("crc32:1".to_string()))),
+                        1 => Some((s.to_string(), None)),
+                        _ => None,
+                    };
+                    let inventory = (a != 3).then(|| Inventory {
+                        version: "1".into(),
+                        scripts: [report(a, SCRIPTS[0]), report(b, SCRIPTS[1])].into_iter().flatten().collect(),
+                    });
+                    observed.members.insert(name(i), ObservedMember {
+                        alive: state != 1,
+                        standby: state == 2,
+                        inventory,
+                        ..ObservedMember::default()
+                    });
+                    index.load.insert(name(i), load);
+                }
+                let scripts: Vec<_> = SCRIPTS[..if two_scripts { 2 } else { 1 }]
+                    .iter()
+                    .map(|s| serde_json::json!({"script": s}))
+                    .collect();
+                let spec: ServiceSpec = serde_json::from_value(serde_json::json!({
+                    "placement": {
+                        "members": list.iter().map(|&i| name(i)).collect::<Vec<_>>(),
+                        "ordered": ordered,
+                        "restricted": restricted,
+                    },
+                    "applications": scripts,
+                }))
+                .unwrap();
+                let exclude = exclude.map(name);
+                let mut m = Members::with_index(&desired, &observed, &index);
+                let names: Vec<&str> = desired.members().keys().map(String::as_str).collect();
+                let pick = |i: Option<usize>| i.and_then(|i| names.get(i).copied());
+                for step in 0..=moves.len() {
+                    let ours = m.best(&spec, exclude.as_deref()).map(str::to_string).map_err(|e| {
+                        if e.is_waiting() {
+                            e.0[0].trim_end_matches(" to report its scripts").to_string()
+                        } else {
+                            "none".to_string()
+                        }
+                    });
+                    prop_assert_eq!(ours, scan(&m, &spec, exclude.as_deref()), "after {} moves", step);
+                    if let Some(&(from, to)) = moves.get(step) {
+                        m.moved(pick(from), pick(to));
+                    }
+                }
+            }
+        }
     }
 }
