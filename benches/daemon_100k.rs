@@ -126,7 +126,9 @@ fn main() {
         proc_kb(pid, "VmHWM:") as f64 / 1024.0
     );
 
-    // Steady state.
+    // Steady state: every service checked at least once first.
+    let interval_secs = humantime::parse_duration(&interval).unwrap().as_secs();
+    std::thread::sleep(Duration::from_secs(interval_secs));
     let hz = 100.0;
     let (own0, kids0) = cpu_ticks(pid);
     let reconciles0 = metric(&d, "clusvc_reconciles_total");

@@ -15,6 +15,9 @@ use clusvc_core::model::ObservedService;
 use super::{Controller, Error, lock, now};
 use crate::runtime::Action;
 
+/// How early a status check may run.
+const CHECK_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl<S: Store> Controller<S> {
     /// Next wake-up when nothing is to be done: the next status check.
     pub(super) fn after_steady(&self, name: &str) -> Action {
@@ -73,7 +76,10 @@ impl<S: Store> Controller<S> {
             let due = nc
                 .entry(name.to_string())
                 .or_insert_with(|| crate::runtime::after(interval));
-            if *due > Instant::now() {
+            // A timer may fire a little before the time it was set for:
+            // a check that early is due (else the service is reconciled
+            // again and again until the last microseconds pass).
+            if *due > Instant::now() + CHECK_SLACK {
                 return Ok(());
             }
             *due = crate::runtime::after(interval);

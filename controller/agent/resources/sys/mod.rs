@@ -9,3 +9,4 @@ pub mod managed_file;
 pub mod mountinfo;
 pub mod netlink;
 pub mod process;
+pub mod spawn;

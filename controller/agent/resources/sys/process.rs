@@ -13,15 +13,14 @@
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::cgroup::{self, ActionCgroup, Cgroups};
+use super::spawn;
 use tokio::sync::oneshot;
 
 /// Most bytes kept of each output stream.
@@ -192,22 +191,13 @@ pub async fn run_tracked(
     let started = Instant::now();
     let net = ns.net.as_deref().map(open_ns).transpose()?;
     let mnt = ns.mnt.as_deref().map(open_ns).transpose()?;
-    let (program, args) = cmd.argv.split_first().ok_or_else(|| Error::Spawn {
-        program: String::new(),
-        source: std::io::Error::other("empty command"),
-    })?;
-    let mut c = tokio::process::Command::new(program);
-    c.args(args)
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if cmd.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
+    if cmd.argv.is_empty() {
+        return Err(Error::Spawn {
+            program: String::new(),
+            source: std::io::Error::other("empty command"),
+        });
+    }
+    let mut env = cmd.env.clone();
     // The marker is written before the spawn, under a token the action
     // carries in its environment, so a successor finds the action even if
     // this process dies between the spawn and learning its group.
@@ -224,7 +214,7 @@ pub async fn run_tracked(
         let _ = std::fs::create_dir_all(dir);
         let path = dir.join(format!("{PENDING}{token}"));
         let _ = std::fs::write(&path, deadline_ms.to_string());
-        c.env(ACTION_TAG, &token);
+        env.push((ACTION_TAG.into(), token.into()));
         path
     });
     let pending = Marker(pending);
@@ -240,43 +230,24 @@ pub async fn run_tracked(
         }
         None => None,
     };
-    if net.is_some() || mnt.is_some() || cg.is_some() {
-        let net_fd = net.as_ref().map(|f| f.as_raw_fd());
-        let mnt_fd = mnt.as_ref().map(|f| f.as_raw_fd());
-        let cg_fd = cg.as_ref().map(ActionCgroup::procs_fd);
-        // SAFETY: only async-signal-safe syscalls (write, setns) between
-        // fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                if let Some(fd) = cg_fd
-                    && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(fd) = net_fd {
-                    nix::sched::setns(
-                        std::os::fd::BorrowedFd::borrow_raw(fd),
-                        CloneFlags::CLONE_NEWNET,
-                    )
-                    .map_err(std::io::Error::from)?;
-                }
-                if let Some(fd) = mnt_fd {
-                    nix::sched::setns(
-                        std::os::fd::BorrowedFd::borrow_raw(fd),
-                        CloneFlags::CLONE_NEWNS,
-                    )
-                    .map_err(std::io::Error::from)?;
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = c.spawn().map_err(|source| Error::Spawn {
+    // Started without copying this process (see `spawn`): in its own
+    // process group, its cgroup and the member's namespaces.
+    let mut child = spawn::spawn(
+        &cmd.argv,
+        &env,
+        cmd.stdin.is_some(),
+        spawn::Setup {
+            cgroup_procs: cg.as_ref().map(ActionCgroup::procs_fd),
+            net: net.as_ref().map(|f| f.as_raw_fd()),
+            mnt: mnt.as_ref().map(|f| f.as_raw_fd()),
+        },
+    )
+    .map_err(|source| Error::Spawn {
         program: cmd.program(),
         source,
     })?;
     drop((net, mnt));
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let pgid = Some(Pid::from_raw(child.id() as i32));
     let marker = match (track, pgid) {
         (Some(dir), Some(pgid)) => {
             let path = dir.join(pgid.as_raw().to_string());
