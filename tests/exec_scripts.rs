@@ -403,3 +403,52 @@ async fn a_timed_out_action_leaves_nothing_behind_even_processes_that_called_set
         .collect();
     assert!(left.is_empty(), "action cgroups left: {left:?}");
 }
+
+/// `$DB` lists each service an action ran for once: written whole the
+/// first time, then one line appended per new service (a whole rewrite per
+/// new service made a cold start quadratic), and a script finds a service
+/// added after the first write.
+#[tokio::test]
+async fn the_service_db_grows_by_one_line_per_new_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, events) = executor(dir.path());
+    let p = write_script(
+        dir.path(),
+        "db_probe",
+        r#"db_probe() {
+    logAndPrint $LOG_INFO "me=$(getSvcName $DB $CLUSVC_SERVICE_ID) first=$(getSvcName $DB 1) id=$(getSvcID $DB $CLUSVC_SERVICE)"
+    return $SUCCESS
+}
+"#,
+        0o755,
+    );
+    use std::os::unix::fs::MetadataExt;
+    let db_path = exec.host().state_dir.join("services.db");
+    let mut inodes = Vec::new();
+    for (name, id) in [("one", 1), ("two", 2), ("three", 3), ("two", 2)] {
+        let report = exec
+            .start(&svc(name, id, Duration::from_secs(10)), &script_app(&p))
+            .await;
+        assert!(report.ok(), "{report:?}");
+        inodes.push(std::fs::metadata(&db_path).unwrap().ino());
+    }
+    // Appended to, never replaced, after the first write.
+    assert!(inodes.windows(2).all(|w| w[0] == w[1]), "{inodes:?}");
+    let said: Vec<String> = events
+        .events()
+        .into_iter()
+        .filter(|e| e.message.starts_with("me="))
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "me=one first=one id=1",
+            "me=two first=one id=2",
+            "me=three first=one id=3",
+            "me=two first=one id=2"
+        ]
+    );
+    let db = std::fs::read_to_string(&db_path).unwrap();
+    assert_eq!(db, "1 one\n2 two\n3 three\n");
+}

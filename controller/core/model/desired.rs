@@ -90,7 +90,13 @@ impl DesiredState {
             return Err(issues);
         }
         let mut state = DesiredState::default();
-        for object in objects {
+        // Taken from the end, the list shrinking as it empties, so it and
+        // the maps do not both hold every object at once.
+        let mut objects = objects;
+        while let Some(object) = objects.pop() {
+            if objects.len() < objects.capacity() / 2 && objects.capacity() > 1024 {
+                objects.shrink_to_fit();
+            }
             match object {
                 Object::Member(m) => {
                     state.members.insert(m.metadata.name.clone(), m);

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use clusvc_core::api::{DisplayState, SyncStatus};
+use clusvc_core::model::ServiceState;
 use clusvc_store::{Store, keys};
 
 use super::App;
@@ -89,18 +90,24 @@ pub(crate) async fn sync<S: Store>(State(app): State<Arc<App<S>>>) -> Json<SyncS
 }
 
 pub(crate) async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    // One pass over the records, no allocation per service (Prometheus
+    // scrapes this; at 100,000 services it costs a few milliseconds).
     let states: BTreeMap<String, usize> = {
         let c = app.cache.read();
-        let mut m = BTreeMap::new();
+        let invalid = c.invalid();
+        let mut m: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (name, o) in &c.observed.services {
-            let state = if c.invalid().contains_key(name) {
+            let state = if !invalid.is_empty() && invalid.contains_key(name) {
                 DisplayState::Invalid
-            } else {
+            } else if o.state == ServiceState::Stopped && !o.frozen {
+                // Only a stopped service's state depends on its spec.
                 DisplayState::of(c.services().get(name), Some(o))
+            } else {
+                DisplayState::of(None, Some(o))
             };
-            *m.entry(state.to_string()).or_default() += 1;
+            *m.entry(state.as_str()).or_default() += 1;
         }
-        m
+        m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -39,6 +39,11 @@ use crate::reconcile::{Controller, EventLog, Metrics, OperateError, Reader, Requ
 /// Largest request body.
 pub const MAX_BODY: usize = 16 << 20;
 
+/// Largest body of `/v1/apply` and `/v1/plan`, which carry whole desired
+/// states: 100,000 services in one request, as `clusvc apply -f DIR` sends
+/// them, take about 40 MiB of JSON.
+pub const MAX_OBJECTS_BODY: usize = 256 << 20;
+
 /// What the API asks of the controller: its event log and metrics, and
 /// operator requests (carried out by this server's controller, or, on a
 /// cluster server, recorded for the leader's).
@@ -240,8 +245,14 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
             "/v1/objects/{kind}/{name}",
             axum::routing::delete(objects::delete::<S>),
         )
-        .route("/v1/apply", post(objects::apply::<S>))
-        .route("/v1/plan", post(plan::post::<S>))
+        .route(
+            "/v1/apply",
+            post(objects::apply::<S>).layer(DefaultBodyLimit::max(MAX_OBJECTS_BODY)),
+        )
+        .route(
+            "/v1/plan",
+            post(plan::post::<S>).layer(DefaultBodyLimit::max(MAX_OBJECTS_BODY)),
+        )
         .route("/v1/events", get(events::get::<S>))
         .route("/v1/sync", get(health::sync::<S>))
         .route("/v1/observed", get(observed::<S>))

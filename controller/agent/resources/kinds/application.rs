@@ -56,19 +56,45 @@ pub async fn act(ctx: &Ctx<'_>, app: &Application, action: Verb) -> Result {
     Ok(())
 }
 
-/// Writes the `$DB` file (`ID NAME` lines) when the services it lists changed.
+/// Keeps the `$DB` file (`ID NAME` lines) listing every service this
+/// process has run an action of: a service new to it is appended (one
+/// line), and the file is written whole only when this process first
+/// writes it or a service's name changed. (Written whole for every new
+/// service, a cold start of N services cost N x N: at 100,000 services
+/// nearly all of the daemon's CPU.) A reader never sees a half-written
+/// line as an entry: the helpers read whole lines only.
 fn service_db(ctx: &Ctx<'_>) -> Result<PathBuf> {
     let path = ctx.host.state_dir.join("services.db");
     let mut known = ctx.host.services.lock().unwrap_or_else(|p| p.into_inner());
-    let fresh = known.get(&ctx.service_id).map(String::as_str) != Some(ctx.service);
-    if fresh || !path.exists() {
-        known.insert(ctx.service_id, ctx.service.to_string());
-        let text: String = known
-            .iter()
-            .map(|(id, name)| format!("{id} {name}\n"))
-            .collect();
-        write_atomic(&path, text.as_bytes())?;
+    let current = known.get(&ctx.service_id).map(String::as_str);
+    if current == Some(ctx.service) && path.exists() {
+        return Ok(path);
     }
+    let new = current.is_none();
+    let written = ctx
+        .host
+        .db_written
+        .load(std::sync::atomic::Ordering::Relaxed);
+    known.insert(ctx.service_id, ctx.service.to_string());
+    if new && written && path.exists() {
+        use std::io::Write;
+        let line = format!("{} {}\n", ctx.service_id, ctx.service);
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if appended.is_ok() {
+            return Ok(path);
+        }
+    }
+    let text: String = known
+        .iter()
+        .map(|(id, name)| format!("{id} {name}\n"))
+        .collect();
+    write_atomic(&path, text.as_bytes())?;
+    ctx.host
+        .db_written
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(path)
 }
 

@@ -46,6 +46,9 @@ pub struct Host {
     pub(crate) netlink: NetlinkCache,
     pub(crate) arp: super::arp::SocketCache,
     pub(crate) services: Mutex<BTreeMap<u64, String>>,
+    /// Whether this process wrote the `$DB` file whole (after which new
+    /// services are appended to it).
+    pub(crate) db_written: std::sync::atomic::AtomicBool,
     pub(crate) file_lock: tokio::sync::Mutex<()>,
 }
 
@@ -70,6 +73,7 @@ impl Host {
             netlink: NetlinkCache::default(),
             arp: Default::default(),
             services: Mutex::new(BTreeMap::new()),
+            db_written: std::sync::atomic::AtomicBool::new(false),
             file_lock: tokio::sync::Mutex::new(()),
         }
     }
