@@ -27,7 +27,7 @@ pub fn member_name(i: usize) -> String {
 
 /// A service with one resource of each of the six kinds.
 pub fn six_resource_spec(i: usize) -> ServiceSpec {
-    let (a, b) = (i / 250, i % 250 + 1);
+    let (a, b) = ((i / 250) % 250, i % 250 + 1);
     ServiceSpec {
         devices: vec![Device {
             path: format!("/dev/vg{i}/lv0"),
