@@ -129,7 +129,22 @@ async fn serve(config: ServerConfig) -> Result<(), Error> {
     let epoch = Arc::new(AtomicU64::new(0));
     let events = Arc::new(EventLog::default());
     let metrics = Arc::new(Metrics::default());
-    share_events(store.clone(), events.clone(), &name).await?;
+    // An etcd leader election (or a member restarting) makes the store
+    // unavailable for a moment: a server starting then waits it out
+    // rather than exiting.
+    let unavailable = |e: &Error| {
+        matches!(
+            e,
+            Error::Store(clusvc_store::Error::Unavailable(_))
+                | Error::Controller(crate::reconcile::Error::Store(
+                    clusvc_store::Error::Unavailable(_)
+                ))
+        )
+    };
+    retry_unavailable("reading the events", unavailable, || {
+        share_events(store.clone(), events.clone(), &name)
+    })
+    .await?;
     let factory = {
         let (lead, epoch) = (lead.clone(), epoch.clone());
         Box::new(move |member: &str| {
@@ -148,7 +163,10 @@ async fn serve(config: ServerConfig) -> Result<(), Error> {
             ..Settings::default()
         },
     );
-    controller.follow().await?;
+    retry_unavailable("reading the cluster's state", unavailable, || async {
+        controller.follow().await.map_err(Error::from)
+    })
+    .await?;
     let sync = Arc::new(Mutex::new(SyncStatus::default()));
     let ttl = config.api.lease_ttl.get();
     {
@@ -223,6 +241,33 @@ async fn serve(config: ServerConfig) -> Result<(), Error> {
 /// Events written in one transaction at most: with the deletes of as many
 /// old ones, within etcd's default `--max-txn-ops` (128).
 const EVENTS_PER_TXN: usize = 60;
+
+/// Runs a startup step again while the store is unavailable, for up to
+/// [`STARTUP_PATIENCE`].
+async fn retry_unavailable<T, Fut>(
+    what: &str,
+    unavailable: impl Fn(&Error) -> bool,
+    mut step: impl FnMut() -> Fut,
+) -> Result<T, Error>
+where
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Err(e) if unavailable(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!("{what}: {e}; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// How long a starting server waits for an unavailable store.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Records the events this server's controller emits in the store (the
 /// newest [`EVENTS_KEPT`] are kept) and shows every server's, this one's
