@@ -45,10 +45,19 @@ pub(crate) async fn apply<S: Store>(
     ApiJson(mut req): ApiJson<ApplyRequest>,
 ) -> Result<Json<ApplyResult>> {
     req.source = source_of(&req.source, &who)?;
-    apply::apply(app.store.as_ref(), req, ScriptChecks::Check)
+    let dry_run = req.dry_run;
+    let result = apply::apply(app.store.as_ref(), req, ScriptChecks::Check)
         .await
-        .map(Json)
-        .map_err(|e| fail(e.code(), e.to_string()))
+        .map_err(|e| fail(e.code(), e.to_string()))?;
+    // Read your writes: the answer waits (briefly) until this server's
+    // view has the write, so a `get` right after an apply shows it.
+    if !dry_run {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while app.cache.read().seen() < result.revision && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    Ok(Json(result))
 }
 
 /// `?force=true`: delete an object a manifests directory owns.
