@@ -6,6 +6,9 @@
 //! - steady-state CPU of the loop with 1,000 services whose checks are
 //!   native (a block device), every 10 s.
 
+#[path = "gen/mod.rs"]
+mod generate;
+
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros)]
 mod common;
@@ -14,18 +17,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-/// `n` services, 500 per file (a file has a size and event budget).
+/// `n` services, 500 per file.
 fn write_services(dir: &Path, n: usize, spec: &str, prefix: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    for chunk in 0..n.div_ceil(500) {
-        let mut text = String::new();
-        for i in chunk * 500..((chunk + 1) * 500).min(n) {
-            text.push_str(&format!(
-                "---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {prefix}{i}\nspec:\n{spec}"
-            ));
-        }
-        std::fs::write(dir.join(format!("services-{chunk:03}.yaml")), text).unwrap();
-    }
+    generate::service_files(dir, n, 500, spec, prefix);
 }
 
 fn proc_field(pid: u32, field: &str) -> u64 {

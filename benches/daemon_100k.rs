@@ -16,27 +16,22 @@
 //! The daemon's full reconcile pass is `cargo bench --bench daemon_pass --
 //! 100000`.
 
+#[path = "gen/mod.rs"]
+mod generate;
+
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros)]
 mod common;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn write_services(dir: &Path, n: usize, script: &Path, interval: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    for (f, first) in (0..n).step_by(1_000).enumerate() {
-        let mut text = String::new();
-        for i in first..(first + 1_000).min(n) {
-            let _ = write!(
-                text,
-                "---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: svc{i:06}\nspec:\n  checkInterval: {interval}\n  applications:\n    - script: {}\n",
-                script.display()
-            );
-        }
-        std::fs::write(dir.join(format!("services-{f:03}.yaml")), text).unwrap();
-    }
+    let spec = format!(
+        "  checkInterval: {interval}\n  applications:\n    - script: {}\n",
+        script.display()
+    );
+    generate::service_files(dir, n, 1_000, &spec, "svc");
 }
 
 fn proc_kb(pid: u32, field: &str) -> u64 {

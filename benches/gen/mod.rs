@@ -82,6 +82,22 @@ spec:
     out
 }
 
+/// `n` services named PREFIX0.., each `spec` (indented under `spec:`), in
+/// files of `per_file` (a file has a size and event budget).
+pub fn service_files(dir: &Path, n: usize, per_file: usize, spec: &str, prefix: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (f, first) in (0..n).step_by(per_file).enumerate() {
+        let mut text = String::new();
+        for i in first..(first + per_file).min(n) {
+            let _ = write!(
+                text,
+                "---\napiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: {prefix}{i}\nspec:\n{spec}"
+            );
+        }
+        std::fs::write(dir.join(format!("services-{f:03}.yaml")), text).unwrap();
+    }
+}
+
 /// The observed state of every service running round-robin, with each
 /// resource's status, and member 0 dead (its lease expired a minute
 /// before `now`).
