@@ -935,6 +935,90 @@ fn a_failed_check_reported_while_no_controller_leads_is_acted_on_by_the_next() {
     assert!(wait_until(T, || etcd.count("/clusvc/status/") == Some(0)));
 }
 
+/// A remote agent's status check in flight while the service is restarted
+/// checked the instance before: when it ends failed (after the restart),
+/// its failure is dropped, not reported, so the new instance is not
+/// restarted a second time for the old one's failure.
+#[test]
+fn a_check_in_flight_across_a_restart_is_not_reported_for_the_new_instance() {
+    let Some(etcd) = EtcdCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let servers = servers(&etcd, &tokens);
+    let l = wait_leader(&servers, &["s1", "s2"]);
+    let s = &servers[l];
+    let _a2 = agent(dir.path(), &tokens, "node2", &[&servers[0], &servers[1]]);
+    // While `hold` exists, a status check marks `checking`, waits for
+    // `hold` to go, and fails.
+    let d = dir.path().display();
+    let app = common::script(
+        dir.path(),
+        "slow_check_app",
+        &format!(
+            "app() {{ case $1 in start) echo start >> {d}/starts;; stop) ;; status) if [ -e {d}/hold ]; then touch {d}/checking; while [ -e {d}/hold ]; do sleep 0.05; done; exit 1; fi;; esac; }}\n"
+        ),
+    );
+    let members = dir.path().join("members.yaml");
+    std::fs::write(
+        &members,
+        "apiVersion: clusvc/v1\nkind: Member\nmetadata:\n  name: node2\nspec: {}\n",
+    )
+    .unwrap();
+    let (code, _, err) = s.run(&["apply", "-f", members.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_until(T, || s.get_json("/v1/members/node2")["state"] == "alive"));
+    let f = dir.path().join("web.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  timeout: 30s\n  checkInterval: 1s\n  placement: {{members: [node2]}}\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = s.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || runs_on(s, "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
+    let starts = || {
+        std::fs::read_to_string(dir.path().join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(starts(), 1);
+    // A check begins and holds; the operator restarts the service
+    // meanwhile (the agent does not check it mid-action, and this check
+    // is in flight across the whole restart).
+    std::fs::write(dir.path().join("hold"), "").unwrap();
+    assert!(wait_until(T, || dir.path().join("checking").exists()));
+    let (code, out, err) = s.run(&["restart", "web", "--wait", "--timeout", "30s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(starts(), 2);
+    // The held check ends, failed: the agent drops it.
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    assert!(
+        wait_until(T, || agent_log(dir.path(), "node2").contains("is dropped")),
+        "{}\n{}",
+        agent_log(dir.path(), "node2"),
+        logs(dir.path(), &servers)
+    );
+    // Nothing was reported: no failure, no restart for it, and the next
+    // checks pass.
+    let last = s.service("web").unwrap()["lastCheck"].clone();
+    assert!(wait_until(T, || s.service("web").unwrap()["lastCheck"] != last));
+    let web = s.service("web").unwrap();
+    assert_eq!(web["state"], "running", "{web}");
+    assert!(web["observed"]["failure"].is_null(), "{web}");
+    assert_eq!(starts(), 2);
+    assert!(!agent_log(dir.path(), "node2").contains("status check failed"));
+}
+
 /// With agents: a manual relocation leaves no constraint behind (a later
 /// failure of the member it went to still fails over normally), and
 /// failback after a failover brings the service back to the preferred

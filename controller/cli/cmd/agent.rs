@@ -453,10 +453,36 @@ struct Checks {
     passed: Mutex<Vec<String>>,
     /// Services an item acts on now (not checked meanwhile).
     acting: Mutex<HashSet<String>>,
-    /// Services whose failure was reported (not again until they run anew).
-    reported: Mutex<HashSet<String>>,
+    /// Failures reported, and when each service was last acted on.
+    reported: Mutex<Reported>,
     /// Services a fence stopped, reported as failed once active again.
     fenced: Mutex<Vec<ServiceRef>>,
+}
+
+/// What the checks reported, and when items acted on the services.
+#[derive(Default)]
+struct Reported {
+    /// Services whose failure was reported (not again until they run anew).
+    failed: HashSet<String>,
+    /// The last action on each service, as a number from `acts`: a check
+    /// that began before it checked the instance before (its failure is
+    /// not the one running now: a restart must not be followed by a
+    /// second one for the old instance's failure).
+    acted: std::collections::HashMap<String, u64>,
+    /// Actions so far (never reused, so a pruned entry reads as changed).
+    acts: u64,
+}
+
+/// What a failed check is, told when it ends.
+#[derive(Debug, PartialEq)]
+enum Failed {
+    /// The first failure of the instance that runs now: reported.
+    New,
+    /// Already reported (not again until the service runs anew).
+    Reported,
+    /// An item acted on the service while it was checked: the check saw
+    /// the instance before (or one mid-action), and is dropped.
+    Stale,
 }
 
 /// Marks a service as acted on while alive.
@@ -478,12 +504,68 @@ impl Checks {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(service.to_string());
-        // It runs anew: a later failure is a new one.
+        // It runs anew: a later failure is a new one, and a check in
+        // flight now is about the instance before.
+        let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        r.acts += 1;
+        let n = r.acts;
+        r.acted.insert(service.to_string(), n);
+        r.failed.remove(service);
+        drop(r);
+        Busy(self, service.to_string())
+    }
+
+    /// A check of `service` begins: the last action on it (to compare
+    /// when the check ends), or none while an item acts on it (not
+    /// checked then). The action is read before `acting`, so an item
+    /// that begins between the two is seen by one or the other.
+    fn begin_check(&self, service: &str) -> Option<u64> {
+        let since = self
+            .reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acted
+            .get(service)
+            .copied()
+            .unwrap_or(0);
+        let acting = self
+            .acting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(service);
+        (!acting).then_some(since)
+    }
+
+    /// A check of `service` that began after action `since` failed: to
+    /// report or not (one lock, so an item that begins now is either
+    /// before this, and the failure is stale, or after, and it clears it).
+    fn failed(&self, service: &str, since: u64) -> Failed {
+        let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        if r.acted.get(service).copied().unwrap_or(0) != since {
+            Failed::Stale
+        } else if r.failed.insert(service.to_string()) {
+            Failed::New
+        } else {
+            Failed::Reported
+        }
+    }
+
+    /// A failure that could not be reported: reported again at the next
+    /// check.
+    fn unreported(&self, service: &str) {
         self.reported
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .failed
             .remove(service);
-        Busy(self, service.to_string())
+    }
+
+    /// Forgets the services that no longer run here (none is being
+    /// checked: only running ones are).
+    fn forget(&self, running: &HashSet<&str>) {
+        let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        r.acted.retain(|name, _| running.contains(name.as_str()));
+        r.failed.retain(|name| running.contains(name.as_str()));
     }
 
     /// Reports a failed check to a server (the heartbeat's first).
@@ -569,8 +651,10 @@ impl Checks {
                 .values()
                 .cloned()
                 .collect();
-            due.retain(|name, _| services.iter().any(|(s, _)| s.name == *name));
-            for (svc, spec) in services {
+            let names: HashSet<&str> = services.iter().map(|(s, _)| s.name.as_str()).collect();
+            due.retain(|name, _| names.contains(name.as_str()));
+            self.forget(&names);
+            for (svc, spec) in &services {
                 let interval = spec.check_interval.get();
                 if interval.is_zero() {
                     continue;
@@ -578,17 +662,14 @@ impl Checks {
                 let next = *due
                     .entry(svc.name.clone())
                     .or_insert_with(|| Instant::now() + interval);
-                if Instant::now() < next
-                    || self
-                        .acting
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .contains(&svc.name)
-                {
+                if Instant::now() < next {
                     continue;
                 }
+                let Some(since) = self.begin_check(&svc.name) else {
+                    continue;
+                };
                 due.insert(svc.name.clone(), Instant::now() + interval);
-                let report = rt.block_on(exec.check(&svc, &spec));
+                let report = rt.block_on(exec.check(svc, spec));
                 if report.failed.is_none() {
                     self.passed
                         .lock()
@@ -596,13 +677,17 @@ impl Checks {
                         .push(svc.name.clone());
                     continue;
                 }
-                if !self
-                    .reported
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(svc.name.clone())
-                {
-                    continue;
+                match self.failed(&svc.name, since) {
+                    Failed::New => {}
+                    Failed::Reported => continue,
+                    Failed::Stale => {
+                        tracing::info!(
+                            "{}: a status check that failed while the service was acted on is dropped (it checked the instance before): {}",
+                            svc.name,
+                            report.reason().unwrap_or("")
+                        );
+                        continue;
+                    }
                 }
                 tracing::warn!(
                     "{}: status check failed: {}",
@@ -617,10 +702,7 @@ impl Checks {
                 };
                 if !self.send(clients, serving, &status) {
                     // Reported again at the next check.
-                    self.reported
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&svc.name);
+                    self.unreported(&svc.name);
                 }
             }
         }
@@ -1603,5 +1685,38 @@ mod tests {
         assert_eq!(gate.admit(6), Err(7));
         assert_eq!(gate.admit(9), Ok(()));
         assert_eq!(gate.admit(7), Err(9));
+    }
+
+    /// A check in flight across an action (a restart) saw the instance
+    /// before: its failure is dropped, not reported for the new one; a
+    /// failure is reported once per instance; none is checked mid-action.
+    #[test]
+    fn a_check_in_flight_across_an_action_is_not_reported() {
+        let checks = Checks::default();
+        // Checked, failed: reported once.
+        let since = checks.begin_check("web").unwrap();
+        assert_eq!(checks.failed("web", since), Failed::New);
+        let since = checks.begin_check("web").unwrap();
+        assert_eq!(checks.failed("web", since), Failed::Reported);
+        // A check begins; the service is restarted meanwhile; the check
+        // ends failed: stale.
+        let since = checks.begin_check("web").unwrap();
+        let busy = checks.busy("web");
+        assert_eq!(checks.begin_check("web"), None, "not checked mid-action");
+        drop(busy);
+        assert_eq!(checks.failed("web", since), Failed::Stale);
+        // The new instance's own failure is reported.
+        let since = checks.begin_check("web").unwrap();
+        assert_eq!(checks.failed("web", since), Failed::New);
+        // Another service's action changes nothing for this one.
+        let since = checks.begin_check("web").unwrap();
+        drop(checks.busy("db"));
+        assert_eq!(checks.failed("web", since), Failed::Reported);
+        // Forgotten when it stopped running, then started again: a check
+        // begun before is stale still (action numbers are never reused).
+        let since = checks.begin_check("db").unwrap();
+        checks.forget(&HashSet::from(["web"]));
+        drop(checks.busy("db"));
+        assert_eq!(checks.failed("db", since), Failed::Stale);
     }
 }
