@@ -36,3 +36,4 @@ pub mod run;
 pub mod runtime;
 pub mod server;
 pub mod sync;
+mod ui;

@@ -47,6 +47,9 @@ pub struct Config {
     /// Bearer token file for TCP (default: `STATE-DIR/token`, created on
     /// first start).
     pub token_file: Option<PathBuf>,
+    /// A read-only bearer token file for TCP (API reads and the web
+    /// console's read-only role).
+    pub read_token_file: Option<PathBuf>,
     /// TLS certificate chain (PEM) for the TCP listener.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -424,6 +427,7 @@ pub(crate) struct Api {
     pub(crate) admin_group: Option<AdminGroup>,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     pub(crate) token: Option<String>,
+    pub(crate) read_token: Option<String>,
     tcp: Option<(tokio::net::TcpListener, PathBuf)>,
     pub(crate) agent_tokens: Vec<(String, String)>,
     socket: PathBuf,
@@ -459,6 +463,16 @@ pub(crate) async fn prepare_api(config: &Config) -> Result<Api, Error> {
         }
         None => (None, None),
     };
+    let read_token = match &config.read_token_file {
+        Some(f) => Some(read_token(f)?),
+        None => None,
+    };
+    if read_token.is_some() && read_token == token {
+        return Err(Error::Token {
+            path: config.read_token_file.clone().unwrap_or_default(),
+            why: "it holds the API token itself; a read token must differ".into(),
+        });
+    }
     let agent_tokens = match &config.agent_tokens {
         Some(dir) => agent_tokens(dir)?,
         None => Vec::new(),
@@ -483,6 +497,7 @@ pub(crate) async fn prepare_api(config: &Config) -> Result<Api, Error> {
         admin_group,
         tls,
         token,
+        read_token,
         tcp,
         agent_tokens,
         socket,
@@ -588,6 +603,7 @@ async fn serve(config: Config) -> Result<(), Error> {
 pub(crate) fn policy_of(api: &Api, allow_read_all: bool) -> Policy {
     Policy {
         token: api.token.clone(),
+        read_token: api.read_token.clone(),
         admin_group: api.admin_group.clone(),
         allow_read_all,
         agent_tokens: api.agent_tokens.clone(),
@@ -635,8 +651,11 @@ pub(crate) async fn serve_api<S: clusvc_store::Store>(
         let bound = tcp.local_addr().map_err(Error::Serve)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         address = format!("{scheme}://{bound}");
-        api.push(format!("{address} (token in {})", token_file.display()));
-        let router = api::router(app.clone());
+        api.push(format!(
+            "{address} (token in {}; web console at {address}/ui/)",
+            token_file.display()
+        ));
+        let router = api::router(app.clone()).merge(crate::ui::router(app.clone(), tls.is_some()));
         match tls {
             Some(config) => {
                 let l = TlsListener::new(tcp, config).map_err(Error::Serve)?;

@@ -38,6 +38,11 @@ pub struct ApiArgs {
     /// created on first start]; non-empty, readable by its owner only.
     #[arg(long, value_name = "FILE", requires = "listen")]
     token_file: Option<PathBuf>,
+    /// A second token, for reading only: its holders may read through the
+    /// API and the web console, and change nothing (same file rules as
+    /// --token-file).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    read_token_file: Option<PathBuf>,
     /// TLS certificate chain (PEM) for --listen.
     #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"])]
     tls_cert: Option<PathBuf>,
@@ -108,6 +113,7 @@ impl ApiArgs {
             allow_read_all: self.allow_read_all,
             listen: self.listen,
             token_file: self.token_file,
+            read_token_file: self.read_token_file,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             insecure_no_tls: self.insecure_no_tls,

@@ -119,6 +119,8 @@ pub enum Identity {
     User(String),
     /// The holder of the daemon's bearer token.
     Token,
+    /// The holder of the read-only token (`GET`s and plans only).
+    Reader,
     /// The agent of a member (its member's token): `/v1/agent/` only, as
     /// that member only.
     Agent(String),
@@ -131,6 +133,7 @@ impl Identity {
         match self {
             Identity::User(n) => n.clone(),
             Identity::Token => "token".into(),
+            Identity::Reader => "reader".into(),
             Identity::Agent(m) => format!("agent:{m}"),
         }
     }
@@ -150,6 +153,8 @@ pub struct AdminGroup {
 pub struct Policy {
     /// The bearer token TCP clients must send.
     pub token: Option<String>,
+    /// A second TCP token that may only read (`--read-token-file`).
+    pub read_token: Option<String>,
     /// The admin group, if any.
     pub admin_group: Option<AdminGroup>,
     /// Users outside the admin group may read.
@@ -210,10 +215,10 @@ pub(crate) fn holds_token(policy: &Policy, headers: &HeaderMap) -> bool {
     let Some(given) = bearer(headers) else {
         return false;
     };
-    let admin = policy
-        .token
-        .as_ref()
-        .is_some_and(|t| constant_time_eq(given.as_bytes(), t.as_bytes()));
+    let admin = [&policy.token, &policy.read_token]
+        .into_iter()
+        .flatten()
+        .any(|t| constant_time_eq(given.as_bytes(), t.as_bytes()));
     admin
         || policy
             .agent_tokens
@@ -277,9 +282,23 @@ pub(crate) async fn authorize<S: Store>(
                     .find(|(_, t)| constant_time_eq(g.as_bytes(), t.as_bytes()))
                     .map(|(m, _)| m.clone())
             });
+            let reader = match (&policy.read_token, given) {
+                (Some(token), Some(given)) => constant_time_eq(given.as_bytes(), token.as_bytes()),
+                _ => false,
+            };
             match (admin, agent) {
                 (true, _) => Identity::Token,
                 (false, Some(member)) => Identity::Agent(member),
+                (false, None) if reader => {
+                    if !is_read(&method, &path) {
+                        return fail(
+                            ErrorCode::Forbidden,
+                            "the read token may only read (GET, and POST /v1/plan)",
+                        )
+                        .into_response();
+                    }
+                    Identity::Reader
+                }
                 (false, None) => {
                     return fail(ErrorCode::Unauthorized, "missing or wrong bearer token")
                         .into_response();
@@ -303,7 +322,7 @@ pub(crate) async fn authorize<S: Store>(
             )
             .into_response();
         }
-        Identity::User(_) | Identity::Token if agent_route => {
+        Identity::User(_) | Identity::Token | Identity::Reader if agent_route => {
             return fail(
                 ErrorCode::Forbidden,
                 "/v1/agent/ routes are for members' agents, with their member's token",

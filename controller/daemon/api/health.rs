@@ -15,7 +15,7 @@ use clusvc_store::{Store, keys};
 
 use super::App;
 
-fn sync_status<S: Store>(app: &App<S>) -> SyncStatus {
+pub(crate) fn sync_status<S: Store>(app: &App<S>) -> SyncStatus {
     app.sync.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 

@@ -12,7 +12,7 @@ use clusvc_store::{Compare, Store, Txn, Write, keys};
 use super::{App, Rejection, Result, fail};
 use crate::reconcile::Cache;
 
-fn views(c: &Cache, only: Option<&str>) -> Vec<MemberView> {
+pub(crate) fn views(c: &Cache, only: Option<&str>) -> Vec<MemberView> {
     c.members()
         .iter()
         .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))

@@ -11,14 +11,14 @@
 pub mod access;
 mod agent;
 mod events;
-mod health;
+pub(crate) mod health;
 pub mod listen;
-mod members;
-mod objects;
-mod ops;
-mod plan;
+pub(crate) mod members;
+pub(crate) mod objects;
+pub(crate) mod ops;
+pub(crate) mod plan;
 pub mod serve;
-mod services;
+pub(crate) mod services;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,0 +1,1084 @@
+//! The web console, `/ui/` on the daemon's TCP listener (`clusvc run
+//! --listen`, `clusvc server`): server-rendered pages ([`pages`], maud), one
+//! small script and one style sheet embedded in the binary, live updates
+//! over Server-Sent Events from the controller's event stream.
+//!
+//! Security is the API's: a login with the API token (everything) or the
+//! read token (read only) opens a [`session`]; every state-changing request
+//! carries the session's CSRF token and must come from the console's own
+//! origin; every action goes through the same code as the API route it
+//! mirrors (apply, plan, operations, standby), so validation messages,
+//! ownership rules and refusals are the same.
+
+mod form;
+mod pages;
+pub(crate) mod session;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::Markup;
+
+use clusvc_core::api::{
+    ApplyRequest, DisplayState, GITOPS_SOURCE_PREFIX, MANIFEST_ANNOTATION, PlanRequest,
+    SOURCE_ANNOTATION,
+};
+use clusvc_core::model::event::Level;
+use clusvc_core::model::{ObservedService, RelocateRequest, Timestamp};
+use clusvc_core::plan;
+use clusvc_store::Store;
+
+use crate::api::access::Identity;
+use crate::api::{ApiJson, App};
+use session::{Role, Session, Sessions};
+
+/// Rows of the services table per page.
+const PAGE: usize = 100;
+
+/// Form bodies are small.
+const MAX_FORM: usize = 1 << 20;
+
+struct Ui<S: Store> {
+    app: Arc<App<S>>,
+    sessions: Sessions,
+    /// Served over TLS: cookies are `Secure`.
+    secure: bool,
+}
+
+type Shared<S> = State<Arc<Ui<S>>>;
+
+/// The console's routes (outside the API's bearer-token middleware: the
+/// console has its own sessions).
+pub(crate) fn router<S: Store>(app: Arc<App<S>>, secure: bool) -> Router {
+    let ui = Arc::new(Ui {
+        app,
+        sessions: Sessions::default(),
+        secure,
+    });
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(overview::<S>))
+        .route("/ui/login", get(login_page).post(login::<S>))
+        .route("/ui/logout", post(logout::<S>))
+        .route("/ui/events", get(events_page::<S>))
+        .route("/ui/stream", get(stream::<S>))
+        .route("/ui/new", get(new_form))
+        .route("/ui/services/{name}", get(service_page::<S>))
+        .route("/ui/services/{name}/edit", get(edit_form::<S>))
+        .route(
+            "/ui/services/{name}/ops/{op}",
+            get(op_confirm::<S>).post(op_do::<S>),
+        )
+        .route(
+            "/ui/members/{name}/{op}",
+            get(member_confirm::<S>).post(member_do::<S>),
+        )
+        .route("/ui/form/check", post(form_check::<S>))
+        .route("/ui/form/preview", post(form_preview::<S>))
+        .route("/ui/form/apply", post(form_apply::<S>))
+        .route("/ui/assets/{file}", get(asset))
+        .layer(middleware::from_fn_with_state(ui.clone(), guard::<S>))
+        .layer(DefaultBodyLimit::max(MAX_FORM))
+        .with_state(ui)
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system(SystemTime::now())
+}
+
+fn page(status: StatusCode, m: Markup) -> Response {
+    (status, Html(m.into_string())).into_response()
+}
+
+fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == session::COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Whether a request comes from the console's own pages: browsers send
+/// `Sec-Fetch-Site` and `Origin` on cross-site requests, and the console
+/// refuses both unless they name this origin.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| !host.is_empty() && rest == host)
+        }
+    }
+}
+
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded_pairs(body)
+}
+
+/// `application/x-www-form-urlencoded` pairs.
+fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &[u8]) -> String {
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < s.len() => {
+                    let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    body.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut it = p.splitn(2, |b| *b == b'=');
+            let k = decode(it.next().unwrap_or_default());
+            let v = decode(it.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+/// The middleware: a session for every page but the login and the
+/// assets; for every `POST`, the console's own origin and (with a
+/// session) its CSRF token, in the form's `_csrf` field or the
+/// `X-CSRF-Token` header. Every answer carries the console's security
+/// headers.
+async fn guard<S: Store>(State(ui): Shared<S>, request: Request, next: Next) -> Response {
+    let mut response = check(&ui, request, next).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn check<S: Store>(ui: &Ui<S>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let post = request.method() == Method::POST;
+    if post && !same_origin(request.headers()) {
+        tracing::info!("console: refused a cross-site POST {path}");
+        return page(
+            StatusCode::FORBIDDEN,
+            pages::error(None, "Refused", "cross-site request refused"),
+        );
+    }
+    if path == "/ui/login" || path.starts_with("/ui/assets/") || path == "/ui" {
+        return next.run(request).await;
+    }
+    let Some(session) = cookie_of(request.headers()).and_then(|id| ui.sessions.get(&id)) else {
+        if post || path == "/ui/stream" {
+            return page(
+                StatusCode::UNAUTHORIZED,
+                pages::error(None, "Logged out", "log in again"),
+            );
+        }
+        return Redirect::to("/ui/login").into_response();
+    };
+    let mut request = request;
+    if post {
+        let header_token = request
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+            return page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                pages::error(Some(&session), "Too large", "the form is too large"),
+            );
+        };
+        let form_token = parse_form(&bytes)
+            .into_iter()
+            .find(|(k, _)| k == "_csrf")
+            .map(|(_, v)| v);
+        let given = header_token.or(form_token).unwrap_or_default();
+        if !session::same(&given, &session.csrf) {
+            tracing::info!("console: refused POST {path} without the session's CSRF token");
+            return page(
+                StatusCode::FORBIDDEN,
+                pages::error(
+                    Some(&session),
+                    "Refused",
+                    "missing or wrong CSRF token: reload the page and try again",
+                ),
+            );
+        }
+        // Changes need the admin role (logout excepted).
+        if !session.admin() && path != "/ui/logout" && !path.starts_with("/ui/form/") {
+            return page(
+                StatusCode::FORBIDDEN,
+                pages::error(Some(&session), "Read-only", "this session may only read"),
+            );
+        }
+        request = Request::from_parts(parts, Body::from(bytes));
+    }
+    request.extensions_mut().insert(session);
+    next.run(request).await
+}
+
+async fn login_page() -> Response {
+    page(StatusCode::OK, pages::login(None))
+}
+
+async fn login<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
+    let token = parse_form(&body)
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let policy = &ui.app.policy;
+    let role = if policy
+        .token
+        .as_deref()
+        .is_some_and(|t| session::same(&token, t))
+    {
+        Some(Role::Admin)
+    } else if policy
+        .read_token
+        .as_deref()
+        .is_some_and(|t| session::same(&token, t))
+    {
+        Some(Role::Reader)
+    } else {
+        None
+    };
+    let Some(role) = role else {
+        tracing::info!("console: a login with a wrong token was refused");
+        return page(StatusCode::UNAUTHORIZED, pages::login(Some("Wrong token.")));
+    };
+    let id = ui.sessions.open(role);
+    let secure = if ui.secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        session::COOKIE,
+        session::LIFETIME.as_secs()
+    );
+    let mut r = Redirect::to("/ui/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout<S: Store>(State(ui): Shared<S>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_of(&headers) {
+        ui.sessions.close(&id);
+    }
+    let mut r = Redirect::to("/ui/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("clusvc_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind): (&'static str, &'static str) = match file.as_str() {
+        "console.js" => (
+            include_str!("assets/console.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console.css" => (
+            include_str!("assets/console.css"),
+            "text/css; charset=utf-8",
+        ),
+        _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn overview<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Query(q): Query<pages::ListQuery>,
+) -> Response {
+    let now = now();
+    let c = ui.app.cache.read();
+    let members = crate::api::members::views(&c, None);
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut rows = Vec::new();
+    let needle = q.q.to_lowercase();
+    let invalid = c.invalid();
+    let names = c.service_names();
+    let total = names.len();
+    for name in names {
+        let d = c.services().get(&name);
+        let o = c.observed.services.get(&name);
+        let state = if invalid.contains_key(&name) {
+            DisplayState::Invalid
+        } else {
+            DisplayState::of(d, o)
+        }
+        .as_str();
+        *counts.entry(state).or_default() += 1;
+        if !q.state.is_empty() && q.state != state {
+            continue;
+        }
+        let member = o.and_then(|o| o.member.clone());
+        if !needle.is_empty()
+            && !name.to_lowercase().contains(&needle)
+            && !member
+                .as_deref()
+                .is_some_and(|m| m.to_lowercase().contains(&needle))
+        {
+            continue;
+        }
+        let window = d
+            .map(|d| d.spec.recovery.restart_window)
+            .unwrap_or_default();
+        rows.push(pages::Row {
+            id: o.map(|o| o.id),
+            state,
+            member,
+            last_check: o.and_then(|o| o.last_check),
+            restarts: o.map_or(0, |o| {
+                o.restarts
+                    .iter()
+                    .filter(|t| **t > now.minus(window))
+                    .count()
+            }),
+            created_at: o.and_then(|o| o.created_at),
+            name,
+        });
+    }
+    drop(c);
+    match q.sort.as_str() {
+        "id" => rows.sort_by_key(|r| r.id),
+        "state" => rows.sort_by(|a, b| a.state.cmp(b.state)),
+        "member" => rows.sort_by(|a, b| a.member.cmp(&b.member)),
+        "lastCheck" => rows.sort_by_key(|r| std::cmp::Reverse(r.last_check)),
+        "restarts" => rows.sort_by_key(|r| std::cmp::Reverse(r.restarts)),
+        "age" => rows.sort_by_key(|r| r.created_at),
+        _ => {}
+    }
+    let matched = rows.len();
+    let from = (q.page * PAGE).min(matched);
+    let shown: Vec<pages::Row> = rows.drain(from..(from + PAGE).min(matched)).collect();
+    let sync = crate::api::health::sync_status(&ui.app);
+    let warnings: Vec<_> = ui
+        .app
+        .controller
+        .events()
+        .recent(None, 500)
+        .into_iter()
+        .filter(|e| e.level <= Level::Warning)
+        .collect();
+    let warnings = &warnings[warnings.len().saturating_sub(10)..];
+    page(
+        StatusCode::OK,
+        pages::overview(
+            &session, now, &members, &counts, total, &shown, matched, PAGE, &q, &sync, warnings,
+        ),
+    )
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    level: String,
+}
+
+fn worst_level(word: &str) -> Option<Level> {
+    serde_json::from_value(serde_json::Value::String(word.to_string())).ok()
+}
+
+async fn events_page<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    let service = q.service.trim();
+    let worst = worst_level(&q.level);
+    let events: Vec<_> = ui
+        .app
+        .controller
+        .events()
+        .recent((!service.is_empty()).then_some(service), 2000)
+        .into_iter()
+        .filter(|e| worst.is_none_or(|w| e.level <= w))
+        .collect();
+    let events = &events[events.len().saturating_sub(200)..];
+    page(
+        StatusCode::OK,
+        pages::events_page(&session, events, now(), service, &q.level),
+    )
+}
+
+/// `GET /ui/stream`: Server-Sent Events, one `change` per controller event
+/// (its service's name as data), and a comment every 15 s to keep the
+/// connection open. Pages refresh their live parts on each.
+async fn stream<S: Store>(State(ui): Shared<S>) -> Response {
+    let mut rx = ui.app.controller.events().subscribe();
+    let shutdown = ui.app.shutdown.clone();
+    let (tx, mut out) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(16);
+    tokio::spawn(async move {
+        if tx.send(Ok("retry: 2000\n\n".into())).await.is_err() {
+            return;
+        }
+        loop {
+            let next = tokio::select! {
+                e = rx.recv() => Some(e),
+                () = tokio::time::sleep(Duration::from_secs(15)) => None,
+                () = shutdown.notified() => return,
+            };
+            let msg = match next {
+                Some(Ok(e)) => {
+                    // The data is one line: a JSON string.
+                    format!(
+                        "event: change\ndata: {}\n\n",
+                        serde_json::to_string(&e.service).unwrap_or_default()
+                    )
+                }
+                Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    "event: change\ndata: \"\"\n\n".to_string()
+                }
+                Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
+                None => ": keep-alive\n\n".to_string(),
+            };
+            if tx.send(Ok(msg)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = futures_util::stream::poll_fn(move |cx| out.poll_recv(cx));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The GitOps file that owns a service, if one does.
+fn owner_of(svc: &clusvc_core::model::Service) -> Option<String> {
+    let ann = &svc.metadata.annotations;
+    let owner = ann.get(SOURCE_ANNOTATION)?;
+    let dir = owner.strip_prefix(GITOPS_SOURCE_PREFIX)?;
+    Some(match ann.get(MANIFEST_ANNOTATION) {
+        Some(f) => format!("{dir}/{f}"),
+        None => dir.to_string(),
+    })
+}
+
+fn not_found(session: &Session, name: &str) -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        pages::error(
+            Some(session),
+            "Not found",
+            &format!("services \"{name}\" not found"),
+        ),
+    )
+}
+
+async fn service_page<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Path(name): Path<String>,
+) -> Response {
+    let now = now();
+    let c = ui.app.cache.read();
+    let Some(view) = crate::api::services::views(&c, Some(&name)).pop() else {
+        drop(c);
+        return not_found(&session, &name);
+    };
+    let spec = view
+        .observed
+        .as_ref()
+        .and_then(|o| o.started_with.clone())
+        .or_else(|| view.desired.as_ref().map(|d| d.spec.clone()))
+        .unwrap_or_default();
+    let statuses = view.observed.as_ref().map(|o| &o.resources);
+    let resources: Vec<(String, String)> = spec
+        .resources()
+        .map(|r| {
+            let label = r.label();
+            let status = statuses
+                .and_then(|s| s.get(&label))
+                .and_then(|s| serde_json::to_value(s).ok())
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "-".into());
+            (label, status)
+        })
+        .collect();
+    let all_members: Vec<String> = c.desired().members().keys().cloned().collect();
+    let eligible: Vec<(String, String)> = view
+        .desired
+        .as_ref()
+        .map(|d| d.spec.placement.members.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let st = crate::api::members::views(&c, Some(&m))
+                .pop()
+                .map_or("undeclared", |v| v.state.as_str());
+            (m, st.to_string())
+        })
+        .collect();
+    let plan = plan::plan_one_indexed(c.desired(), &c.observed, c.index(), now, &name)
+        .map_or_else(|| "Nothing to do.".to_string(), |p| p.to_string());
+    drop(c);
+    let events = ui.app.controller.events().recent(Some(&name), 50);
+    let yaml = view
+        .desired
+        .as_ref()
+        .map(|d| serde_saphyr::to_string(d).unwrap_or_default())
+        .unwrap_or_default();
+    let owner = view.desired.as_ref().and_then(owner_of);
+    let state = view.state.as_str();
+    let p = pages::ServicePage {
+        name: &name,
+        state,
+        view: &view,
+        resources,
+        eligible,
+        plan,
+        events: &events,
+        yaml,
+        owner,
+        members: all_members,
+    };
+    page(StatusCode::OK, pages::service(&session, &p, now))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct OpQuery {
+    #[serde(default)]
+    to: String,
+}
+
+/// What an operation would do to a service, planned on a copy.
+fn op_plan<S: Store>(ui: &Ui<S>, name: &str, op: &str, to: &str) -> Result<String, String> {
+    let c = ui.app.cache.read();
+    let mut desired = c.desired().clone();
+    let mut observed = c.observed.clone();
+    drop(c);
+    let o: &mut ObservedService = observed
+        .services
+        .get_mut(name)
+        .ok_or_else(|| format!("services \"{name}\" not found"))?;
+    match op {
+        "relocate" => {
+            o.relocate = Some(RelocateRequest {
+                to: (!to.is_empty()).then(|| to.to_string()),
+            });
+        }
+        "restart" => o.restart_requested = true,
+        "freeze" => o.frozen = true,
+        "unfreeze" => o.frozen = false,
+        "clear" => {
+            o.failure = None;
+            o.restarts.clear();
+        }
+        "enable" | "disable" => {
+            let mut svc = desired
+                .services()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("services \"{name}\" not found"))?;
+            svc.spec.enabled = op == "enable";
+            desired.insert_validated(clusvc_core::model::Object::Service(svc));
+        }
+        _ => return Err(format!("unknown operation {op:?}")),
+    }
+    let frozen_note = match op {
+        "freeze" => "\n(frozen: neither checked nor changed until unfrozen)",
+        _ => "",
+    };
+    Ok(
+        plan::plan_one(&desired, &observed, now(), name).map_or_else(
+            || format!("Nothing to do.{frozen_note}"),
+            |p| format!("{p}{frozen_note}"),
+        ),
+    )
+}
+
+async fn op_confirm<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Path((name, op)): Path<(String, String)>,
+    Query(q): Query<OpQuery>,
+) -> Response {
+    if !session.admin() {
+        return page(
+            StatusCode::FORBIDDEN,
+            pages::error(Some(&session), "Read-only", "this session may only read"),
+        );
+    }
+    let back = format!("/ui/services/{}", pages::encode(&name));
+    let what = if op == "relocate" && !q.to.is_empty() {
+        format!("relocate {name} to {}", q.to)
+    } else {
+        format!("{op} {name}")
+    };
+    match op_plan(&ui, &name, &op, &q.to) {
+        Ok(plan) => page(
+            StatusCode::OK,
+            pages::confirm(
+                &session,
+                &what,
+                &back,
+                &format!("{back}/ops/{}", pages::encode(&op)),
+                &plan,
+                &[("to", &q.to)],
+                None,
+            ),
+        ),
+        Err(e) => page(
+            StatusCode::NOT_FOUND,
+            pages::error(Some(&session), "Cannot do that", &e),
+        ),
+    }
+}
+
+async fn op_do<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Path((name, op)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let to = parse_form(&body)
+        .into_iter()
+        .find(|(k, _)| k == "to")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty());
+    let req = serde_json::json!({ "to": to });
+    let body = if op == "relocate" {
+        Bytes::from(req.to_string())
+    } else {
+        Bytes::new()
+    };
+    match crate::api::ops::post(
+        State(ui.app.clone()),
+        Path((name.clone(), op.clone())),
+        body,
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/ui/services/{}", pages::encode(&name))).into_response(),
+        Err(e) => page(
+            StatusCode::from_u16(e.0.code.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            pages::error(Some(&session), "Refused", &e.0.message),
+        ),
+    }
+}
+
+async fn member_confirm<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Path((name, op)): Path<(String, String)>,
+) -> Response {
+    if !session.admin() {
+        return page(
+            StatusCode::FORBIDDEN,
+            pages::error(Some(&session), "Read-only", "this session may only read"),
+        );
+    }
+    if op != "standby" && op != "unstandby" {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::error(Some(&session), "Not found", "no such operation"),
+        );
+    }
+    let c = ui.app.cache.read();
+    let desired = c.desired().clone();
+    let mut observed = c.observed.clone();
+    drop(c);
+    let Some(m) = observed.members.get_mut(&name) else {
+        if !desired.members().contains_key(&name) {
+            return page(
+                StatusCode::NOT_FOUND,
+                pages::error(
+                    Some(&session),
+                    "Not found",
+                    &format!("members \"{name}\" not found"),
+                ),
+            );
+        }
+        // Undeclared in the observed state: alive, not standby.
+        observed.members.insert(
+            name.clone(),
+            clusvc_core::model::ObservedMember {
+                alive: true,
+                standby: op == "standby",
+                ..Default::default()
+            },
+        );
+        return member_page(&session, &name, &op, &desired, &observed);
+    };
+    m.standby = op == "standby";
+    member_page(&session, &name, &op, &desired, &observed)
+}
+
+fn member_page(
+    session: &Session,
+    name: &str,
+    op: &str,
+    desired: &clusvc_core::model::DesiredState,
+    observed: &clusvc_core::model::ObservedState,
+) -> Response {
+    let plan = plan::plan(desired, observed, now());
+    let text = if plan.has_changes() {
+        plan.services
+            .iter()
+            .filter(|s| s.is_change())
+            .map(|s| s.to_string())
+            .collect::<String>()
+    } else {
+        "Nothing moves.".to_string()
+    };
+    let url = format!("/ui/members/{}/{}", pages::encode(name), pages::encode(op));
+    page(
+        StatusCode::OK,
+        pages::confirm(
+            session,
+            &format!("{op} member {name}"),
+            "/ui/",
+            &url,
+            &text,
+            &[],
+            None,
+        ),
+    )
+}
+
+async fn member_do<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Path((name, op)): Path<(String, String)>,
+) -> Response {
+    match crate::api::members::standby(State(ui.app.clone()), Path((name, op))).await {
+        Ok(_) => Redirect::to("/ui/").into_response(),
+        Err(e) => page(
+            StatusCode::from_u16(e.0.code.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            pages::error(Some(&session), "Refused", &e.0.message),
+        ),
+    }
+}
+
+async fn new_form(axum::Extension(session): axum::Extension<Session>) -> Response {
+    if !session.admin() {
+        return page(
+            StatusCode::FORBIDDEN,
+            pages::error(Some(&session), "Read-only", "this session may only read"),
+        );
+    }
+    let fields = BTreeMap::new();
+    let yaml = form::read(&[]).map(|r| r.yaml).unwrap_or_default();
+    page(
+        StatusCode::OK,
+        pages::form(&session, "New service", &fields, &[], &yaml, None, true),
+    )
+}
+
+async fn edit_form<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    Path(name): Path<String>,
+) -> Response {
+    let svc = ui.app.cache.read().services().get(&name).cloned();
+    let Some(svc) = svc else {
+        return not_found(&session, &name);
+    };
+    let fields = form::fields_of(&svc);
+    let read: Vec<(String, String)> = fields.clone().into_iter().collect();
+    let yaml = form::read(&read).map(|r| r.yaml).unwrap_or_default();
+    let owner = owner_of(&svc);
+    let read_only = owner.or_else(|| (!session.admin()).then(|| "a read-only session".into()));
+    page(
+        StatusCode::OK,
+        pages::form(
+            &session,
+            &format!("Edit service {name}"),
+            &fields,
+            &[],
+            &yaml,
+            read_only.as_deref(),
+            false,
+        ),
+    )
+}
+
+/// The outcome of checking a form: its manifest, and its problems.
+#[derive(serde::Serialize)]
+struct Checked {
+    yaml: String,
+    problems: Vec<form::Problem>,
+}
+
+fn checked(body: &[u8]) -> (Checked, Option<clusvc_core::model::Service>) {
+    let fields = parse_form(body);
+    match form::read(&fields) {
+        Err(e) => (
+            Checked {
+                yaml: String::new(),
+                problems: vec![form::Problem {
+                    path: String::new(),
+                    message: e.to_string(),
+                }],
+            },
+            None,
+        ),
+        Ok(read) => match read.validate() {
+            Ok(svc) => (
+                Checked {
+                    yaml: read.yaml,
+                    problems: vec![],
+                },
+                Some(svc),
+            ),
+            Err(problems) => (
+                Checked {
+                    yaml: read.yaml,
+                    problems,
+                },
+                None,
+            ),
+        },
+    }
+}
+
+/// `POST /ui/form/check`: the form's manifest and problems, as JSON (the
+/// page's script shows each problem next to its field as you type).
+async fn form_check<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
+    let (mut c, svc) = checked(&body);
+    if let Some(svc) = svc
+        && let Some(problem) = owned_elsewhere(&ui, &svc)
+    {
+        c.problems.push(problem);
+    }
+    axum::Json(c).into_response()
+}
+
+/// A service owned by a manifests directory is changed there only.
+fn owned_elsewhere<S: Store>(
+    ui: &Ui<S>,
+    svc: &clusvc_core::model::Service,
+) -> Option<form::Problem> {
+    let existing = ui
+        .app
+        .cache
+        .read()
+        .services()
+        .get(&svc.metadata.name)
+        .cloned()?;
+    owner_of(&existing).map(|file| form::Problem {
+        path: "metadata.name".into(),
+        message: format!(
+            "service/{} is managed by a manifests directory: change it in {file}",
+            svc.metadata.name
+        ),
+    })
+}
+
+/// `POST /ui/form/preview`: the plan the form's service would get (a
+/// what-if on the server's state, as `clusvc plan -f`), as text.
+async fn form_preview<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
+    let (c, svc) = checked(&body);
+    let Some(svc) = svc else {
+        let text: Vec<String> = c
+            .problems
+            .iter()
+            .map(|p| {
+                if p.path.is_empty() {
+                    p.message.clone()
+                } else {
+                    format!("{}: {}", p.path, p.message)
+                }
+            })
+            .collect();
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Invalid:\n{}", text.join("\n")),
+        )
+            .into_response();
+    };
+    let name = svc.metadata.name.clone();
+    let req = PlanRequest {
+        services: vec![svc],
+        ..PlanRequest::default()
+    };
+    match crate::api::plan::post(State(ui.app.clone()), ApiJson(req)).await {
+        Ok(axum::Json(resp)) => {
+            let text = resp
+                .plan
+                .service(&name)
+                .map_or_else(|| "Nothing to do.".to_string(), |p| p.to_string());
+            text.into_response()
+        }
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.0.message).into_response(),
+    }
+}
+
+/// `POST /ui/form/apply`: applies the form's service (as `clusvc apply`,
+/// source `ui@token`) and shows it, or the form again with its problems.
+async fn form_apply<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+    body: Bytes,
+) -> Response {
+    if !session.admin() {
+        return page(
+            StatusCode::FORBIDDEN,
+            pages::error(Some(&session), "Read-only", "this session may only read"),
+        );
+    }
+    let fields = parse_form(&body);
+    let new = fields.iter().any(|(k, v)| k == "_new" && v == "1");
+    let shown: BTreeMap<String, String> = fields
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .cloned()
+        .collect();
+    let title = if new { "New service" } else { "Edit service" };
+    let (c, svc) = checked(&body);
+    let again = |problems: &[form::Problem], yaml: &str| {
+        page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::form(&session, title, &shown, problems, yaml, None, new),
+        )
+    };
+    let Some(svc) = svc else {
+        return again(&c.problems, &c.yaml);
+    };
+    if let Some(p) = owned_elsewhere(&ui, &svc) {
+        return again(&[p], &c.yaml);
+    }
+    let name = svc.metadata.name.clone();
+    let req = ApplyRequest {
+        services: vec![svc],
+        source: "ui".into(),
+        create_only: new,
+        ..ApplyRequest::default()
+    };
+    match crate::api::objects::apply(
+        State(ui.app.clone()),
+        axum::Extension(Identity::Token),
+        ApiJson(req),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/ui/services/{}", pages::encode(&name))).into_response(),
+        Err(e) => again(
+            &[form::Problem {
+                path: String::new(),
+                message: e.0.message,
+            }],
+            &c.yaml,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_decode() {
+        let pairs = form_urlencoded_pairs(b"a=1&b=x+y%2Fz&c=%3Cscript%3E&d=%zz&e");
+        assert_eq!(
+            pairs,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y/z".into()),
+                ("c".into(), "<script>".into()),
+                ("d".into(), "%zz".into()),
+                ("e".into(), String::new()),
+            ]
+        );
+        assert!(form_urlencoded_pairs(b"x=%").len() == 1);
+    }
+
+    #[test]
+    fn direction_controls_are_shown_not_obeyed() {
+        assert_eq!(pages::visible("plain"), "plain");
+        assert_eq!(
+            pages::visible("a\u{202e}gnp.exe\u{2066}"),
+            "a<U+202E>gnp.exe<U+2066>"
+        );
+    }
+
+    #[test]
+    fn only_the_consoles_own_origin_may_post() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:7450"));
+        assert!(same_origin(&h), "no Origin: a same-origin form or a tool");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:7450"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:7450"),
+        );
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+    }
+}

@@ -1,0 +1,161 @@
+//! Console sessions: a login with a token opens one; the browser holds
+//! only its random ID, in an `HttpOnly`, `SameSite=Strict` cookie (also
+//! `Secure` over TLS). Each session has its own CSRF token, which every
+//! state-changing request must carry. Sessions live in this server's
+//! memory (a restart logs everyone out) and are bounded in number and
+//! age.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The cookie's name.
+pub(crate) const COOKIE: &str = "clusvc_session";
+
+/// How long a session lasts after its login.
+pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// At most this many sessions; the oldest goes first.
+const MAX_SESSIONS: usize = 4096;
+
+/// What a session may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Everything the API token may do.
+    Admin,
+    /// Read only (the read token): no button that would change anything
+    /// is shown, and every change is refused.
+    Reader,
+}
+
+/// One logged-in browser.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// What it may do.
+    pub role: Role,
+    /// The token its state-changing requests carry.
+    pub csrf: String,
+    created: Instant,
+}
+
+impl Session {
+    /// Whether it may change things.
+    pub fn admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// The sessions of this server.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+/// 32 random bytes from the kernel, in hex.
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: the pointer and length describe the unfilled part of
+        // `bytes`, which lives across the call.
+        let n = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // getrandom(2) without flags blocks until the pool is ready and
+            // does not fail otherwise on Linux >= 3.17.
+            panic!("getrandom failed: {}", std::io::Error::last_os_error());
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a session: its ID (for the cookie).
+    pub fn open(&self, role: Role) -> String {
+        let id = random_id();
+        let session = Session {
+            role,
+            csrf: random_id(),
+            created: Instant::now(),
+        };
+        let mut map = self.lock();
+        map.retain(|_, s| s.created.elapsed() < LIFETIME);
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(id.clone(), session);
+        id
+    }
+
+    /// The live session of an ID.
+    pub fn get(&self, id: &str) -> Option<Session> {
+        let mut map = self.lock();
+        match map.get(id) {
+            Some(s) if s.created.elapsed() < LIFETIME => Some(s.clone()),
+            Some(_) => {
+                map.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends a session.
+    pub fn close(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_open_get_close_and_are_bounded() {
+        let s = Sessions::default();
+        let id = s.open(Role::Reader);
+        assert_eq!(id.len(), 64);
+        let got = s.get(&id).unwrap();
+        assert_eq!(got.role, Role::Reader);
+        assert_ne!(got.csrf, id);
+        assert!(s.get("nosuch").is_none());
+        s.close(&id);
+        assert!(s.get(&id).is_none());
+        let first = s.open(Role::Admin);
+        for _ in 0..MAX_SESSIONS {
+            s.open(Role::Admin);
+        }
+        assert_eq!(s.lock().len(), MAX_SESSIONS);
+        assert!(s.get(&first).is_none(), "the oldest went first");
+    }
+
+    #[test]
+    fn ids_differ() {
+        assert_ne!(random_id(), random_id());
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+    }
+}
