@@ -100,7 +100,7 @@ fn main() {
         .and_then(|s| s.split('"').next())
         .unwrap()
         .to_string();
-    let middle = format!("svc-{:06}", n / 2);
+    let middle = format!("svc{}", n / 2);
     let form = format!(
         "_csrf={csrf}&metadata.name=new-one&spec.checkInterval=10s&spec.applications%5B0%5D.script={}",
         script.display()
@@ -109,7 +109,10 @@ fn main() {
         ("login page", "/ui/login".to_string()),
         ("overview (page 1)", "/ui/".to_string()),
         ("overview, page 50", "/ui/?page=49".to_string()),
-        ("overview, filtered", format!("/ui/?q={}", &middle[..9])),
+        (
+            "overview, filtered",
+            format!("/ui/?q={}", &middle[..middle.len().min(5)]),
+        ),
         ("overview, by last check", "/ui/?sort=lastCheck".to_string()),
         ("service page", format!("/ui/services/{middle}")),
         ("edit form", format!("/ui/services/{middle}/edit")),
@@ -153,6 +156,7 @@ fn main() {
     ] {
         let mut times = Vec::new();
         let mut bytes = 0;
+        let mut last = String::new();
         for _ in 0..runs {
             let t = Instant::now();
             let mut r = http
@@ -164,8 +168,10 @@ fn main() {
             let body = r.body_mut().read_to_string().unwrap();
             times.push(t.elapsed().as_secs_f64() * 1e3);
             bytes = body.len();
+            last = body;
         }
         report(name, times, bytes);
+        println!("    answer: {}", last.trim().replace('\n', " | "));
     }
     let (_, js) = page("/ui/assets/console.js");
     let (_, css) = page("/ui/assets/console.css");

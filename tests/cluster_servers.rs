@@ -294,6 +294,62 @@ fn two_servers_share_one_controller_and_either_takes_requests() {
         etcd.count("/clusvc/work/"),
         etcd.count("/clusvc/result/")
     );
+    // The web console of the follower: members with their leases and
+    // scripts, and a relocation back to node2 after its plan.
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = http
+        .post(&format!("{}/ui/login", follower.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(format!("token={}", follower.token))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |path: &str| {
+        http.get(&format!("{}{path}", follower.url))
+            .header("cookie", &cookie)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    };
+    let overview = get("/ui/");
+    assert!(
+        overview.contains("node2")
+            && overview.contains("lease held for")
+            && overview.contains("2 of 2"),
+        "{overview}"
+    );
+    let confirm = get("/ui/services/web/ops/relocate?to=node2");
+    assert!(confirm.contains("relocate node3 -&gt; node2"), "{confirm}");
+    let csrf = overview
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let r = http
+        .post(&format!("{}/ui/services/web/ops/relocate", follower.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(format!("_csrf={csrf}&to=node2"))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(
+        wait_until(T, || runs_on(follower, "node2")),
+        "{}",
+        logs(dir.path(), &servers)
+    );
 }
 
 /// `kill -9` of the leading server in the middle of a relocation: the other

@@ -263,15 +263,16 @@ fn decode_base64(s: &str) -> Vec<u8> {
     out
 }
 
-/// A seed-style script whose status fails (printing hostile text) once
-/// its `up` file is gone.
+/// A seed-style script whose start waits (bounded) for the file
+/// `go.NAME` and whose status fails (printing hostile text) once its `up`
+/// file is gone.
 fn app_script(dir: &Path, name: &str) -> PathBuf {
     let d = dir.display();
     common::script(
         dir,
         name,
         &format!(
-            "app() {{ up={d}/up.{name}; case $1 in start) touch $up;; stop) rm -f $up;; status) [ -e $up ] || {{ echo '<script>window.pwned=1</script><img src=x> \u{202e}gnp.exe' >&2; exit 1; }};; esac; }}\n"
+            "app() {{ up={d}/up.{name}; case $1 in start) for i in $(seq 400); do [ -e {d}/go.{name} ] && break; sleep 0.05; done; touch $up;; stop) rm -f $up;; status) [ -e $up ] || {{ echo '<script>window.pwned=1</script><img src=x> \u{202e}gnp.exe' >&2; exit 1; }};; esac; }}\n"
         ),
     )
 }
@@ -298,6 +299,7 @@ fn the_console_in_a_real_browser() {
     let manifests = dir.path().join("manifests");
     std::fs::create_dir(&manifests).unwrap();
     let owned = app_script(dir.path(), "owned_app");
+    std::fs::write(dir.path().join("go.owned_app"), "").unwrap();
     std::fs::write(
         manifests.join("owned.yaml"),
         format!(
@@ -340,6 +342,25 @@ fn the_console_in_a_real_browser() {
     assert!(b.text("#members").contains("node1"));
     assert!(b.text("#sync").contains(manifests.to_str().unwrap()));
     b.screenshot("overview");
+    // At a phone's width nothing makes the page scroll sideways.
+    b.cmd(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    );
+    b.go(&format!("{}/ui/", d.url));
+    b.must("#services");
+    assert_eq!(
+        b.js("return document.documentElement.scrollWidth <= window.innerWidth"),
+        json!(true),
+        "the overview is wider than a phone"
+    );
+    b.screenshot("overview-phone");
+    b.cmd(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 1280, "height": 800})),
+    );
 
     // Hostile names are shown as text: typed into the form (the message
     // at the field names it) and in a URL.
@@ -371,6 +392,8 @@ fn the_console_in_a_real_browser() {
         b.text("main")
     );
     let message = b.text(".field-error[data-for='spec.checkInterval']");
+    b.js("window.scrollTo(0, 0)");
+    b.screenshot("form-invalid");
     // The same message `clusvc validate` gives for it.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
@@ -421,13 +444,12 @@ fn the_console_in_a_real_browser() {
     ] {
         b.fill(&format!("[name='{f}']"), "");
     }
-    b.go(&format!("{}/ui/", d.url));
-    b.must("#services");
-    b.js("window.notReloaded = true;");
     let (code, out, err) = d.run(&["get", "services"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains("web"), "applied too early: {out}");
-    // Apply through the form in a second tab-less step: the form page.
+    // Apply (the new form's service, now without the demo resources): the
+    // service page, then the overview shows it starting (its script waits
+    // for `go.web_app`) and turns it running live, without a reload.
     b.go(&format!("{}/ui/new", d.url));
     b.fill("[name='metadata.name']", "web");
     b.fill("[name='spec.checkInterval']", "1s");
@@ -442,17 +464,14 @@ fn the_console_in_a_real_browser() {
         b.url(),
         b.text("main")
     );
-    b.go(&format!("{}/ui/", d.url));
-    b.must("#services");
+    b.go(&format!("{}/ui/?q=web", d.url));
+    b.wait_text("#services", "starting");
     b.js("window.notReloaded = true;");
-    let (code, _, err) = d.run(&["restart", "web", "--wait", "--timeout", "20s"]);
-    assert_eq!(code, 0, "{err}");
+    std::fs::write(dir.path().join("go.web_app"), "").unwrap();
     assert!(
-        wait_until(T, || b
-            .js("return document.body.dataset.refreshed || '0'")
-            .as_str()
-            .is_some_and(|n| n != "0")),
-        "the overview did not refresh live"
+        wait_until(T, || b.text("#services").contains("running")),
+        "the overview did not turn web running live: {}",
+        b.text("#services")
     );
     assert_eq!(
         b.js("return window.notReloaded === true"),
