@@ -535,7 +535,8 @@ fn the_console_in_a_real_browser() {
     assert_eq!(b.count("a[href='/ui/services/owned/ops/disable']"), 0);
     assert_eq!(b.count("a[href='/ui/services/owned/edit']"), 0);
     b.go(&format!("{}/ui/services/owned/edit", d.url));
-    b.wait_text("main", "read-only");
+    b.wait_text("main", "Read-only here");
+    assert!(b.text("main").contains("owned.yaml"));
     assert_eq!(b.count("fieldset[disabled]"), b.count("fieldset"));
 
     // CSRF: a POST without the token, one from another origin, refused.
@@ -650,4 +651,166 @@ fn the_console_in_a_real_browser() {
          return fetch('/ui/services/web/ops/restart', {method: 'POST', body: f}).then(r => r.status)",
     );
     assert_eq!(refused, json!(403));
+}
+
+/// Over plain HTTP (no browser): a session's live streams are bounded and
+/// end with the session; a reader may not have forms checked (that reads
+/// scripts as root); the form names undeclared members at their field;
+/// a service another caller applied is not editable here.
+#[test]
+fn console_sessions_streams_and_ownership_over_http() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let read_token = dir.path().join("read.token");
+    std::fs::write(&read_token, "reader-token-0123456789\n").unwrap();
+    std::fs::set_permissions(
+        &read_token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let d = Daemon::start(&["--read-token-file", read_token.to_str().unwrap()]);
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = |token: &str| -> (String, String) {
+        let r = http
+            .post(&format!("{}/ui/login", d.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(format!("token={token}"))
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let page = http
+            .get(&format!("{}/ui/", d.url))
+            .header("cookie", &cookie)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_string();
+        (cookie, csrf)
+    };
+    let (cookie, csrf) = login(&d.token);
+    let addr = d.url.trim_start_matches("http://").to_string();
+    // Streams: 8 per session; the 9th is refused.
+    let open = || {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        write!(
+            c,
+            "GET /ui/stream HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = BufReader::new(c);
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        (status, r)
+    };
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let (status, r) = open();
+        assert!(status.contains(" 200 "), "{status}");
+        streams.push(r);
+    }
+    let (status, _) = open();
+    assert!(status.contains(" 429 "), "{status}");
+    // The API still answers this address (streams of a session do not
+    // count against its connection cap).
+    assert_eq!(d.get_json("/v1/services"), json!([]));
+    // Logging out ends them (at their next event or keep-alive).
+    let r = http
+        .post(&format!("{}/ui/logout", d.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(format!("_csrf={csrf}"))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    // An event wakes every stream.
+    let app = app_script(dir.path(), "ev_app");
+    std::fs::write(dir.path().join("go.ev_app"), "").unwrap();
+    let f = dir.path().join("ev.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: ev\nspec:\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for mut r in streams {
+        // Read to the end: the server closes the stream.
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut r, &mut rest);
+        let text = String::from_utf8_lossy(&rest);
+        assert!(
+            text.ends_with("0\r\n\r\n"),
+            "the stream did not end: {text:?}"
+        );
+    }
+    // A reader may not have a form checked.
+    let (rcookie, rcsrf) = login("reader-token-0123456789");
+    let r = http
+        .post(&format!("{}/ui/form/check", d.url))
+        .header("cookie", &rcookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(format!(
+            "_csrf={rcsrf}&metadata.name=x&spec.applications%5B0%5D.script=/etc/shadow"
+        ))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // An admin's check names an undeclared member at its field.
+    let (cookie, csrf) = login(&d.token);
+    let check = |body: String| -> Value {
+        http.post(&format!("{}/ui/form/check", d.url))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(body)
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    };
+    let c = check(format!(
+        "_csrf={csrf}&metadata.name=x&spec.placement.members=node1%2C+nodeX&spec.applications%5B0%5D.script={}",
+        app.display()
+    ));
+    assert_eq!(c["problems"][0]["path"], "spec.placement.members", "{c}");
+    assert!(
+        c["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nodeX"),
+        "{c}"
+    );
+    // `ev` was applied by root with `clusvc apply`: not editable here.
+    let edit = http
+        .get(&format!("{}/ui/services/ev/edit", d.url))
+        .header("cookie", &cookie)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(edit.contains("was applied by apply@root"), "{edit}");
+    let c = check(format!(
+        "_csrf={csrf}&metadata.name=ev&spec.applications%5B0%5D.script={}",
+        app.display()
+    ));
+    assert_eq!(c["problems"][0]["path"], "metadata.name", "{c}");
 }

@@ -607,6 +607,7 @@ pub(crate) fn policy_of(api: &Api, allow_read_all: bool) -> Policy {
         admin_group: api.admin_group.clone(),
         allow_read_all,
         agent_tokens: api.agent_tokens.clone(),
+        sessions: Default::default(),
     }
 }
 

@@ -115,7 +115,17 @@ fn read_script(script: &Path) -> Result<String, ScriptError> {
         path: script.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(script).map_err(|e| match e.kind() {
+    // Opened without blocking: a FIFO (or a device) in a script's place
+    // would otherwise hang the open until someone writes to it; it is
+    // refused below as not a regular file.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(script)
+    }
+    .map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ScriptError::NotFound(script.to_path_buf()),
         _ => unreadable(e),
     })?;
@@ -299,4 +309,24 @@ pub fn check_root_owned(script: &Path) -> Result<(), ScriptError> {
         path = p.parent();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO in a script's place is refused at once (an open that waited
+    /// for a writer would hang whoever checks the manifest).
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("web_app");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(matches!(
+            resolve(&fifo, None),
+            Err(ScriptError::NotRegular(_))
+        ));
+    }
 }

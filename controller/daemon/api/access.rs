@@ -161,6 +161,9 @@ pub struct Policy {
     pub allow_read_all: bool,
     /// Each member's agent token: (member, token).
     pub agent_tokens: Vec<(String, String)>,
+    /// The web console's sessions (a connection showing one is trusted
+    /// like one showing a token).
+    pub(crate) sessions: std::sync::Arc<crate::ui::session::Sessions>,
 }
 
 impl Policy {
@@ -210,10 +213,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, t)| t.trim())
 }
 
-/// Whether the request carries the API token or a member's agent token.
+/// Whether the request carries the API token, the read token, a member's
+/// agent token or a live console session.
 pub(crate) fn holds_token(policy: &Policy, headers: &HeaderMap) -> bool {
     let Some(given) = bearer(headers) else {
-        return false;
+        return policy.sessions.of(headers).is_some();
     };
     let admin = [&policy.token, &policy.read_token]
         .into_iter()
@@ -371,6 +375,25 @@ mod tests {
             assert!(g.is_admin(other, 7, &[3, 54321]));
             assert!(!g.is_admin(other, 54322, &[1, 2]));
         }
+    }
+
+    /// A connection showing a live console session is trusted like one
+    /// showing a token (its streams do not count against its address's
+    /// connection cap); a stale or forged cookie is not.
+    #[test]
+    fn a_live_console_session_counts_as_a_token() {
+        let policy = Policy::default();
+        let id = policy.sessions.open(crate::ui::session::Role::Reader);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            format!("a=b; clusvc_session={id}").parse().unwrap(),
+        );
+        assert!(holds_token(&policy, &h));
+        policy.sessions.close(&id);
+        assert!(!holds_token(&policy, &h));
+        h.insert(header::COOKIE, "clusvc_session=forged".parse().unwrap());
+        assert!(!holds_token(&policy, &h));
     }
 
     #[test]

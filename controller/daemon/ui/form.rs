@@ -122,6 +122,8 @@ fn list(v: &str) -> Value {
 /// Reads the form's fields (`_csrf` and other `_` fields are skipped).
 pub(crate) fn read(fields: &[(String, String)]) -> Result<Read, FormError> {
     let mut spec = Map::new();
+    let mut labels = Map::new();
+    let mut annotations = Map::new();
     let mut name = String::new();
     let mut enabled = true;
     // kind -> row -> field -> value
@@ -134,6 +136,16 @@ pub(crate) fn read(fields: &[(String, String)]) -> Result<Read, FormError> {
         let v = v.trim();
         if k == "metadata.name" {
             name = v.to_string();
+            continue;
+        }
+        // Kept from the edited object (hidden fields): its labels and its
+        // own annotations.
+        if let Some(key) = k.strip_prefix("metadata.labels.") {
+            labels.insert(key.to_string(), Value::String(v.to_string()));
+            continue;
+        }
+        if let Some(key) = k.strip_prefix("metadata.annotations.") {
+            annotations.insert(key.to_string(), Value::String(v.to_string()));
             continue;
         }
         if k == "spec.enabled" {
@@ -237,6 +249,12 @@ pub(crate) fn read(fields: &[(String, String)]) -> Result<Read, FormError> {
     doc.insert("kind".into(), "Service".into());
     let mut meta = Map::new();
     meta.insert("name".into(), Value::String(name));
+    if !labels.is_empty() {
+        meta.insert("labels".into(), Value::Object(labels));
+    }
+    if !annotations.is_empty() {
+        meta.insert("annotations".into(), Value::Object(annotations));
+    }
     doc.insert("metadata".into(), Value::Object(meta));
     doc.insert("spec".into(), Value::Object(spec));
     let yaml = serde_saphyr::to_string(&Value::Object(doc)).unwrap_or_default();
@@ -301,6 +319,15 @@ pub(crate) fn fields_of(svc: &Service) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
     let s = &svc.spec;
     f.insert("metadata.name".into(), svc.metadata.name.clone());
+    for (k, v) in &svc.metadata.labels {
+        f.insert(format!("metadata.labels.{k}"), v.clone());
+    }
+    for (k, v) in &svc.metadata.annotations {
+        // clusvc's own (its source, ...) are the server's to set.
+        if !k.starts_with("clusvc.io/") {
+            f.insert(format!("metadata.annotations.{k}"), v.clone());
+        }
+    }
     f.insert("spec.enabled".into(), s.enabled.to_string());
     f.insert("spec.checkInterval".into(), s.check_interval.to_string());
     f.insert("spec.timeout".into(), s.timeout.to_string());
@@ -337,6 +364,44 @@ pub(crate) fn fields_of(svc: &Service) -> BTreeMap<String, String> {
         }
     }
     f
+}
+
+/// What a service sets that the form has no field for (editing it here
+/// would drop them): the form is read-only for it, naming them.
+pub(crate) fn unsupported(svc: &Service) -> Vec<&'static str> {
+    let s = &svc.spec;
+    let mut out = Vec::new();
+    if s.devices
+        .iter()
+        .any(|d| !d.activate.is_empty() || !d.deactivate.is_empty())
+    {
+        out.push("device activate/deactivate commands");
+    }
+    if s.filesystems.iter().any(|f| f.fsck) {
+        out.push("filesystem fsck");
+    }
+    if s.filesystems.iter().any(|f| f.force_unmount) {
+        out.push("filesystem forceUnmount");
+    }
+    if s.nfs_exports
+        .iter()
+        .any(|e| e.server != clusvc_core::model::NfsServer::default())
+    {
+        out.push("NFS export server");
+    }
+    if s.samba_shares.iter().any(|x| !x.parameters.is_empty()) {
+        out.push("Samba share parameters");
+    }
+    if s.applications.iter().any(|a| a.function.is_some()) {
+        out.push("application function");
+    }
+    if s.applications.iter().any(|a| a.ocf.is_some()) {
+        out.push("OCF applications");
+    }
+    if s.applications.iter().any(|a| !a.parameters.is_empty()) {
+        out.push("application parameters");
+    }
+    out
 }
 
 fn scalar(v: &Value) -> String {
@@ -443,5 +508,25 @@ mod tests {
         assert_eq!(rows_of(&fields, "devices"), 1);
         let again: Vec<(String, String)> = fields.into_iter().collect();
         assert_eq!(read(&again).unwrap().validate().unwrap(), svc);
+        assert!(unsupported(&svc).is_empty());
+    }
+
+    #[test]
+    fn labels_and_own_annotations_survive_an_edit_and_unknown_fields_are_named() {
+        let text = "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: web\n  labels:\n    tier: front\n  annotations:\n    team/owner: ops\nspec:\n  filesystems:\n    - device: /dev/loop0\n      mountPoint: /mnt/web\n      fsck: true\n";
+        let loaded = clusvc_manifest::load(
+            &[Input::new("t", text)],
+            Options {
+                check_scripts: false,
+                member_refs: MemberRefs::InInputOrStore,
+            },
+        )
+        .unwrap();
+        let svc = loaded.desired.services()["web"].clone();
+        assert_eq!(unsupported(&svc), vec!["filesystem fsck"]);
+        let fields: Vec<(String, String)> = fields_of(&svc).into_iter().collect();
+        let again = read(&fields).unwrap().validate().unwrap();
+        assert_eq!(again.metadata.labels["tier"], "front");
+        assert_eq!(again.metadata.annotations["team/owner"], "ops");
     }
 }

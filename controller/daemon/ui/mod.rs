@@ -49,9 +49,37 @@ const MAX_FORM: usize = 1 << 20;
 
 struct Ui<S: Store> {
     app: Arc<App<S>>,
-    sessions: Sessions,
     /// Served over TLS: cookies are `Secure`.
     secure: bool,
+    /// Refusals are logged at most every 10 s, with a count.
+    refusals: Throttle,
+}
+
+impl<S: Store> Ui<S> {
+    fn sessions(&self) -> &Sessions {
+        &self.app.policy.sessions
+    }
+}
+
+/// Logs a kind of line at most every 10 s, saying how many were held back
+/// (a flood of wrong logins or cross-site posts does not flood the log).
+#[derive(Default)]
+struct Throttle {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Throttle {
+    fn note(&self, what: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.1 += 1;
+        if s.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::info!(
+                "console: refused {what} ({} refusals in the last 10 s)",
+                s.1
+            );
+            *s = (Some(std::time::Instant::now()), 0);
+        }
+    }
 }
 
 type Shared<S> = State<Arc<Ui<S>>>;
@@ -61,8 +89,8 @@ type Shared<S> = State<Arc<Ui<S>>>;
 pub(crate) fn router<S: Store>(app: Arc<App<S>>, secure: bool) -> Router {
     let ui = Arc::new(Ui {
         app,
-        sessions: Sessions::default(),
         secure,
+        refusals: Throttle::default(),
     });
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
@@ -86,6 +114,7 @@ pub(crate) fn router<S: Store>(app: Arc<App<S>>, secure: bool) -> Router {
         .route("/ui/form/preview", post(form_preview::<S>))
         .route("/ui/form/apply", post(form_apply::<S>))
         .route("/ui/assets/{file}", get(asset))
+        .route("/ui/{*rest}", get(no_page).post(no_page))
         .layer(middleware::from_fn_with_state(ui.clone(), guard::<S>))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .with_state(ui)
@@ -97,17 +126,6 @@ fn now() -> Timestamp {
 
 fn page(status: StatusCode, m: Markup) -> Response {
     (status, Html(m.into_string())).into_response()
-}
-
-fn cookie_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == session::COOKIE)
-        .map(|(_, v)| v.to_string())
 }
 
 /// Whether a request comes from the console's own pages: browsers send
@@ -146,7 +164,9 @@ fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
             match s[i] {
                 b'+' => out.push(b' '),
                 b'%' if i + 2 < s.len() => {
-                    let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+                    let hex = std::str::from_utf8(&s[i + 1..i + 3])
+                        .ok()
+                        .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
                     match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                         Some(b) => {
                             out.push(b);
@@ -205,7 +225,7 @@ async fn check<S: Store>(ui: &Ui<S>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let post = request.method() == Method::POST;
     if post && !same_origin(request.headers()) {
-        tracing::info!("console: refused a cross-site POST {path}");
+        ui.refusals.note(&format!("a cross-site POST {path}"));
         return page(
             StatusCode::FORBIDDEN,
             pages::error(None, "Refused", "cross-site request refused"),
@@ -214,7 +234,7 @@ async fn check<S: Store>(ui: &Ui<S>, request: Request, next: Next) -> Response {
     if path == "/ui/login" || path.starts_with("/ui/assets/") || path == "/ui" {
         return next.run(request).await;
     }
-    let Some(session) = cookie_of(request.headers()).and_then(|id| ui.sessions.get(&id)) else {
+    let Some(session) = ui.sessions().of(request.headers()) else {
         if post || path == "/ui/stream" {
             return page(
                 StatusCode::UNAUTHORIZED,
@@ -243,7 +263,8 @@ async fn check<S: Store>(ui: &Ui<S>, request: Request, next: Next) -> Response {
             .map(|(_, v)| v);
         let given = header_token.or(form_token).unwrap_or_default();
         if !session::same(&given, &session.csrf) {
-            tracing::info!("console: refused POST {path} without the session's CSRF token");
+            ui.refusals
+                .note(&format!("POST {path} without the session's CSRF token"));
             return page(
                 StatusCode::FORBIDDEN,
                 pages::error(
@@ -253,8 +274,9 @@ async fn check<S: Store>(ui: &Ui<S>, request: Request, next: Next) -> Response {
                 ),
             );
         }
-        // Changes need the admin role (logout excepted).
-        if !session.admin() && path != "/ui/logout" && !path.starts_with("/ui/form/") {
+        // Changes need the admin role (logout excepted); so does checking
+        // a form (it reads scripts as root).
+        if !session.admin() && path != "/ui/logout" {
             return page(
                 StatusCode::FORBIDDEN,
                 pages::error(Some(&session), "Read-only", "this session may only read"),
@@ -293,10 +315,10 @@ async fn login<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
         None
     };
     let Some(role) = role else {
-        tracing::info!("console: a login with a wrong token was refused");
+        ui.refusals.note("a login with a wrong token");
         return page(StatusCode::UNAUTHORIZED, pages::login(Some("Wrong token.")));
     };
-    let id = ui.sessions.open(role);
+    let id = ui.sessions().open(role);
     let secure = if ui.secure { "; Secure" } else { "" };
     let cookie = format!(
         "{}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
@@ -311,8 +333,8 @@ async fn login<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
 }
 
 async fn logout<S: Store>(State(ui): Shared<S>, headers: HeaderMap) -> Response {
-    if let Some(id) = cookie_of(&headers) {
-        ui.sessions.close(&id);
+    if let Some(id) = session::cookie_of(&headers) {
+        ui.sessions().close(id);
     }
     let mut r = Redirect::to("/ui/login").into_response();
     r.headers_mut().insert(
@@ -332,6 +354,7 @@ async fn asset(Path(file): Path<String>) -> Response {
             include_str!("assets/console.css"),
             "text/css; charset=utf-8",
         ),
+        "favicon.svg" => (FAVICON, "image/svg+xml"),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };
     (
@@ -409,7 +432,8 @@ async fn overview<S: Store>(
         _ => {}
     }
     let matched = rows.len();
-    let from = (q.page * PAGE).min(matched);
+    let index = q.page_index().min(matched.div_ceil(PAGE).max(1) - 1);
+    let from = index * PAGE;
     let shown: Vec<pages::Row> = rows.drain(from..(from + PAGE).min(matched)).collect();
     let sync = crate::api::health::sync_status(&ui.app);
     let warnings: Vec<_> = ui
@@ -424,7 +448,8 @@ async fn overview<S: Store>(
     page(
         StatusCode::OK,
         pages::overview(
-            &session, now, &members, &counts, total, &shown, matched, PAGE, &q, &sync, warnings,
+            &session, now, &members, &counts, total, &shown, matched, PAGE, index, &q, &sync,
+            warnings,
         ),
     )
 }
@@ -465,16 +490,33 @@ async fn events_page<S: Store>(
 
 /// `GET /ui/stream`: Server-Sent Events, one `change` per controller event
 /// (its service's name as data), and a comment every 15 s to keep the
-/// connection open. Pages refresh their live parts on each.
-async fn stream<S: Store>(State(ui): Shared<S>) -> Response {
+/// connection open. Pages refresh their live parts on each. At most
+/// [`session::MAX_STREAMS`] per session; a stream ends with its session
+/// (logout, expiry).
+async fn stream<S: Store>(
+    State(ui): Shared<S>,
+    axum::Extension(session): axum::Extension<Session>,
+) -> Response {
+    let Some(place) = ui.sessions().stream(&session) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many live streams for this session",
+        )
+            .into_response();
+    };
     let mut rx = ui.app.controller.events().subscribe();
     let shutdown = ui.app.shutdown.clone();
+    let ui = ui.clone();
     let (tx, mut out) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(16);
     tokio::spawn(async move {
+        let _place = place;
         if tx.send(Ok("retry: 2000\n\n".into())).await.is_err() {
             return;
         }
         loop {
+            if ui.sessions().get(&session.id).is_none() {
+                return;
+            }
             let next = tokio::select! {
                 e = rx.recv() => Some(e),
                 () = tokio::time::sleep(Duration::from_secs(15)) => None,
@@ -510,15 +552,62 @@ async fn stream<S: Store>(State(ui): Shared<S>) -> Response {
         .into_response()
 }
 
-/// The GitOps file that owns a service, if one does.
-fn owner_of(svc: &clusvc_core::model::Service) -> Option<String> {
+/// The console's source (`ui`, recorded as `ui@token`).
+const SOURCE: &str = "ui";
+
+/// Who owns a service, as the console sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    /// The console may apply it: its own, or a source apply takes over
+    /// silently (`local`, `apply` of earlier versions), or none.
+    Console,
+    /// A manifests directory: the file.
+    Gitops(String),
+    /// Another caller's source (`apply@root`): changed by that caller.
+    Other(String),
+}
+
+fn owner_of(svc: &clusvc_core::model::Service) -> Owner {
     let ann = &svc.metadata.annotations;
-    let owner = ann.get(SOURCE_ANNOTATION)?;
-    let dir = owner.strip_prefix(GITOPS_SOURCE_PREFIX)?;
-    Some(match ann.get(MANIFEST_ANNOTATION) {
-        Some(f) => format!("{dir}/{f}"),
-        None => dir.to_string(),
-    })
+    let Some(owner) = ann.get(SOURCE_ANNOTATION) else {
+        return Owner::Console;
+    };
+    if let Some(dir) = owner.strip_prefix(GITOPS_SOURCE_PREFIX) {
+        return Owner::Gitops(match ann.get(MANIFEST_ANNOTATION) {
+            Some(f) => format!("{dir}/{f}"),
+            None => dir.to_string(),
+        });
+    }
+    let mine = format!("{SOURCE}@{}", Identity::Token.name());
+    if *owner == mine || owner == "local" || owner == "apply" {
+        Owner::Console
+    } else {
+        Owner::Other(owner.clone())
+    }
+}
+
+/// Why the console does not edit a service (none: it may).
+fn not_editable(svc: &clusvc_core::model::Service) -> Option<String> {
+    match owner_of(svc) {
+        Owner::Gitops(file) => Some(format!(
+            "service/{} is managed by a manifests directory: change it in {file}",
+            svc.metadata.name
+        )),
+        Owner::Other(source) => Some(format!(
+            "service/{} was applied by {source}: change it with clusvc apply as that caller (or take it over there with --force)",
+            svc.metadata.name
+        )),
+        Owner::Console => {
+            let fields = form::unsupported(svc);
+            (!fields.is_empty()).then(|| {
+                format!(
+                    "service/{} sets fields this form does not have ({}): change its manifest with clusvc apply",
+                    svc.metadata.name,
+                    fields.join(", ")
+                )
+            })
+        }
+    }
 }
 
 fn not_found(session: &Session, name: &str) -> Response {
@@ -553,9 +642,9 @@ async fn service_page<S: Store>(
     let resources: Vec<(String, String)> = spec
         .resources()
         .map(|r| {
-            let label = r.label();
+            let label = pages::visible(&r.label()).into_owned();
             let status = statuses
-                .and_then(|s| s.get(&label))
+                .and_then(|s| s.get(&r.label()))
                 .and_then(|s| serde_json::to_value(s).ok())
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| "-".into());
@@ -578,14 +667,20 @@ async fn service_page<S: Store>(
         .collect();
     let plan = plan::plan_one_indexed(c.desired(), &c.observed, c.index(), now, &name)
         .map_or_else(|| "Nothing to do.".to_string(), |p| p.to_string());
+    let plan = pages::visible(&plan).into_owned();
     drop(c);
     let events = ui.app.controller.events().recent(Some(&name), 50);
     let yaml = view
         .desired
         .as_ref()
-        .map(|d| serde_saphyr::to_string(d).unwrap_or_default())
+        .map(|d| pages::visible(&serde_saphyr::to_string(d).unwrap_or_default()).into_owned())
         .unwrap_or_default();
-    let owner = view.desired.as_ref().and_then(owner_of);
+    let owner = view.desired.as_ref().map(owner_of);
+    let gitops = match &owner {
+        Some(Owner::Gitops(file)) => Some(file.clone()),
+        _ => None,
+    };
+    let not_editable = view.desired.as_ref().and_then(not_editable);
     let state = view.state.as_str();
     let p = pages::ServicePage {
         name: &name,
@@ -596,7 +691,8 @@ async fn service_page<S: Store>(
         plan,
         events: &events,
         yaml,
-        owner,
+        gitops,
+        not_editable,
         members: all_members,
     };
     page(StatusCode::OK, pages::service(&session, &p, now))
@@ -606,6 +702,19 @@ async fn service_page<S: Store>(
 struct OpQuery {
     #[serde(default)]
     to: String,
+}
+
+/// What `clear` does to a service's record (as the controller's operator
+/// request does).
+fn clear(o: &mut ObservedService) {
+    use clusvc_core::model::ServiceState;
+    match o.state {
+        ServiceState::Failed if o.member.is_none() => o.state = ServiceState::Stopped,
+        ServiceState::Blocked => o.state = ServiceState::Stopping,
+        _ => {}
+    }
+    o.failure = None;
+    o.restarts.clear();
 }
 
 /// What an operation would do to a service, planned on a copy.
@@ -627,11 +736,12 @@ fn op_plan<S: Store>(ui: &Ui<S>, name: &str, op: &str, to: &str) -> Result<Strin
         "restart" => o.restart_requested = true,
         "freeze" => o.frozen = true,
         "unfreeze" => o.frozen = false,
-        "clear" => {
-            o.failure = None;
-            o.restarts.clear();
-        }
+        "clear" => clear(o),
         "enable" | "disable" => {
+            // Enabling also clears a failure (as the operation does).
+            if op == "enable" {
+                clear(o);
+            }
             let mut svc = desired
                 .services()
                 .get(name)
@@ -646,12 +756,13 @@ fn op_plan<S: Store>(ui: &Ui<S>, name: &str, op: &str, to: &str) -> Result<Strin
         "freeze" => "\n(frozen: neither checked nor changed until unfrozen)",
         _ => "",
     };
-    Ok(
-        plan::plan_one(&desired, &observed, now(), name).map_or_else(
+    Ok(pages::visible(
+        &plan::plan_one(&desired, &observed, now(), name).map_or_else(
             || format!("Nothing to do.{frozen_note}"),
             |p| format!("{p}{frozen_note}"),
         ),
     )
+    .into_owned())
 }
 
 async fn op_confirm<S: Store>(
@@ -780,11 +891,15 @@ fn member_page(
 ) -> Response {
     let plan = plan::plan(desired, observed, now());
     let text = if plan.has_changes() {
-        plan.services
-            .iter()
-            .filter(|s| s.is_change())
-            .map(|s| s.to_string())
-            .collect::<String>()
+        pages::visible(
+            &plan
+                .services
+                .iter()
+                .filter(|s| s.is_change())
+                .map(|s| s.to_string())
+                .collect::<String>(),
+        )
+        .into_owned()
     } else {
         "Nothing moves.".to_string()
     };
@@ -844,8 +959,11 @@ async fn edit_form<S: Store>(
     let fields = form::fields_of(&svc);
     let read: Vec<(String, String)> = fields.clone().into_iter().collect();
     let yaml = form::read(&read).map(|r| r.yaml).unwrap_or_default();
-    let owner = owner_of(&svc);
-    let read_only = owner.or_else(|| (!session.admin()).then(|| "a read-only session".into()));
+    let read_only = if session.admin() {
+        not_editable(&svc)
+    } else {
+        Some("this session may only read".to_string())
+    };
     page(
         StatusCode::OK,
         pages::form(
@@ -867,75 +985,101 @@ struct Checked {
     problems: Vec<form::Problem>,
 }
 
-fn checked(body: &[u8]) -> (Checked, Option<clusvc_core::model::Service>) {
-    let fields = parse_form(body);
-    match form::read(&fields) {
-        Err(e) => (
+/// Reads and validates a form (off the async runtime: it reads scripts,
+/// which may sit on a slow file system), then checks what needs the
+/// server's state: that it may edit the service, and that the members it
+/// names are declared.
+async fn checked<S: Store>(
+    ui: &Ui<S>,
+    body: Bytes,
+) -> (Checked, Option<clusvc_core::model::Service>) {
+    let done = tokio::task::spawn_blocking(move || {
+        let fields = parse_form(&body);
+        match form::read(&fields) {
+            Err(e) => (
+                Checked {
+                    yaml: String::new(),
+                    problems: vec![form::Problem {
+                        path: String::new(),
+                        message: e.to_string(),
+                    }],
+                },
+                None,
+            ),
+            Ok(read) => match read.validate() {
+                Ok(svc) => (
+                    Checked {
+                        yaml: read.yaml,
+                        problems: vec![],
+                    },
+                    Some(svc),
+                ),
+                Err(problems) => (
+                    Checked {
+                        yaml: read.yaml,
+                        problems,
+                    },
+                    None,
+                ),
+            },
+        }
+    })
+    .await;
+    let (mut c, svc) = done.unwrap_or_else(|e| {
+        (
             Checked {
                 yaml: String::new(),
                 problems: vec![form::Problem {
                     path: String::new(),
-                    message: e.to_string(),
+                    message: format!("the check failed: {e}"),
                 }],
             },
             None,
-        ),
-        Ok(read) => match read.validate() {
-            Ok(svc) => (
-                Checked {
-                    yaml: read.yaml,
-                    problems: vec![],
-                },
-                Some(svc),
-            ),
-            Err(problems) => (
-                Checked {
-                    yaml: read.yaml,
-                    problems,
-                },
-                None,
-            ),
-        },
+        )
+    });
+    c.yaml = pages::visible(&c.yaml).into_owned();
+    let Some(svc) = svc else {
+        return (c, None);
+    };
+    let cache = ui.app.cache.read();
+    if let Some(existing) = cache.services().get(&svc.metadata.name)
+        && let Some(why) = not_editable(existing)
+    {
+        c.problems.push(form::Problem {
+            path: "metadata.name".into(),
+            message: why,
+        });
     }
+    let undeclared: Vec<&str> = svc
+        .spec
+        .placement
+        .members
+        .iter()
+        .filter(|m| !cache.desired().members().contains_key(*m))
+        .map(String::as_str)
+        .collect();
+    if !undeclared.is_empty() {
+        c.problems.push(form::Problem {
+            path: "spec.placement.members".into(),
+            message: format!("undeclared member(s): {}", undeclared.join(", ")),
+        });
+    }
+    drop(cache);
+    let ok = c.problems.is_empty();
+    (c, ok.then_some(svc))
 }
 
 /// `POST /ui/form/check`: the form's manifest and problems, as JSON (the
 /// page's script shows each problem next to its field as you type).
 async fn form_check<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
-    let (mut c, svc) = checked(&body);
-    if let Some(svc) = svc
-        && let Some(problem) = owned_elsewhere(&ui, &svc)
-    {
-        c.problems.push(problem);
-    }
+    let (c, _) = checked(&ui, body).await;
     axum::Json(c).into_response()
-}
-
-/// A service owned by a manifests directory is changed there only.
-fn owned_elsewhere<S: Store>(
-    ui: &Ui<S>,
-    svc: &clusvc_core::model::Service,
-) -> Option<form::Problem> {
-    let existing = ui
-        .app
-        .cache
-        .read()
-        .services()
-        .get(&svc.metadata.name)
-        .cloned()?;
-    owner_of(&existing).map(|file| form::Problem {
-        path: "metadata.name".into(),
-        message: format!(
-            "service/{} is managed by a manifests directory: change it in {file}",
-            svc.metadata.name
-        ),
-    })
 }
 
 /// `POST /ui/form/preview`: the plan the form's service would get (a
 /// what-if on the server's state, as `clusvc plan -f`), as text.
 async fn form_preview<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
-    let (c, svc) = checked(&body);
+    let (c, svc) = checked(&ui, body).await;
     let Some(svc) = svc else {
         let text: Vec<String> = c
             .problems
@@ -950,7 +1094,7 @@ async fn form_preview<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
             .collect();
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("Invalid:\n{}", text.join("\n")),
+            pages::visible(&format!("Invalid:\n{}", text.join("\n"))).into_owned(),
         )
             .into_response();
     };
@@ -965,9 +1109,13 @@ async fn form_preview<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
                 .plan
                 .service(&name)
                 .map_or_else(|| "Nothing to do.".to_string(), |p| p.to_string());
-            text.into_response()
+            pages::visible(&text).into_owned().into_response()
         }
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.0.message).into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::visible(&e.0.message).into_owned(),
+        )
+            .into_response(),
     }
 }
 
@@ -978,12 +1126,6 @@ async fn form_apply<S: Store>(
     axum::Extension(session): axum::Extension<Session>,
     body: Bytes,
 ) -> Response {
-    if !session.admin() {
-        return page(
-            StatusCode::FORBIDDEN,
-            pages::error(Some(&session), "Read-only", "this session may only read"),
-        );
-    }
     let fields = parse_form(&body);
     let new = fields.iter().any(|(k, v)| k == "_new" && v == "1");
     let shown: BTreeMap<String, String> = fields
@@ -992,7 +1134,7 @@ async fn form_apply<S: Store>(
         .cloned()
         .collect();
     let title = if new { "New service" } else { "Edit service" };
-    let (c, svc) = checked(&body);
+    let (c, svc) = checked(&ui, body).await;
     let again = |problems: &[form::Problem], yaml: &str| {
         page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1002,13 +1144,10 @@ async fn form_apply<S: Store>(
     let Some(svc) = svc else {
         return again(&c.problems, &c.yaml);
     };
-    if let Some(p) = owned_elsewhere(&ui, &svc) {
-        return again(&[p], &c.yaml);
-    }
     let name = svc.metadata.name.clone();
     let req = ApplyRequest {
         services: vec![svc],
-        source: "ui".into(),
+        source: SOURCE.into(),
         create_only: new,
         ..ApplyRequest::default()
     };
@@ -1030,6 +1169,17 @@ async fn form_apply<S: Store>(
     }
 }
 
+/// `/ui/assets/favicon.svg`.
+const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><rect width='16' height='16' rx='3' fill='#0b5cad'/><path d='M4 8h8M8 4v8' stroke='#fff' stroke-width='2'/></svg>";
+
+/// Any other `/ui/` path.
+async fn no_page(axum::Extension(session): axum::Extension<Session>) -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        pages::error(Some(&session), "Not found", "no such page"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1048,6 +1198,7 @@ mod tests {
             ]
         );
         assert!(form_urlencoded_pairs(b"x=%").len() == 1);
+        assert_eq!(form_urlencoded_pairs(b"x=%+1")[0].1, "% 1");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub(crate) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ma
                 }
                 title { (title) " - clusvc" }
                 link rel="stylesheet" href="/ui/assets/console.css";
+                link rel="icon" href="/ui/assets/favicon.svg" type="image/svg+xml";
                 script src="/ui/assets/console.js" defer {}
             }
             body {
@@ -143,21 +144,34 @@ pub(crate) struct ListQuery {
     pub state: String,
     #[serde(default)]
     pub sort: String,
+    /// The page asked for (a number from 1; anything else is the first).
     #[serde(default)]
-    pub page: usize,
+    pub page: String,
 }
 
 impl ListQuery {
+    /// The page index asked for, from 0.
+    pub fn page_index(&self) -> usize {
+        self.page.parse::<usize>().unwrap_or(1).saturating_sub(1)
+    }
+
     fn href(&self, page: usize, sort: Option<&str>) -> String {
-        let mut s = url_form(&[
+        let number = if page > 0 {
+            (page + 1).to_string()
+        } else {
+            String::new()
+        };
+        let s = url_form(&[
             ("q", self.q.as_str()),
             ("state", self.state.as_str()),
             ("sort", sort.unwrap_or(&self.sort)),
+            ("page", number.as_str()),
         ]);
-        if page > 0 {
-            s.push_str(&format!("&page={page}"));
+        if s.is_empty() {
+            "/ui/".to_string()
+        } else {
+            format!("/ui/?{s}")
         }
-        format!("/ui/?{s}")
     }
 }
 
@@ -195,6 +209,7 @@ pub(crate) fn overview(
     rows: &[Row],
     matched: usize,
     page_size: usize,
+    page: usize,
     query: &ListQuery,
     sync: &SyncStatus,
     warnings: &[Event],
@@ -300,12 +315,12 @@ pub(crate) fn overview(
                     button type="submit" { "Apply filter" }
                 }
                 div id="services" data-live {
-                    p class="muted" { (matched) " shown of " (total) "; page " (query.page + 1) " of " (pages) }
+                    p class="muted" { (matched) " matching of " (total) "; page " (page + 1) " of " (pages) }
                     table class="services" {
                         thead {
                             tr {
                                 @for (key, label) in sorts {
-                                    th scope="col" aria-sort=(if query.sort == key || (query.sort.is_empty() && key == "name") { "ascending" } else { "none" }) {
+                                    th scope="col" aria-sort=(if query.sort == key || (query.sort.is_empty() && key == "name") { if matches!(key, "lastCheck" | "restarts") { "descending" } else { "ascending" } } else { "none" }) {
                                         a href=(query.href(0, Some(key))) { (label) }
                                     }
                                 }
@@ -326,11 +341,11 @@ pub(crate) fn overview(
                         }
                     }
                     nav aria-label="Pages" class="pages" {
-                        @if query.page > 0 {
-                            a href=(query.href(query.page - 1, None)) rel="prev" { "Previous" }
+                        @if page > 0 {
+                            a href=(query.href(page - 1, None)) rel="prev" { "Previous" }
                         }
-                        @if query.page + 1 < pages {
-                            a href=(query.href(query.page + 1, None)) rel="next" { "Next" }
+                        @if page + 1 < pages {
+                            a href=(query.href(page + 1, None)) rel="next" { "Next" }
                         }
                     }
                 }
@@ -350,7 +365,11 @@ pub(crate) fn events_list(events: &[Event], now: Timestamp) -> Markup {
                     li class={ "level-" (level(e)) } {
                         (ago(e.at, now)) " "
                         span class="level" { (level(e)) } " "
-                        a href={ "/ui/services/" (encode(&e.service)) } { bdi { (e.service) } } ": "
+                        @if e.service.is_empty() {
+                            "cluster: "
+                        } @else {
+                            a href={ "/ui/services/" (encode(&e.service)) } { bdi { (e.service) } } ": "
+                        }
                         bdi class="message" { (visible(&e.message)) }
                     }
                 }
@@ -413,7 +432,10 @@ pub(crate) struct ServicePage<'a> {
     pub plan: String,
     pub events: &'a [Event],
     pub yaml: String,
-    pub owner: Option<String>,
+    /// The manifests file that owns it (read-only here).
+    pub gitops: Option<String>,
+    /// Why the form does not edit it.
+    pub not_editable: Option<String>,
     pub members: Vec<String>,
 }
 
@@ -426,7 +448,7 @@ pub(crate) fn service(session: &Session, p: &ServicePage<'_>, now: Timestamp) ->
     let enabled = v.desired.as_ref().is_some_and(|d| d.spec.enabled);
     let failed = o.is_some_and(|o| o.failure.is_some()) || matches!(p.state, "failed" | "blocked");
     let mut ops: Vec<&str> = Vec::new();
-    if p.owner.is_none() {
+    if p.gitops.is_none() {
         ops.push(if enabled { "disable" } else { "enable" });
     }
     if p.state == "running" {
@@ -457,11 +479,13 @@ pub(crate) fn service(session: &Session, p: &ServicePage<'_>, now: Timestamp) ->
                     }
                 }
             }
-            @if let Some(owner) = &p.owner {
-                p class="notice" role="note" { "Managed by " code { (owner) } ": read-only here; change it there." }
+            @if let Some(file) = &p.gitops {
+                p class="notice" role="note" { "Managed by " code { (file) } ": read-only here; change it there." }
+            } @else if let Some(why) = &p.not_editable {
+                p class="notice" role="note" { "Not editable here: " (why) "." }
             }
             @if session.admin() {
-                section aria-labelledby="ops-h" {
+                section id="ops" data-live aria-labelledby="ops-h" {
                     h2 id="ops-h" { "Operations" }
                     div class="ops" {
                         @for op in &ops {
@@ -481,7 +505,7 @@ pub(crate) fn service(session: &Session, p: &ServicePage<'_>, now: Timestamp) ->
                                 button type="submit" { "relocate" }
                             }
                         }
-                        @if p.owner.is_none() {
+                        @if p.not_editable.is_none() {
                             a class="button" href={ "/ui/services/" (encode(p.name)) "/edit" } { "edit" }
                         }
                     }
@@ -613,34 +637,47 @@ pub(crate) fn form(
     let check = |k: &str, label: &str| -> Markup {
         html! {
             div class="field check" {
-                input id=(k) name=(k) type="checkbox" checked[!get(k).is_empty()];
+                input id=(k) name=(k) type="checkbox" checked[!get(k).is_empty()] aria-describedby={ "err-" (k) };
                 label for=(k) { (label) }
             }
+            (msg(k))
         }
     };
+    // Every path the page has a place for; other problems go on top.
+    let mut slots: Vec<String> = [
+        "metadata.name",
+        "spec.enabled",
+        "spec.checkInterval",
+        "spec.timeout",
+        "spec.recovery",
+        "spec.recovery.policy",
+        "spec.recovery.maxRestarts",
+        "spec.recovery.restartWindow",
+        "spec.placement",
+        "spec.placement.members",
+        "spec.placement.ordered",
+        "spec.placement.restricted",
+        "spec.placement.failback",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (kind, _, cols) in KINDS {
+        for i in 0..rows_of(fields, kind) {
+            slots.push(format!("spec.{kind}[{i}]"));
+            slots.extend(cols.iter().map(|(c, _, _)| format!("spec.{kind}[{i}].{c}")));
+        }
+    }
     let general: Vec<&Problem> = problems
         .iter()
-        .filter(|p| {
-            !fields.contains_key(&p.path)
-                && ![
-                    "metadata.name",
-                    "spec.checkInterval",
-                    "spec.timeout",
-                    "spec.recovery.policy",
-                    "spec.recovery.maxRestarts",
-                    "spec.recovery.restartWindow",
-                    "spec.placement.members",
-                ]
-                .contains(&p.path.as_str())
-        })
+        .filter(|p| !slots.contains(&p.path))
         .collect();
     layout(
         title,
         Some(session),
         html! {
             h1 { (title) }
-            @if let Some(owner) = read_only {
-                p class="notice" role="note" { "This service is managed by " code { (owner) } "; it is read-only here: change that file." }
+            @if let Some(why) = read_only {
+                p class="notice" role="note" { "Read-only here: " (why) "." }
             }
             div id="form-errors" role="alert" {
                 @for p in &general {
@@ -650,6 +687,11 @@ pub(crate) fn form(
             form id="service-form" method="post" action="/ui/form/apply" {
                 input type="hidden" name="_csrf" value=(session.csrf);
                 input type="hidden" name="_new" value=(if new { "1" } else { "" });
+                @for (k, v) in fields {
+                    @if k.starts_with("metadata.labels.") || k.starts_with("metadata.annotations.") {
+                        input type="hidden" name=(k) value=(v);
+                    }
+                }
                 fieldset disabled[read_only.is_some()] {
                     legend { "Service" }
                     (input("metadata.name", "Name", "web"))
@@ -659,6 +701,7 @@ pub(crate) fn form(
                             option value="true" selected[get("spec.enabled") != "false"] { "yes" }
                             option value="false" selected[get("spec.enabled") == "false"] { "no" }
                         }
+                        (msg("spec.enabled"))
                     }
                     (input("spec.checkInterval", "Check interval", "30s"))
                     (input("spec.timeout", "Timeout (per action)", "60s"))
@@ -677,6 +720,8 @@ pub(crate) fn form(
                     (check("spec.placement.ordered", "Ordered (prefer the first member listed)"))
                     (check("spec.placement.restricted", "Restricted (only the members listed)"))
                     (check("spec.placement.failback", "Failback (return to a preferred member)"))
+                    (msg("spec.placement"))
+                    (msg("spec.recovery"))
                 }
                 @for (kind, label, cols) in KINDS {
                     fieldset class="rows" data-kind=(kind) disabled[read_only.is_some()] {

@@ -6,8 +6,11 @@
 //! age.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
 
 /// The cookie's name.
 pub(crate) const COOKIE: &str = "clusvc_session";
@@ -15,8 +18,12 @@ pub(crate) const COOKIE: &str = "clusvc_session";
 /// How long a session lasts after its login.
 pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// At most this many sessions; the oldest goes first.
-const MAX_SESSIONS: usize = 4096;
+/// At most this many sessions of each role; the oldest of the role goes
+/// first (so logins with the read token never end an admin's session).
+const MAX_PER_ROLE: usize = 2048;
+
+/// At most this many live streams (`/ui/stream`) per session.
+pub(crate) const MAX_STREAMS: usize = 8;
 
 /// What a session may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +42,19 @@ pub(crate) struct Session {
     pub role: Role,
     /// The token its state-changing requests carry.
     pub csrf: String,
+    /// Its ID (the cookie's value).
+    pub id: String,
     created: Instant,
+    streams: Arc<AtomicUsize>,
+}
+
+/// A live stream of a session; gives its place back when dropped.
+pub(crate) struct Stream(Arc<AtomicUsize>);
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Session {
@@ -47,7 +66,7 @@ impl Session {
 
 /// The sessions of this server.
 #[derive(Default)]
-pub(crate) struct Sessions {
+pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
 }
 
@@ -72,6 +91,24 @@ pub(crate) fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sessions({})", self.lock().len())
+    }
+}
+
+/// The session cookie's value in a request.
+pub(crate) fn cookie_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v)
+}
+
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
@@ -83,13 +120,16 @@ impl Sessions {
         let session = Session {
             role,
             csrf: random_id(),
+            id: id.clone(),
             created: Instant::now(),
+            streams: Arc::default(),
         };
         let mut map = self.lock();
         map.retain(|_, s| s.created.elapsed() < LIFETIME);
-        if map.len() >= MAX_SESSIONS
+        if map.values().filter(|s| s.role == role).count() >= MAX_PER_ROLE
             && let Some(oldest) = map
                 .iter()
+                .filter(|(_, s)| s.role == role)
                 .min_by_key(|(_, s)| s.created)
                 .map(|(k, _)| k.clone())
         {
@@ -110,6 +150,21 @@ impl Sessions {
             }
             None => None,
         }
+    }
+
+    /// The live session a request's cookie names.
+    pub fn of(&self, headers: &HeaderMap) -> Option<Session> {
+        cookie_of(headers).and_then(|id| self.get(id))
+    }
+
+    /// A place for one more live stream of a session, if it has one left.
+    pub fn stream(&self, session: &Session) -> Option<Stream> {
+        let n = &session.streams;
+        n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
+            (k < MAX_STREAMS).then_some(k + 1)
+        })
+        .ok()
+        .map(|_| Stream(n.clone()))
     }
 
     /// Ends a session.
@@ -143,12 +198,27 @@ mod tests {
         assert!(s.get("nosuch").is_none());
         s.close(&id);
         assert!(s.get(&id).is_none());
-        let first = s.open(Role::Admin);
-        for _ in 0..MAX_SESSIONS {
-            s.open(Role::Admin);
+        let admin = s.open(Role::Admin);
+        let first = s.open(Role::Reader);
+        for _ in 0..MAX_PER_ROLE {
+            s.open(Role::Reader);
         }
-        assert_eq!(s.lock().len(), MAX_SESSIONS);
-        assert!(s.get(&first).is_none(), "the oldest went first");
+        assert_eq!(s.lock().len(), MAX_PER_ROLE + 1);
+        assert!(s.get(&first).is_none(), "the oldest reader went first");
+        assert!(s.get(&admin).is_some(), "readers never evict an admin");
+    }
+
+    #[test]
+    fn streams_per_session_are_bounded_and_given_back() {
+        let s = Sessions::default();
+        let id = s.open(Role::Reader);
+        let session = s.get(&id).unwrap();
+        let held: Vec<Stream> = (0..MAX_STREAMS)
+            .map(|_| s.stream(&session).unwrap())
+            .collect();
+        assert!(s.stream(&session).is_none());
+        drop(held);
+        assert!(s.stream(&session).is_some());
     }
 
     #[test]

@@ -39,10 +39,27 @@
       pending = true;
       setTimeout(refresh, Math.max(0, 500 - (Date.now() - last)));
     };
-    const es = new EventSource("/ui/stream");
-    es.addEventListener("change", soon);
-    es.addEventListener("open", () => { document.body.dataset.live = "on"; });
-    setInterval(soon, 10000);
+    // One stream per visible tab: a browser keeps at most six connections
+    // to a server, so hidden tabs give theirs back (and catch up when
+    // shown again).
+    let es = null;
+    const connect = () => {
+      if (es || document.hidden) return;
+      es = new EventSource("/ui/stream");
+      es.addEventListener("change", soon);
+      // Whatever changed before the stream was open is caught up at once.
+      es.addEventListener("open", () => { document.body.dataset.live = "on"; soon(); });
+    };
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) {
+        if (es) { es.close(); es = null; }
+      } else {
+        connect();
+        soon();
+      }
+    });
+    connect();
+    setInterval(() => { if (!document.hidden) soon(); }, 10000);
   }
 
   // The service form.
