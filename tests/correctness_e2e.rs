@@ -239,6 +239,70 @@ fn clear_retries_a_blocked_stop_with_the_definition_as_it_is_now() {
     );
 }
 
+/// Deleting a service whose stop fails blocks it on its member, as a
+/// failed stop blocks any service, instead of stopping it again at once
+/// (it was retried about 300 times a second, 3 log lines each); `clear`
+/// retries the stop, and once it succeeds the service is forgotten.
+#[test]
+fn a_deleted_service_whose_stop_fails_is_blocked_not_retried_in_a_loop() {
+    let d = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let stops = dir.path().join("stops");
+    let fails = dir.path().join("stop-fails");
+    let app = script(
+        dir.path(),
+        "stubborn_app",
+        &format!(
+            "app() {{ case $1 in stop) echo stop >> {s}; [ -e {f} ] && return 1; return 0;; *) return 0;; esac; }}\n",
+            s = stops.display(),
+            f = fails.display()
+        ),
+    );
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: gone\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            app.display()
+        ),
+    );
+    assert!(d.wait_state("gone", "running", T));
+    write(&fails, "");
+    let (code, _, err) = d.run(&["delete", "service", "gone"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || d
+            .service("gone")
+            .is_some_and(|s| s["state"] == "blocked")),
+        "{:?}\n{:#?}",
+        d.service("gone"),
+        d.events("gone")
+    );
+    // The controller goes on with other work meanwhile: a service applied
+    // now starts, and the failed stop was not tried again.
+    let other = script(dir.path(), "other_app", "app() { return 0; }\n");
+    apply(
+        &d,
+        dir.path(),
+        &format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: other\nspec:\n  checkInterval: 0s\n  applications:\n    - script: {}\n",
+            other.display()
+        ),
+    );
+    assert!(d.wait_state("other", "running", T));
+    assert_eq!(lines(&stops), 1, "{:#?}", d.events("gone"));
+    // Fixed and cleared: stopped once more, then forgotten.
+    std::fs::remove_file(&fails).unwrap();
+    let (code, _, err) = d.run(&["clear", "gone"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(T, || d.service("gone").is_none()),
+        "{:?}",
+        d.service("gone")
+    );
+    assert_eq!(lines(&stops), 2);
+}
+
 fn chmod(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -115,14 +115,18 @@ fn read_script(script: &Path) -> Result<String, ScriptError> {
         path: script.to_path_buf(),
         source,
     };
-    // Opened without blocking: a FIFO (or a device) in a script's place
-    // would otherwise hang the open until someone writes to it; it is
-    // refused below as not a regular file.
+    // Anything but a regular file is refused before it is opened (an open
+    // of a FIFO waits for a writer; a device's open may act), and the open
+    // itself does not block or take a terminal, in case the path was
+    // swapped meanwhile (the opened file is checked again below).
+    if std::fs::metadata(script).is_ok_and(|md| !md.is_file()) {
+        return Err(ScriptError::NotRegular(script.to_path_buf()));
+    }
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(script)
     }
     .map_err(|e| match e.kind() {
@@ -268,10 +272,16 @@ fn check_trusted(path: &Path) -> Result<(), ScriptError> {
     }
 }
 
+/// Whether this process may not read `path`, asked without opening it
+/// (an open of a FIFO waits for a writer; a device's open may act).
 fn is_permission_denied(path: &Path) -> bool {
-    std::fs::File::open(path)
-        .err()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path; faccessat only reads it.
+    let r = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::R_OK, libc::AT_EACCESS) };
+    r != 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::PermissionDenied
 }
 
 /// Why a script may not run as root: it, or a directory above it, can be

@@ -467,14 +467,21 @@ pub async fn apply<S: Store>(
         .collect();
     let mut changes = plan_changes(&current, incoming.clone(), &opts)?;
     if scripts_checked == ScriptChecks::Check {
-        let script_errors: Vec<String> = services
-            .iter()
-            .flat_map(|s| {
-                scripts::check_service(&s.spec)
-                    .into_iter()
-                    .map(move |(path, msg)| format!("service/{}: {path}: {msg}", s.metadata.name))
-            })
-            .collect();
+        // Off the async runtime: scripts may sit on a slow file system.
+        let script_errors: Vec<String> = tokio::task::spawn_blocking(move || {
+            services
+                .iter()
+                .flat_map(|s| {
+                    scripts::check_service(&s.spec)
+                        .into_iter()
+                        .map(move |(path, msg)| {
+                            format!("service/{}: {path}: {msg}", s.metadata.name)
+                        })
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|e| vec![format!("checking the scripts failed: {e}")]);
         if !script_errors.is_empty() {
             return Err(Error::Invalid(script_errors));
         }

@@ -133,19 +133,19 @@ pub(crate) fn read(fields: &[(String, String)]) -> Result<Read, FormError> {
         if k.starts_with('_') {
             continue;
         }
-        let v = v.trim();
-        if k == "metadata.name" {
-            name = v.to_string();
-            continue;
-        }
-        // Kept from the edited object (hidden fields): its labels and its
-        // own annotations.
+        // Kept from the edited object (hidden fields) as they were: not
+        // trimmed, and with the CRLF a browser submits for LF undone.
         if let Some(key) = k.strip_prefix("metadata.labels.") {
-            labels.insert(key.to_string(), Value::String(v.to_string()));
+            labels.insert(key.to_string(), Value::String(v.replace("\r\n", "\n")));
             continue;
         }
         if let Some(key) = k.strip_prefix("metadata.annotations.") {
-            annotations.insert(key.to_string(), Value::String(v.to_string()));
+            annotations.insert(key.to_string(), Value::String(v.replace("\r\n", "\n")));
+            continue;
+        }
+        let v = v.trim();
+        if k == "metadata.name" {
+            name = v.to_string();
             continue;
         }
         if k == "spec.enabled" {
@@ -281,6 +281,28 @@ impl Read {
         path.to_string()
     }
 
+    /// A message with the manifest paths in it numbered as the form's
+    /// rows (`also at spec.ipAddresses[0]` names the form's row).
+    fn form_paths_in(&self, message: &str) -> String {
+        let mut out = String::with_capacity(message.len());
+        let mut rest = message;
+        while let Some(at) = rest.find("spec.") {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            let end = tail.find(']').map_or(0, |i| i + 1);
+            let candidate = &tail[..end];
+            if end > 0 && candidate.contains('[') {
+                out.push_str(&self.form_path(candidate));
+                rest = &tail[end..];
+            } else {
+                out.push_str("spec.");
+                rest = &tail[5..];
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// Validates the text as `clusvc validate` would (scripts read;
     /// members may be declared in the store): the service, or every
     /// problem at its form path.
@@ -307,7 +329,7 @@ impl Read {
                 .into_iter()
                 .map(|e| Problem {
                     path: self.form_path(&e.path),
-                    message: e.message,
+                    message: self.form_paths_in(&e.message),
                 })
                 .collect()),
         }
@@ -323,8 +345,8 @@ pub(crate) fn fields_of(svc: &Service) -> BTreeMap<String, String> {
         f.insert(format!("metadata.labels.{k}"), v.clone());
     }
     for (k, v) in &svc.metadata.annotations {
-        // clusvc's own (its source, ...) are the server's to set.
-        if !k.starts_with("clusvc.io/") {
+        // The ones the server sets (the source, ...) are its own.
+        if !SERVER_ANNOTATIONS.contains(&k.as_str()) {
             f.insert(format!("metadata.annotations.{k}"), v.clone());
         }
     }
@@ -366,11 +388,32 @@ pub(crate) fn fields_of(svc: &Service) -> BTreeMap<String, String> {
     f
 }
 
+/// Annotations the server sets itself (not carried by the form).
+const SERVER_ANNOTATIONS: &[&str] = &[
+    clusvc_core::api::SOURCE_ANNOTATION,
+    clusvc_core::api::MANIFEST_ANNOTATION,
+    clusvc_core::api::ENABLED_OVERRIDE_ANNOTATION,
+    clusvc_core::api::ENABLED_IN_SOURCE_ANNOTATION,
+];
+
 /// What a service sets that the form has no field for (editing it here
 /// would drop them): the form is read-only for it, naming them.
 pub(crate) fn unsupported(svc: &Service) -> Vec<&'static str> {
     let s = &svc.spec;
     let mut out = Vec::new();
+    if [
+        s.devices.len(),
+        s.filesystems.len(),
+        s.nfs_exports.len(),
+        s.ip_addresses.len(),
+        s.samba_shares.len(),
+        s.applications.len(),
+    ]
+    .into_iter()
+    .any(|n| n >= MAX_ROWS)
+    {
+        out.push("more resources of a kind than the form has rows");
+    }
     if s.devices
         .iter()
         .any(|d| !d.activate.is_empty() || !d.deactivate.is_empty())

@@ -51,8 +51,11 @@ struct Ui<S: Store> {
     app: Arc<App<S>>,
     /// Served over TLS: cookies are `Secure`.
     secure: bool,
-    /// Refusals are logged at most every 10 s, with a count.
-    refusals: Throttle,
+    /// Refusals are logged at most every 10 s per kind, with a count:
+    /// wrong logins, cross-site posts, posts without the CSRF token.
+    refused_logins: Throttle,
+    refused_cross_site: Throttle,
+    refused_csrf: Throttle,
 }
 
 impl<S: Store> Ui<S> {
@@ -90,7 +93,9 @@ pub(crate) fn router<S: Store>(app: Arc<App<S>>, secure: bool) -> Router {
     let ui = Arc::new(Ui {
         app,
         secure,
-        refusals: Throttle::default(),
+        refused_logins: Throttle::default(),
+        refused_cross_site: Throttle::default(),
+        refused_csrf: Throttle::default(),
     });
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
@@ -225,7 +230,8 @@ async fn check<S: Store>(ui: &Ui<S>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let post = request.method() == Method::POST;
     if post && !same_origin(request.headers()) {
-        ui.refusals.note(&format!("a cross-site POST {path}"));
+        ui.refused_cross_site
+            .note(&format!("a cross-site POST (last: {path})"));
         return page(
             StatusCode::FORBIDDEN,
             pages::error(None, "Refused", "cross-site request refused"),
@@ -263,8 +269,9 @@ async fn check<S: Store>(ui: &Ui<S>, request: Request, next: Next) -> Response {
             .map(|(_, v)| v);
         let given = header_token.or(form_token).unwrap_or_default();
         if !session::same(&given, &session.csrf) {
-            ui.refusals
-                .note(&format!("POST {path} without the session's CSRF token"));
+            ui.refused_csrf.note(&format!(
+                "a POST without the session's CSRF token (last: {path})"
+            ));
             return page(
                 StatusCode::FORBIDDEN,
                 pages::error(
@@ -315,7 +322,7 @@ async fn login<S: Store>(State(ui): Shared<S>, body: Bytes) -> Response {
         None
     };
     let Some(role) = role else {
-        ui.refusals.note("a login with a wrong token");
+        ui.refused_logins.note("a login with a wrong token");
         return page(StatusCode::UNAUTHORIZED, pages::login(Some("Wrong token.")));
     };
     let id = ui.sessions().open(role);
@@ -513,15 +520,29 @@ async fn stream<S: Store>(
         if tx.send(Ok("retry: 2000\n\n".into())).await.is_err() {
             return;
         }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut quiet = 0u32;
         loop {
+            // The session is looked at every second: a stream ends within
+            // a second of its session.
+            let next = tokio::select! {
+                e = rx.recv() => Some(e),
+                _ = tick.tick() => {
+                    if ui.sessions().get(&session.id).is_none() {
+                        return;
+                    }
+                    quiet += 1;
+                    if quiet < 15 {
+                        continue;
+                    }
+                    None
+                }
+                () = shutdown.notified() => return,
+            };
+            quiet = 0;
             if ui.sessions().get(&session.id).is_none() {
                 return;
             }
-            let next = tokio::select! {
-                e = rx.recv() => Some(e),
-                () = tokio::time::sleep(Duration::from_secs(15)) => None,
-                () = shutdown.notified() => return,
-            };
             let msg = match next {
                 Some(Ok(e)) => {
                     // The data is one line: a JSON string.
@@ -1038,6 +1059,9 @@ async fn checked<S: Store>(
         )
     });
     c.yaml = pages::visible(&c.yaml).into_owned();
+    for p in &mut c.problems {
+        p.message = pages::visible(&p.message).into_owned();
+    }
     let Some(svc) = svc else {
         return (c, None);
     };
@@ -1061,7 +1085,8 @@ async fn checked<S: Store>(
     if !undeclared.is_empty() {
         c.problems.push(form::Problem {
             path: "spec.placement.members".into(),
-            message: format!("undeclared member(s): {}", undeclared.join(", ")),
+            message: pages::visible(&format!("undeclared member(s): {}", undeclared.join(", ")))
+                .into_owned(),
         });
     }
     drop(cache);
@@ -1162,7 +1187,7 @@ async fn form_apply<S: Store>(
         Err(e) => again(
             &[form::Problem {
                 path: String::new(),
-                message: e.0.message,
+                message: pages::visible(&e.0.message).into_owned(),
             }],
             &c.yaml,
         ),

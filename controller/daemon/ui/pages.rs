@@ -570,8 +570,9 @@ pub(crate) fn confirm(
     hidden: &[(&str, &str)],
     error: Option<&str>,
 ) -> Markup {
+    let what = visible(what);
     layout(
-        what,
+        &what,
         Some(session),
         html! {
             h1 { (what) }
@@ -600,7 +601,7 @@ pub(crate) fn error(session: Option<&Session>, title: &str, message: &str) -> Ma
         session,
         html! {
             h1 { (title) }
-            p class="error" role="alert" { (message) }
+            p class="error" role="alert" { (visible(message)) }
             p { a href="/ui/" { "Back to the overview" } }
         },
     )

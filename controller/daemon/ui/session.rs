@@ -25,6 +25,10 @@ const MAX_PER_ROLE: usize = 2048;
 /// At most this many live streams (`/ui/stream`) per session.
 pub(crate) const MAX_STREAMS: usize = 8;
 
+/// At most this many live streams of all the sessions of a role, so the
+/// readers' streams cannot take every connection the server accepts.
+pub(crate) const MAX_ROLE_STREAMS: usize = 256;
+
 /// What a session may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -48,13 +52,22 @@ pub(crate) struct Session {
     streams: Arc<AtomicUsize>,
 }
 
-/// A live stream of a session; gives its place back when dropped.
-pub(crate) struct Stream(Arc<AtomicUsize>);
+/// A live stream of a session; gives its places back when dropped.
+pub(crate) struct Stream(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
 impl Drop for Stream {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Takes a place under `max`, if one is left.
+fn take(n: &AtomicUsize, max: usize) -> bool {
+    n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
+        (k < max).then_some(k + 1)
+    })
+    .is_ok()
 }
 
 impl Session {
@@ -68,6 +81,8 @@ impl Session {
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// Live streams of the admins' sessions, and of the readers'.
+    role_streams: [Arc<AtomicUsize>; 2],
 }
 
 /// 32 random bytes from the kernel, in hex.
@@ -159,12 +174,15 @@ impl Sessions {
 
     /// A place for one more live stream of a session, if it has one left.
     pub fn stream(&self, session: &Session) -> Option<Stream> {
-        let n = &session.streams;
-        n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
-            (k < MAX_STREAMS).then_some(k + 1)
-        })
-        .ok()
-        .map(|_| Stream(n.clone()))
+        let role = &self.role_streams[usize::from(session.role == Role::Reader)];
+        if !take(role, MAX_ROLE_STREAMS) {
+            return None;
+        }
+        if !take(&session.streams, MAX_STREAMS) {
+            role.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Stream(session.streams.clone(), role.clone()))
     }
 
     /// Ends a session.
@@ -219,6 +237,17 @@ mod tests {
         assert!(s.stream(&session).is_none());
         drop(held);
         assert!(s.stream(&session).is_some());
+        // All the readers' sessions together are bounded too; an admin
+        // still gets a stream.
+        let mut held = Vec::new();
+        for _ in 0..MAX_ROLE_STREAMS / MAX_STREAMS + 1 {
+            let id = s.open(Role::Reader);
+            let r = s.get(&id).unwrap();
+            held.extend((0..MAX_STREAMS).filter_map(|_| s.stream(&r)));
+        }
+        assert_eq!(held.len(), MAX_ROLE_STREAMS);
+        let admin = s.get(&s.open(Role::Admin)).unwrap();
+        assert!(s.stream(&admin).is_some());
     }
 
     #[test]

@@ -152,6 +152,11 @@ impl<'a> Context<'a> {
             (None, None, None) => unreachable!("returned above"),
         };
         match desired {
+            // A failed stop blocks a deleted service as it blocks any
+            // other (stopping it again at once would retry without end).
+            None if obs.state == ServiceState::Blocked && self.members.is_alive(at) => {
+                Some(self.blocked(draft, obs, at))
+            }
             None => {
                 let spec = obs.started_with.as_ref().unwrap_or(&EMPTY_SPEC);
                 Some(self.stop(draft, obs, spec, at, "deleted", ServiceState::Stopped))
