@@ -798,6 +798,41 @@ fn console_sessions_streams_and_ownership_over_http() {
             .contains("nodeX"),
         "{c}"
     );
+    // A FIFO in a script's place is refused at once, by the form's check
+    // and by apply (an open of it would wait for a writer, and froze the
+    // daemon).
+    let fifo = dir.path().join("fifo_app");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let c = check(format!(
+        "_csrf={csrf}&metadata.name=f&spec.applications%5B0%5D.script={}",
+        fifo.display()
+    ));
+    assert!(
+        c["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{c}"
+    );
+    let f2 = dir.path().join("fifo.yaml");
+    std::fs::write(
+        &f2,
+        format!(
+            "apiVersion: clusvc/v1\nkind: Service\nmetadata:\n  name: f\nspec:\n  applications:\n    - script: {}\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = d.run(&["apply", "-f", f2.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(d.get_json("/v1/services").is_array(), "the API answers");
     // `ev` was applied by root with `clusvc apply`: not editable here.
     let edit = http
         .get(&format!("{}/ui/services/ev/edit", d.url))
