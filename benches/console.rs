@@ -64,19 +64,7 @@ fn main() {
         .max_redirects(0)
         .build()
         .into();
-    let r = http
-        .post(&format!("{}/ui/login", d.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send(format!("token={}", d.token))
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
+    let (cookie, csrf) = d.console_login(&d.token);
     let page = |path: &str| -> (u16, String) {
         let mut r = http
             .get(&format!("{}{path}", d.url))
@@ -94,12 +82,6 @@ fn main() {
         )
     };
     let (_, overview) = page("/ui/");
-    let csrf = overview
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
     let middle = format!("svc{}", n / 2);
     let form = format!(
         "_csrf={csrf}&metadata.name=new-one&spec.checkInterval=10s&spec.applications%5B0%5D.script={}",

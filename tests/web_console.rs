@@ -674,36 +674,7 @@ fn console_sessions_streams_and_ownership_over_http() {
         .max_redirects(0)
         .build()
         .into();
-    let login = |token: &str| -> (String, String) {
-        let r = http
-            .post(&format!("{}/ui/login", d.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .send(format!("token={token}"))
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 303);
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let page = http
-            .get(&format!("{}/ui/", d.url))
-            .header("cookie", &cookie)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        let csrf = page
-            .split("name=\"csrf-token\" content=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_string();
-        (cookie, csrf)
-    };
+    let login = |token: &str| d.console_login(token);
     let (cookie, csrf) = login(&d.token);
     let addr = d.url.trim_start_matches("http://").to_string();
     // Streams: 8 per session; the 9th is refused.

@@ -652,6 +652,44 @@ impl Daemon {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// Logs in to the web console with `token`: the session cookie
+    /// (`clusvc_session=ID`) and the session's CSRF token.
+    pub fn console_login(&self, token: &str) -> (String, String) {
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        let r = http
+            .post(&format!("{}/ui/login", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(format!("token={token}"))
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303, "console login");
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let page = http
+            .get(&format!("{}/ui/", self.url))
+            .header("cookie", &cookie)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("the console page has its CSRF token")
+            .to_string();
+        (cookie, csrf)
+    }
+
     /// The service view, if listed.
     pub fn service(&self, name: &str) -> Option<serde_json::Value> {
         self.get_json("/v1/services")

@@ -62,6 +62,23 @@ pub(crate) fn page(c: &Cache, after: Option<&str>, limit: usize) -> (Vec<Service
     (views_of(c, names), more)
 }
 
+/// The restarts of a service within its restart window (`RESTARTS`).
+pub(crate) fn recent_restarts(
+    d: Option<&clusvc_core::model::Service>,
+    o: Option<&clusvc_core::model::ObservedService>,
+    now: Timestamp,
+) -> usize {
+    let window = d
+        .map(|d| d.spec.recovery.restart_window)
+        .unwrap_or_default();
+    o.map_or(0, |o| {
+        o.restarts
+            .iter()
+            .filter(|t| **t > now.minus(window))
+            .count()
+    })
+}
+
 fn views_of(c: &Cache, names: Vec<String>) -> Vec<ServiceView> {
     let now = Timestamp::from_system(SystemTime::now());
     names
@@ -73,9 +90,6 @@ fn views_of(c: &Cache, names: Vec<String>) -> Vec<ServiceView> {
             if d.is_none() && o.is_none() && invalid.is_none() {
                 return None;
             }
-            let window = d
-                .map(|d| d.spec.recovery.restart_window)
-                .unwrap_or_default();
             Some(ServiceView {
                 id: o.map(|o| o.id),
                 state: if invalid.is_some() {
@@ -86,12 +100,7 @@ fn views_of(c: &Cache, names: Vec<String>) -> Vec<ServiceView> {
                 invalid,
                 member: o.and_then(|o| o.member.clone()),
                 last_check: o.and_then(|o| o.last_check),
-                restarts: o.map_or(0, |o| {
-                    o.restarts
-                        .iter()
-                        .filter(|t| **t > now.minus(window))
-                        .count()
-                }),
+                restarts: recent_restarts(d, o, now),
                 created_at: o.and_then(|o| o.created_at),
                 source: d.and_then(|d| d.metadata.annotations.get(SOURCE_ANNOTATION).cloned()),
                 desired: d.cloned(),

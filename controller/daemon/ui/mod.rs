@@ -410,20 +410,12 @@ async fn overview<S: Store>(
         {
             continue;
         }
-        let window = d
-            .map(|d| d.spec.recovery.restart_window)
-            .unwrap_or_default();
         rows.push(pages::Row {
             id: o.map(|o| o.id),
             state,
             member,
             last_check: o.and_then(|o| o.last_check),
-            restarts: o.map_or(0, |o| {
-                o.restarts
-                    .iter()
-                    .filter(|t| **t > now.minus(window))
-                    .count()
-            }),
+            restarts: crate::api::services::recent_restarts(d, o, now),
             created_at: o.and_then(|o| o.created_at),
             name,
         });
