@@ -170,9 +170,16 @@ impl Browser {
         .map_or(0, Vec::len)
     }
 
+    /// Clicks an element, found again if it went stale meanwhile (a
+    /// live part of the page is replaced when the cluster changes).
     fn click(&self, css: &str) {
-        let e = self.must(css);
-        self.cmd("POST", &format!("/element/{e}/click"), None);
+        let mut last = Value::Null;
+        let clicked = wait_until(T, || {
+            let e = self.must(css);
+            last = self.cmd("POST", &format!("/element/{e}/click"), None);
+            last.get("error").is_none()
+        });
+        assert!(clicked, "could not click {css}: {last}");
     }
 
     /// Replaces an input's text (typing it, so input events fire).

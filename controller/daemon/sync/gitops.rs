@@ -62,8 +62,27 @@ pub async fn sync_once<S: Store>(
             revision: None,
         })
     };
-    let loaded = match manifest::load_paths_cached(&[dir.to_path_buf()], Options::default(), cache)
-    {
+    // Read off the async runtime: the tree and its scripts may sit on a
+    // slow file system (a hung NFS mount would otherwise hold a worker).
+    let taken = std::mem::take(cache);
+    let root = dir.to_path_buf();
+    let (result, kept) = tokio::task::spawn_blocking(move || {
+        let mut taken = taken;
+        let r = manifest::load_paths_cached(&[root], Options::default(), &mut taken);
+        (r, taken)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (
+            Err(manifest::Errors::single(
+                dir.display().to_string(),
+                format!("reading the tree failed: {e}"),
+            )),
+            ParseCache::default(),
+        )
+    });
+    *cache = kept;
+    let loaded = match result {
         Ok(l) => l,
         Err(errors) => {
             let text = errors.to_string();
