@@ -323,3 +323,18 @@ impl ObservedState {
         m.lease_expired_at.get_or_insert(at);
     }
 }
+
+impl ObservedService {
+    /// `clusvc clear` (and `enable`): forgets the failure and the restarts;
+    /// a failed service that holds no member is stopped, a blocked one
+    /// is stopping again (its stop is retried).
+    pub fn clear_failure(&mut self) {
+        match self.state {
+            ServiceState::Failed if self.member.is_none() => self.state = ServiceState::Stopped,
+            ServiceState::Blocked => self.state = ServiceState::Stopping,
+            _ => {}
+        }
+        self.failure = None;
+        self.restarts.clear();
+    }
+}

@@ -153,16 +153,7 @@ impl<S: Store> Controller<S> {
             Request::Restart => o.restart_requested = true,
             Request::Freeze => o.frozen = true,
             Request::Unfreeze => o.frozen = false,
-            Request::Clear => {
-                match o.state {
-                    ServiceState::Failed if o.member.is_none() => o.state = ServiceState::Stopped,
-                    ServiceState::Failed => {}
-                    ServiceState::Blocked => o.state = ServiceState::Stopping,
-                    _ => {}
-                }
-                o.failure = None;
-                o.restarts.clear();
-            }
+            Request::Clear => o.clear_failure(),
         }
         self.record(name, Some(&o)).await?;
         self.emit(name, Level::Notice, format!("operator: {request}"));

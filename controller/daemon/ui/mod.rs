@@ -156,12 +156,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded_pairs(body)
-}
-
 /// `application/x-www-form-urlencoded` pairs.
-fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
     fn decode(s: &[u8]) -> String {
         let mut out = Vec::with_capacity(s.len());
         let mut i = 0;
@@ -717,19 +713,6 @@ struct OpQuery {
     to: String,
 }
 
-/// What `clear` does to a service's record (as the controller's operator
-/// request does).
-fn clear(o: &mut ObservedService) {
-    use clusvc_core::model::ServiceState;
-    match o.state {
-        ServiceState::Failed if o.member.is_none() => o.state = ServiceState::Stopped,
-        ServiceState::Blocked => o.state = ServiceState::Stopping,
-        _ => {}
-    }
-    o.failure = None;
-    o.restarts.clear();
-}
-
 /// What an operation would do to a service, planned on a copy.
 fn op_plan<S: Store>(ui: &Ui<S>, name: &str, op: &str, to: &str) -> Result<String, String> {
     let c = ui.app.cache.read();
@@ -749,11 +732,11 @@ fn op_plan<S: Store>(ui: &Ui<S>, name: &str, op: &str, to: &str) -> Result<Strin
         "restart" => o.restart_requested = true,
         "freeze" => o.frozen = true,
         "unfreeze" => o.frozen = false,
-        "clear" => clear(o),
+        "clear" => o.clear_failure(),
         "enable" | "disable" => {
             // Enabling also clears a failure (as the operation does).
             if op == "enable" {
-                clear(o);
+                o.clear_failure();
             }
             let mut svc = desired
                 .services()
@@ -1203,7 +1186,7 @@ mod tests {
 
     #[test]
     fn form_bodies_decode() {
-        let pairs = form_urlencoded_pairs(b"a=1&b=x+y%2Fz&c=%3Cscript%3E&d=%zz&e");
+        let pairs = parse_form(b"a=1&b=x+y%2Fz&c=%3Cscript%3E&d=%zz&e");
         assert_eq!(
             pairs,
             vec![
@@ -1214,8 +1197,8 @@ mod tests {
                 ("e".into(), String::new()),
             ]
         );
-        assert!(form_urlencoded_pairs(b"x=%").len() == 1);
-        assert_eq!(form_urlencoded_pairs(b"x=%+1")[0].1, "% 1");
+        assert!(parse_form(b"x=%").len() == 1);
+        assert_eq!(parse_form(b"x=%+1")[0].1, "% 1");
     }
 
     #[test]

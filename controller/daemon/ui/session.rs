@@ -193,12 +193,7 @@ impl Sessions {
 
 /// Equality whose time does not depend on where the inputs differ.
 pub(crate) fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
+    crate::api::access::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 #[cfg(test)]
