@@ -64,6 +64,29 @@ pub enum ServeError {
     },
 }
 
+/// How long a socket that accepts connections may take to stop accepting
+/// before it counts as another daemon's.
+const STALE_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a live process listens on the socket at `path`. A daemon killed
+/// while starting an action leaves a child that holds a copy of its
+/// descriptors until it executes (a few milliseconds while it joins its
+/// cgroup): the kernel still accepts connections for it. So a socket that
+/// accepts is asked again until [`STALE_WAIT`] has passed; one that stops
+/// accepting was stale, one that keeps accepting belongs to a live daemon.
+fn socket_answers(path: &Path) -> bool {
+    let deadline = std::time::Instant::now() + STALE_WAIT;
+    loop {
+        if std::os::unix::net::UnixStream::connect(path).is_err() {
+            return false;
+        }
+        if std::time::Instant::now() >= deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Creates the Unix socket at `path`: mode 0660 (0666 with
 /// `world_readable`, for `--allow-read-all`), group `group`. A stale socket
 /// left by a crash is replaced; a live one is refused. The socket is
@@ -87,7 +110,7 @@ pub fn bind_unix(
     }
     match std::fs::symlink_metadata(path) {
         Ok(md) if md.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            if socket_answers(path) {
                 return Err(ServeError::SocketInUse(path.to_path_buf()));
             }
             tracing::info!("removing the stale socket {}", path.display());
