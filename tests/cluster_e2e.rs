@@ -355,10 +355,47 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     let stopped = wait_until(T, || {
         !mark.exists() && log_has(&log, "self-fencing node2: stopped remote")
     });
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // The agent is restarted before any server heard of the fence (CI's
+    // chaos run: the record said running on node1 for good, and nothing
+    // ran). What it stopped is reported by the next agent, which starts
+    // it again through the controller.
     let _ = a.kill();
     let _ = a.wait();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     assert!(stopped, "{}", log_text());
+    let before = count();
+    let _a = Proc(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--member",
+                "node2",
+                "--lease-ttl",
+                "5s",
+                "--server",
+            ])
+            .arg(&d.url)
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--state-dir")
+            .arg(dir.path().join("agent-state"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(T, || mark.exists() && count() == before + 1),
+        "what the fence stopped was not started again\n{:?}\n{}",
+        d.service("remote"),
+        log_text()
+    );
+    assert!(d.wait_state("remote", "running", T));
+    let events = d.run(&["events", "remote"]).1;
+    assert!(
+        events.contains("stopped when the agent fenced itself"),
+        "{events}"
+    );
 }
 
 /// `kill -9` of the agent still fences the member: its watchdog, a process

@@ -212,15 +212,15 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     let state = Arc::new((Mutex::new(Lease::default()), Condvar::new()));
     let serving = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let checks = Arc::new(Checks::default());
-    // Stops what ran under a lease that is gone when a fresh one is given.
-    let fresh_fence = Fence {
+    let fence = || Fence {
         rt: rt.handle().clone(),
         exec: exec.clone(),
         running: running.clone(),
         file: running_file.clone(),
         budget: own(stop_budget(ttl)),
-        checks: Some(checks.clone()),
     };
+    // Stops what ran under a lease that is gone when a fresh one is given.
+    let fresh_fence = fence();
     let failsafe = match (&args.failsafe, &args.peer_listen, &args.peer_token_file) {
         (true, Some(listen), Some(token)) => {
             let token = std::fs::read_to_string(token)
@@ -249,14 +249,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     {
         let state = state.clone();
         let member = args.member.clone();
-        let fence = Fence {
-            rt: rt.handle().clone(),
-            exec: exec.clone(),
-            running: running.clone(),
-            file: running_file.clone(),
-            budget: own(stop_budget(ttl)),
-            checks: Some(checks.clone()),
-        };
+        let fence = fence();
         let failsafe = failsafe.clone().map(|f| FailsafePoll {
             peers: f,
             every,
@@ -274,14 +267,7 @@ pub fn run(args: Args) -> Result<u8, CliError> {
         std::fs::create_dir_all(&done_dir).map_err(|e| {
             CliError::bad_input(format!("error: cannot create {}: {e}", done_dir.display()))
         })?;
-        let fence = Fence {
-            rt: rt.handle().clone(),
-            exec: exec.clone(),
-            running: running.clone(),
-            file: running_file.clone(),
-            budget: own(stop_budget(ttl)),
-            checks: Some(checks.clone()),
-        };
+        let fence = fence();
         {
             let checks = checks.clone();
             let (rt, exec, running, state) = (
@@ -431,8 +417,9 @@ pub fn run(args: Args) -> Result<u8, CliError> {
     }
 }
 
-/// Services the watchdog process stopped, for the agent to report:
-/// `STATE/fenced.json`, a list of (name, ID).
+/// Services a fence (the agent's or its watchdog's) stopped, for the agent
+/// to report once it holds a lease again: `STATE/fenced.json`, a list of
+/// (name, ID), guarded by the lock of `running.json`.
 const FENCED_FILE: &str = "fenced.json";
 
 fn load_fenced(file: &Path) -> Vec<(String, u64)> {
@@ -440,6 +427,29 @@ fn load_fenced(file: &Path) -> Vec<(String, u64)> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
+}
+
+/// A failed check for a service a fence stopped.
+fn fenced_report(member: &str, service: &str, id: u64) -> clusvc_agent::remote::StatusReport {
+    clusvc_agent::remote::StatusReport {
+        member: member.to_string(),
+        service: service.to_string(),
+        service_id: id,
+        report: clusvc_agent::exec::RunReport {
+            steps: vec![clusvc_agent::exec::StepReport {
+                verb: Verb::Status,
+                resource: format!("agent of {member}"),
+                ok: false,
+                reason: Some(
+                    "stopped when the agent fenced itself (no lease renewal acknowledged)".into(),
+                ),
+                elapsed: Duration::ZERO,
+                rollback: false,
+                refused: false,
+            }],
+            failed: Some(0),
+        },
+    }
 }
 
 /// The agent's own status checks of the services it runs, each on its
@@ -455,8 +465,6 @@ struct Checks {
     acting: Mutex<HashSet<String>>,
     /// Failures reported, and when each service was last acted on.
     reported: Mutex<Reported>,
-    /// Services a fence stopped, reported as failed once active again.
-    fenced: Mutex<Vec<ServiceRef>>,
 }
 
 /// What the checks reported, and when items acted on the services.
@@ -600,49 +608,31 @@ impl Checks {
             if !state.0.lock().unwrap_or_else(|p| p.into_inner()).active {
                 continue;
             }
-            // What the watchdog process fenced (the agent may have been
-            // killed and restarted while the member's lease ran on).
-            let file = exec.host().state_dir.join(FENCED_FILE);
-            let by_watchdog = load_fenced(&file);
-            if !by_watchdog.is_empty() {
-                let _ = std::fs::remove_file(&file);
-                self.fenced
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(by_watchdog.into_iter().map(|(name, id)| ServiceRef {
-                        name,
-                        id,
-                        timeout: Duration::from_secs(1),
-                    }));
-            }
-            let fenced =
-                std::mem::take(&mut *self.fenced.lock().unwrap_or_else(|p| p.into_inner()));
-            for svc in fenced {
-                let status = clusvc_agent::remote::StatusReport {
-                    member: member.to_string(),
-                    service: svc.name.clone(),
-                    service_id: svc.id,
-                    report: clusvc_agent::exec::RunReport {
-                        steps: vec![clusvc_agent::exec::StepReport {
-                            verb: Verb::Status,
-                            resource: format!("agent of {member}"),
-                            ok: false,
-                            reason: Some(
-                                "stopped when the agent fenced itself (no lease renewal acknowledged)"
-                                    .into(),
-                            ),
-                            elapsed: Duration::ZERO,
-                            rollback: false,
-                            refused: false,
-                        }],
-                        failed: Some(0),
-                    },
-                };
-                if !self.send(clients, serving, &status) {
-                    self.fenced
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(svc);
+            // What a fence stopped (this agent's, one before a restart, or
+            // the watchdog's while the agent was down) is reported as a
+            // failed check. Each entry leaves the file only once a server
+            // took it: at least once, never lost to a restart.
+            let state_dir = &exec.host().state_dir;
+            let file = state_dir.join(FENCED_FILE);
+            let fenced = load_fenced(&file);
+            if !fenced.is_empty() {
+                let sent: Vec<(String, u64)> = fenced
+                    .into_iter()
+                    .filter(|(name, id)| {
+                        self.send(clients, serving, &fenced_report(member, name, *id))
+                    })
+                    .collect();
+                let _lock = lock_file(&state_dir.join("running.lock"));
+                let mut left = load_fenced(&file);
+                for done in &sent {
+                    if let Some(i) = left.iter().position(|e| e == done) {
+                        left.remove(i);
+                    }
+                }
+                if left.is_empty() {
+                    let _ = std::fs::remove_file(&file);
+                } else {
+                    write_synced(&file, &serde_json::to_vec(&left).unwrap_or_default());
                 }
             }
             let services: Vec<(ServiceRef, ServiceSpec)> = running
@@ -1073,10 +1063,6 @@ struct Fence {
     file: PathBuf,
     /// The stop's time budget: then what is left is killed.
     budget: Duration,
-    /// The agent's checks, told what the fence stopped (reported as failed
-    /// once the agent holds a lease again, so the controller recovers
-    /// them); none in the watchdog process.
-    checks: Option<Arc<Checks>>,
 }
 
 impl Fence {
@@ -1092,21 +1078,14 @@ impl Fence {
         if services.is_empty() {
             return;
         }
-        match &self.checks {
-            Some(c) => c
-                .fenced
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(services.values().map(|(svc, _)| svc.clone())),
-            // The watchdog process: the agent (restarted, perhaps while
-            // its lease still runs) reports them from this file.
-            None => {
-                let file = self.file.with_file_name(FENCED_FILE);
-                let mut all = load_fenced(&file);
-                all.extend(services.values().map(|(svc, _)| (svc.name.clone(), svc.id)));
-                write_synced(&file, &serde_json::to_vec(&all).unwrap_or_default());
-            }
-        }
+        // Reported as failed checks once the agent holds a lease again, so
+        // the controller recovers them. On disk, synced: the agent that
+        // fenced may be restarted (or be dead, when its watchdog fenced)
+        // before it can tell any server.
+        let file = self.file.with_file_name(FENCED_FILE);
+        let mut all = load_fenced(&file);
+        all.extend(services.values().map(|(svc, _)| (svc.name.clone(), svc.id)));
+        write_synced(&file, &serde_json::to_vec(&all).unwrap_or_default());
         // Every service at once, each in stop order, within the budget.
         let all = async {
             let mut stops = tokio::task::JoinSet::new();
@@ -1336,7 +1315,6 @@ pub fn watchdog_process(args: WatchdogArgs) -> Result<u8, CliError> {
         running: Arc::default(),
         file: dir.join("running.json"),
         budget: stop_budget(args.lease_ttl.get()),
-        checks: None,
     };
     let deadline_file = dir.join("deadline");
     let agent_lock_file = dir.join("agent.lock");
