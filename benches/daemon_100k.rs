@@ -66,6 +66,9 @@ fn metric(d: &common::Daemon, name: &str) -> f64 {
         .sum()
 }
 
+/// Status checks run (passed or failed).
+const CHECKS: &str = "clusvc_actions_total{action=\"status\"";
+
 fn running(d: &common::Daemon) -> u64 {
     metric(d, "clusvc_services{state=\"running\"}") as u64
 }
@@ -131,11 +134,13 @@ fn main() {
     let hz = 100.0;
     let (own0, kids0) = cpu_ticks(pid);
     let reconciles0 = metric(&d, "clusvc_reconciles_total");
+    let checks0 = metric(&d, CHECKS);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(sample));
     let secs = t0.elapsed().as_secs_f64();
     let (own1, kids1) = cpu_ticks(pid);
     let reconciles = metric(&d, "clusvc_reconciles_total") - reconciles0;
+    let checks = metric(&d, CHECKS) - checks0;
     println!(
         "steady state over {sample} s, checks every {interval}: RSS {:.0} MiB; daemon CPU {:.1}% of one core; its scripts {:.1}%; {:.0} reconciles ({:.2} per service per minute); {} running",
         proc_kb(pid, "VmRSS:") as f64 / 1024.0,
@@ -144,6 +149,17 @@ fn main() {
         reconciles,
         reconciles / n as f64 / secs * 60.0,
         running(&d),
+    );
+    // All of the daemon's CPU counted against the checks it ran: what one
+    // check costs it, and so what 100,000 services checked every 60 s
+    // (1,667 checks a second) cost, which a machine with fewer cores than
+    // the scripts need cannot run at once.
+    let per_check = (own1 - own0) as f64 / hz / checks;
+    println!(
+        "  {checks:.0} status checks ({:.0} a second): {:.0} us of daemon CPU each; at 1,667 checks a second (100,000 services every 60 s) {:.1}% of one core",
+        checks / secs,
+        per_check * 1e6,
+        per_check * 1_667.0 * 100.0,
     );
 
     // get services, paged.

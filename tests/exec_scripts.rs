@@ -395,13 +395,147 @@ async fn a_timed_out_action_leaves_nothing_behind_even_processes_that_called_set
     let pids = pids_in(&pids, 3);
     let survivors: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
     assert!(survivors.is_empty(), "survived the timeout: {survivors:?}");
-    let left: Vec<_> = std::fs::read_dir(cgroups.parent())
+    let left: Vec<_> = cgroup_dirs(cgroups.parent())
+        .into_iter()
+        .filter(|n| n.starts_with('a') || n.starts_with('c'))
+        .collect();
+    assert!(left.is_empty(), "action cgroups left: {left:?}");
+}
+
+/// The names of the cgroups under `dir`.
+fn cgroup_dirs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(left.is_empty(), "action cgroups left: {left:?}");
+    names.sort();
+    names
+}
+
+/// Status checks (1,667 a second at 100,000 services) leave no in-flight
+/// markers and run in one cgroup used again and again; a check that leaves
+/// a process behind keeps its cgroup, which no later check is given.
+#[tokio::test]
+async fn status_checks_use_one_cgroup_again_and_leave_no_markers() {
+    require_root!();
+    use clusvc_agent::resources::sys::cgroup::Cgroups;
+    let dir = tempfile::tempdir().unwrap();
+    let top = Cgroups::detect().expect("cgroup2 is writable as root");
+    let parent = top.parent().join(format!("reuse-{}", std::process::id()));
+    std::fs::create_dir(&parent).unwrap();
+    let cgroups = Arc::new(Cgroups::at(parent.clone()));
+    let mut host = Host::new("node1");
+    host.state_dir = dir.path().join("state");
+    host.ns.cgroups = Some(cgroups.clone());
+    let exec = Executor::new(Arc::new(host), Arc::new(Recorder::default()));
+    let (seen, leave, left) = (
+        dir.path().join("seen"),
+        dir.path().join("leave"),
+        dir.path().join("left"),
+    );
+    let p = write_script(
+        dir.path(),
+        "probe",
+        &format!(
+            r#"probe() {{
+    [ "$1" = status ] || return 0
+    grep "^0::" /proc/self/cgroup >> {seen}
+    if [ -e {leave} ]; then setsid sleep 1000 < /dev/null > /dev/null 2>&1 & echo $! > {left}; fi
+    return 0
+}}
+"#,
+            seen = seen.display(),
+            leave = leave.display(),
+            left = left.display()
+        ),
+        0o755,
+    );
+    let (s, spec) = (svc("probe", 1, Duration::from_secs(5)), script_app(&p));
+    for _ in 0..5 {
+        let r = exec.check(&s, &spec).await;
+        assert!(r.ok(), "{:?}", r.reason());
+    }
+    let cgs: Vec<String> = std::fs::read_to_string(&seen)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(cgs.len(), 5);
+    assert!(cgs.iter().all(|c| c == &cgs[0]), "{cgs:?}");
+    let dirs = cgroup_dirs(&parent);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(
+        cgs[0].ends_with(&format!("/{}", dirs[0])),
+        "{cgs:?} {dirs:?}"
+    );
+    let markers: Vec<_> = std::fs::read_dir(dir.path().join("state/inflight"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(markers.is_empty(), "in-flight markers: {markers:?}");
+    // A check leaves a process: its cgroup is not handed out again.
+    std::fs::write(&leave, "").unwrap();
+    assert!(exec.check(&s, &spec).await.ok());
+    std::fs::remove_file(&leave).unwrap();
+    let pid: i32 = pids_in(&left, 1)[0];
+    assert!(exec.check(&s, &spec).await.ok());
+    let last = std::fs::read_to_string(&seen).unwrap();
+    let last: Vec<&str> = last.lines().collect();
+    assert_ne!(last[5], last[6], "a populated cgroup was used again");
+    let leftover = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(
+        leftover.lines().find(|l| l.starts_with("0::")),
+        Some(last[5])
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(common::wait_until(Duration::from_secs(5), || !alive(pid)));
+    cgroups.remove_empty();
+    assert!(!parent.exists(), "{:?}", cgroup_dirs(&parent));
+}
+
+/// A daemon that starts kills what its dead predecessors' status checks
+/// left (nobody would read their result or end them at their deadline),
+/// and leaves what their starts left alone (a service's own daemons).
+#[tokio::test]
+async fn a_new_daemon_kills_the_processes_a_dead_daemons_check_left() {
+    require_root!();
+    use clusvc_agent::resources::sys::cgroup::Cgroups;
+    let top = Cgroups::detect().expect("cgroup2 is writable as root");
+    // A pid that no process has now.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let old = top.parent().parent().unwrap().join(dead.to_string());
+    let spawn_in = |name: &str| {
+        let cg = old.join(name);
+        std::fs::create_dir_all(&cg).unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        std::fs::write(cg.join("cgroup.procs"), child.id().to_string()).unwrap();
+        child
+    };
+    let mut check = spawn_in("c7");
+    let mut start = spawn_in("a8");
+    let _again = Cgroups::detect().unwrap();
+    let killed = common::wait_until(Duration::from_secs(5), || {
+        check.try_wait().unwrap().is_some()
+    });
+    let kept = start.try_wait().unwrap().is_none();
+    let _ = check.kill();
+    let _ = start.kill();
+    let _ = check.wait();
+    let _ = start.wait();
+    assert!(killed, "the dead daemon's check still runs");
+    assert!(kept, "the dead daemon's start's process was killed");
+    // Gone once empty (the next daemon removes what is left).
+    let _ = Cgroups::detect().unwrap();
+    assert!(!old.exists());
 }
 
 /// `$DB` lists each service an action ran for once: written whole the

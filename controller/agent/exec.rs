@@ -115,7 +115,7 @@ impl Executor {
         &self.host
     }
 
-    fn ctx<'a>(&'a self, svc: &'a ServiceRef, label: String) -> Ctx<'a> {
+    fn ctx<'a>(&'a self, svc: &'a ServiceRef, label: String, verb: Verb) -> Ctx<'a> {
         Ctx {
             host: &self.host,
             service: &svc.name,
@@ -125,6 +125,7 @@ impl Executor {
                 .checked_add(svc.timeout)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600)),
             timeout: svc.timeout,
+            verb,
             events: self.events.as_ref(),
         }
     }
@@ -132,7 +133,7 @@ impl Executor {
     /// Performs one action on one resource, reporting it.
     pub async fn act(&self, svc: &ServiceRef, r: ResourceRef<'_>, verb: Verb) -> StepReport {
         let started = Instant::now();
-        let ctx = self.ctx(svc, r.label());
+        let ctx = self.ctx(svc, r.label(), verb);
         let result = resources::act(&ctx, r, verb).await;
         let report = StepReport {
             verb,

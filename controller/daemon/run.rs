@@ -62,6 +62,8 @@ pub struct Config {
     pub agent_tokens: Option<PathBuf>,
     /// Services reconciled in parallel.
     pub concurrency: usize,
+    /// Local status checks run in parallel.
+    pub check_concurrency: usize,
     /// Lease time-to-live of the local agent.
     pub lease_ttl: clusvc_core::model::Duration,
     /// Full resync interval of the manifests directory.
@@ -572,6 +574,7 @@ async fn serve(config: Config) -> Result<(), Error> {
         metrics.clone(),
         Settings {
             concurrency: config.concurrency,
+            check_concurrency: config.check_concurrency,
             ..Settings::default()
         },
     );

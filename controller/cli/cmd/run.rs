@@ -61,6 +61,11 @@ pub struct ApiArgs {
     /// Services reconciled in parallel.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Status checks of this member's services run in parallel (apart from
+    /// reconciles; a check that hangs holds its place until its service's
+    /// timeout).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    check_concurrency: u16,
     /// Lease time-to-live (`run`: of the local agent; `server`: of its
     /// leadership).
     #[arg(long, default_value = "5s")]
@@ -119,6 +124,7 @@ impl ApiArgs {
             insecure_no_tls: self.insecure_no_tls,
             agent_tokens: self.agent_tokens,
             concurrency: self.concurrency,
+            check_concurrency: usize::from(self.check_concurrency),
             lease_ttl: self.lease_ttl,
             resync: self.resync,
             member_netns: None,

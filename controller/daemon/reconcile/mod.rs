@@ -90,6 +90,8 @@ pub type RemoteFactory = Box<dyn Fn(&str) -> Arc<dyn Agent> + Send + Sync>;
 pub struct Settings {
     /// Services reconciled in parallel.
     pub concurrency: usize,
+    /// Local status checks run in parallel (apart from reconciles).
+    pub check_concurrency: usize,
     /// Longest backoff after errors.
     pub max_backoff: Duration,
 }
@@ -98,6 +100,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             concurrency: 4,
+            check_concurrency: 32,
             max_backoff: Duration::from_secs(60),
         }
     }
@@ -119,6 +122,8 @@ pub struct Controller<S: Store> {
     fencer: Arc<dyn Fencer>,
     cache: cache::Shared,
     sched: Arc<Scheduler>,
+    /// When each local service's next status check is queued.
+    checks: Arc<Scheduler>,
     /// Event log (shared with the agents' executors).
     pub events: Arc<EventLog>,
     /// Counters and gauges for `/metrics`.
@@ -176,6 +181,7 @@ impl<S: Store> Controller<S> {
             fencer,
             cache: cache::Shared::default(),
             sched: Arc::new(Scheduler::default()),
+            checks: Arc::new(Scheduler::default()),
             events,
             metrics,
             settings,
@@ -361,6 +367,7 @@ impl<S: Store> Controller<S> {
         self.wake(Touched::All);
         let runner = Runner::new(self.sched.clone(), self.settings.concurrency);
         tokio::spawn(runner.run(self.clone()));
+        tokio::spawn(self.clone().run_checks());
         Ok(())
     }
 
@@ -535,7 +542,8 @@ impl<S: Store> Controller<S> {
         }
     }
 
-    /// One pass for one service: check if due, plan, execute, record.
+    /// One pass for one service: plan, execute, record (status checks run
+    /// apart: see `check`).
     pub async fn reconcile_service(&self, name: &str) -> Result<Action, Error> {
         let service_lock = self.lock_for(name);
         let _guard = service_lock.lock().await;
@@ -553,7 +561,6 @@ impl<S: Store> Controller<S> {
             }
             return Ok(Action::AwaitChange);
         }
-        self.check_if_due(name).await?;
         let (sp, service, prev) = {
             let c = self.cache.read();
             let sp = plan::plan_one_indexed(c.desired(), &c.observed, c.index(), now(), name);

@@ -45,15 +45,88 @@ pub async fn act(ctx: &Ctx<'_>, app: &Application, action: Verb) -> Result {
     };
     // Every script of a directory is checked before the first runs, so a
     // refusal means nothing was started.
-    if ctx.host.require_root_owned_scripts {
-        for (script, _) in &scripts {
-            scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
-        }
-    }
-    for (script, function) in scripts {
-        run_script(ctx, &script, function, action).await?;
+    let checked = scripts
+        .iter()
+        .map(|(script, function)| ctx.host.scripts.check(ctx.host, script, *function))
+        .collect::<Result<Vec<_>>>()?;
+    for (script, checked) in scripts.iter().map(|(s, _)| s).zip(checked) {
+        run_script(ctx, script, &checked, action).await?;
     }
     Ok(())
+}
+
+/// How long a script that passed its checks is run without checking again.
+const CHECKED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At most this many checked scripts are remembered.
+const CHECKED_MAX: usize = 4096;
+
+/// A script that passed its checks: the file bash sources, and its
+/// function.
+#[derive(Debug, Clone)]
+pub(crate) struct Checked {
+    at: std::time::Instant,
+    resolved: PathBuf,
+    function: String,
+}
+
+/// Scripts that passed their checks in the last [`CHECKED_FOR`]. At
+/// 100,000 services checked every 60 s the same few scripts are checked
+/// 1,667 times a second (a stat of every directory on both of its paths, a
+/// read of the file): a pass is used for a second instead. That leaves no
+/// gap for anyone but root: a script passes only when it and every
+/// directory above it are root's and writable by root alone, so only root
+/// can make it unsafe. A failure is never remembered.
+#[derive(Debug, Default)]
+pub(crate) struct ScriptCache(
+    std::sync::Mutex<std::collections::HashMap<(PathBuf, Option<String>), Checked>>,
+);
+
+impl ScriptCache {
+    /// `script` checked (root's alone, when the host requires it) and its
+    /// function resolved, or the pass of the last second.
+    fn check(
+        &self,
+        host: &crate::resources::host::Host,
+        script: &Path,
+        function: Option<&str>,
+    ) -> Result<Checked> {
+        let key = (script.to_path_buf(), function.map(str::to_string));
+        if let Some(c) = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|c| c.at.elapsed() < CHECKED_FOR)
+        {
+            return Ok(c.clone());
+        }
+        if host.require_root_owned_scripts {
+            scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
+        }
+        let function =
+            scripts::resolve(script, function).map_err(|e| Error::Failed(e.to_string()))?;
+        // bash sources the file the check resolved, not the link again:
+        // every directory on both paths is root's, so what was checked is
+        // what runs.
+        let resolved = if host.require_root_owned_scripts {
+            std::fs::canonicalize(script)
+                .map_err(|e| Error::Refused(format!("cannot resolve {}: {e}", script.display())))?
+        } else {
+            script.to_path_buf()
+        };
+        let checked = Checked {
+            at: std::time::Instant::now(),
+            resolved,
+            function,
+        };
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CHECKED_MAX {
+            cache.clear();
+        }
+        cache.insert(key, checked.clone());
+        Ok(checked)
+    }
 }
 
 /// Keeps the `$DB` file (`ID NAME` lines) listing every service this
@@ -98,19 +171,10 @@ fn service_db(ctx: &Ctx<'_>) -> Result<PathBuf> {
     Ok(path)
 }
 
-async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action: Verb) -> Result {
-    if ctx.host.require_root_owned_scripts {
-        scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
-    }
-    let function = scripts::resolve(script, function).map_err(|e| Error::Failed(e.to_string()))?;
-    // bash sources the file the check resolved, not the link again: every
-    // directory on both paths is root's, so what was checked is what runs.
-    let resolved = if ctx.host.require_root_owned_scripts {
-        std::fs::canonicalize(script)
-            .map_err(|e| Error::Refused(format!("cannot resolve {}: {e}", script.display())))?
-    } else {
-        script.to_path_buf()
-    };
+async fn run_script(ctx: &Ctx<'_>, script: &Path, checked: &Checked, action: Verb) -> Result {
+    let Checked {
+        resolved, function, ..
+    } = checked;
     let db = service_db(ctx)?;
     let cmd = Command::new([
         "bash",
@@ -120,8 +184,8 @@ async fn run_script(ctx: &Ctx<'_>, script: &Path, function: Option<&str>, action
         HELPER,
         "clusvc-action",
     ])
-    .arg(&resolved)
-    .arg(&function)
+    .arg(resolved)
+    .arg(function)
     .arg(action.as_str())
     .arg(ctx.service_id.to_string())
     .env("CLUSVC_SERVICE", ctx.service)

@@ -50,6 +50,8 @@ pub struct Host {
     /// services are appended to it).
     pub(crate) db_written: std::sync::atomic::AtomicBool,
     pub(crate) file_lock: tokio::sync::Mutex<()>,
+    /// Scripts that passed their checks lately.
+    pub(crate) scripts: crate::resources::application::ScriptCache,
 }
 
 impl Host {
@@ -75,6 +77,7 @@ impl Host {
             services: Mutex::new(BTreeMap::new()),
             db_written: std::sync::atomic::AtomicBool::new(false),
             file_lock: tokio::sync::Mutex::new(()),
+            scripts: Default::default(),
         }
     }
 

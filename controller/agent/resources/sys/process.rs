@@ -167,7 +167,10 @@ fn open_ns(path: &Path) -> Result<OwnedFd, Error> {
 }
 
 /// Runs `cmd` with a deadline of `timeout`, killing its process group at
-/// the deadline (SIGTERM, then SIGKILL after `grace`).
+/// the deadline (SIGTERM, then SIGKILL after `grace`). Untracked: for
+/// status checks and other commands whose result only this process wants
+/// (a successor does not wait for it but kills what it left; see
+/// [`cgroup`]).
 pub async fn run(
     cmd: &Command,
     ns: &Namespaces,
@@ -219,7 +222,12 @@ pub async fn run_tracked(
     });
     let pending = Marker(pending);
     let cgroups = ns.cgroups.clone();
-    let cg: Option<ActionCgroup<'_>> = match cgroups.as_deref().map(Cgroups::create) {
+    let make = if track.is_some() {
+        Cgroups::create
+    } else {
+        Cgroups::create_check
+    };
+    let cg: Option<ActionCgroup<'_>> = match cgroups.as_deref().map(make) {
         Some(Ok(cg)) => Some(cg),
         Some(Err(e)) => {
             tracing::warn!(

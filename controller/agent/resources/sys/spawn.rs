@@ -8,8 +8,8 @@
 //! `execve`, while the calling thread waits. Between the two it makes only
 //! system calls: default signal handling, joining the action's cgroup,
 //! entering the member's namespaces, a process group of its own, the
-//! standard streams, `execve`. A step that fails is reported through a
-//! close-on-exec pipe with its errno.
+//! standard streams, `execve`. A step that fails is reported with its errno
+//! in the memory the two share until then (as glibc's `posix_spawn` does).
 //!
 //! The child is waited for through a pidfd (readable once it exits) and
 //! reaped with `waitpid` on its pid only, so no other child is touched.
@@ -17,7 +17,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -68,7 +68,9 @@ struct ChildArgs {
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
-    report: RawFd,
+    /// Where a step that failed writes (step, errno): the parent's memory,
+    /// which the child shares until it executes.
+    failure: *mut [i32; 2],
     cgroup: RawFd,
     net: RawFd,
     mnt: RawFd,
@@ -77,12 +79,11 @@ struct ChildArgs {
 /// Reports `step` and the current errno, and exits.
 ///
 /// # Safety
-/// Only in the child, before `execve`.
-unsafe fn fail(report: RawFd, step: i32) -> ! {
-    // SAFETY: async-signal-safe calls on our own stack.
+/// Only in the child, before `execve`, with `failure` the parent's.
+unsafe fn fail(failure: *mut [i32; 2], step: i32) -> ! {
+    // SAFETY: the parent waits (CLONE_VFORK) and reads it once we exit.
     unsafe {
-        let words = [step, *libc::__errno_location()];
-        libc::write(report, words.as_ptr().cast(), std::mem::size_of_val(&words));
+        std::ptr::write_volatile(failure, [step, *libc::__errno_location()]);
         libc::_exit(127)
     }
 }
@@ -112,23 +113,23 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         if a.cgroup >= 0 && libc::write(a.cgroup, b"0".as_ptr().cast(), 1) != 1 {
-            fail(a.report, 1);
+            fail(a.failure, 1);
         }
         if a.net >= 0 && libc::setns(a.net, libc::CLONE_NEWNET) != 0 {
-            fail(a.report, 2);
+            fail(a.failure, 2);
         }
         if a.mnt >= 0 && libc::setns(a.mnt, libc::CLONE_NEWNS) != 0 {
-            fail(a.report, 3);
+            fail(a.failure, 3);
         }
         if libc::setpgid(0, 0) != 0 {
-            fail(a.report, 4);
+            fail(a.failure, 4);
         }
         if libc::dup2(a.stdin, 0) < 0 || libc::dup2(a.stdout, 1) < 0 || libc::dup2(a.stderr, 2) < 0
         {
-            fail(a.report, 5);
+            fail(a.failure, 5);
         }
         libc::execve(a.path, a.argv, a.envp);
-        fail(a.report, 6)
+        fail(a.failure, 6)
     }
 }
 
@@ -158,12 +159,11 @@ fn high(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// Makes our end of a pipe non-blocking (a pipe from `pipe2` has no other
+/// status flag to keep).
 fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -196,6 +196,71 @@ fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
     Err(io::Error::new(io::ErrorKind::NotFound, "not found on PATH"))
 }
 
+/// The daemon's own environment, read once (it does not change while the
+/// daemon runs): `NAME=VALUE` strings, and the names.
+fn base_env() -> &'static [(OsString, CString)] {
+    static BASE: std::sync::OnceLock<Vec<(OsString, CString)>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                Some((k, CString::new(kv).ok()?))
+            })
+            .collect()
+    })
+}
+
+/// Programs found along a PATH, by (name, PATH): at one status check per
+/// service a minute, `bash` was looked for in every PATH directory
+/// thousands of times a second. An entry whose program is gone is dropped
+/// when its `execve` fails.
+type Found = std::collections::HashMap<(OsString, Option<OsString>), PathBuf>;
+
+static FOUND: std::sync::Mutex<Option<Found>> = std::sync::Mutex::new(None);
+
+/// [`resolve`], remembered.
+fn resolved(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(program));
+    }
+    let key = (program.to_os_string(), path.map(OsStr::to_os_string));
+    if let Some(p) = FOUND
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|f| f.get(&key))
+    {
+        return Ok(p.clone());
+    }
+    let found = resolve(program, path)?;
+    let mut f = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    let f = f.get_or_insert_with(Found::new);
+    if f.len() >= 256 {
+        f.clear();
+    }
+    f.insert(key, found.clone());
+    Ok(found)
+}
+
+/// Forgets where `program` was found (its `execve` failed).
+fn forget(program: &OsStr) {
+    if let Some(f) = FOUND.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        f.retain(|(name, _), _| name != program);
+    }
+}
+
+/// `/dev/null`, open once, for the standard input of commands given none.
+fn dev_null() -> io::Result<RawFd> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd = high(std::fs::File::open("/dev/null")?.into())?;
+    Ok(NULL.get_or_init(|| fd).as_raw_fd())
+}
+
 /// Starts `argv` with the daemon's environment plus `env`, stdin a pipe
 /// (`with_stdin`) or `/dev/null`, stdout and stderr pipes, after `setup`.
 pub fn spawn(
@@ -207,53 +272,68 @@ pub fn spawn(
     let (program, _) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let mut vars: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
-    for (k, v) in env {
-        vars.insert(k.clone(), v.clone());
-    }
-    let path = cstring(
-        resolve(
-            program,
-            vars.get(OsStr::new("PATH")).map(OsString::as_os_str),
-        )?
-        .as_os_str()
-        .as_bytes(),
-    )?;
+    // The daemon's environment, each name given in `env` replaced.
+    let given: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv)
+        })
+        .collect::<Result<_, _>>()?;
+    let base = base_env();
+    let path_var = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str())
+        .or_else(|| {
+            base.iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, kv)| OsStr::from_bytes(&kv.as_bytes()["PATH=".len()..]))
+        });
+    let path = cstring(resolved(program, path_var)?.as_os_str().as_bytes())?;
     let args: Vec<CString> = argv
         .iter()
         .map(|a| cstring(a.as_bytes()))
         .collect::<Result<_, _>>()?;
-    let envs: Vec<CString> = vars
-        .into_iter()
-        .map(|(k, v)| {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend(v.into_vec());
-            cstring(&kv)
-        })
-        .collect::<Result<_, _>>()?;
+    let mut env_ptrs: Vec<*const libc::c_char> = Vec::with_capacity(base.len() + given.len() + 1);
+    env_ptrs.extend(
+        base.iter()
+            .filter(|(k, _)| !env.iter().any(|(g, _)| g == k))
+            .map(|(_, kv)| kv.as_ptr()),
+    );
+    // A name given twice: the last one.
+    for (i, kv) in given.iter().enumerate() {
+        if !env[i + 1..].iter().any(|(g, _)| *g == env[i].0) {
+            env_ptrs.push(kv.as_ptr());
+        }
+    }
+    env_ptrs.push(std::ptr::null());
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     arg_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
 
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let (report_r, report_w) = pipe()?;
     let (in_r, in_w) = if with_stdin {
         let (r, w) = pipe()?;
-        (r, Some(w))
+        (Some(r), Some(w))
     } else {
-        (high(std::fs::File::open("/dev/null")?.into())?, None)
+        (None, None)
     };
+    let mut failure = [0i32; 2];
     let args = ChildArgs {
         path: path.as_ptr(),
         argv: arg_ptrs.as_ptr(),
         envp: env_ptrs.as_ptr(),
-        stdin: in_r.as_raw_fd(),
+        stdin: match &in_r {
+            Some(r) => r.as_raw_fd(),
+            None => dev_null()?,
+        },
         stdout: out_w.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
-        report: report_w.as_raw_fd(),
+        failure: &mut failure,
         cgroup: setup.cgroup_procs.unwrap_or(-1),
         net: setup.net.unwrap_or(-1),
         mnt: setup.mnt.unwrap_or(-1),
@@ -289,28 +369,19 @@ pub fn spawn(
         pid
     };
     drop(stack);
-    drop((out_w, err_w, report_w, in_r));
-    let mut words = [0i32; 2];
-    let n = loop {
-        // SAFETY: read into our buffer; the write end is closed on our
-        // side, and on the child's by exec (close-on-exec) or exit.
-        let n = unsafe {
-            libc::read(
-                report_r.as_raw_fd(),
-                words.as_mut_ptr().cast(),
-                std::mem::size_of_val(&words),
-            )
-        };
-        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break n;
-        }
-    };
-    if n == std::mem::size_of_val(&words) as isize {
+    drop((out_w, err_w, in_r));
+    // SAFETY: the child wrote it, if at all, before it exited; CLONE_VFORK
+    // kept this thread waiting until then.
+    let [step, errno] = unsafe { std::ptr::read_volatile(&failure) };
+    if step != 0 {
         let mut status = 0;
         // SAFETY: reaps our child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        let e = io::Error::from_raw_os_error(words[1]);
-        let step = STEPS.get(words[0] as usize).copied().unwrap_or("");
+        if step == 6 {
+            forget(program);
+        }
+        let e = io::Error::from_raw_os_error(errno);
+        let step = STEPS.get(step as usize).copied().unwrap_or("");
         return Err(io::Error::new(e.kind(), format!("{step}: {e}")));
     }
     // SAFETY: pidfd_open returns a new descriptor for our child.
@@ -326,10 +397,12 @@ pub fn spawn(
     };
     nonblocking(&out_r)?;
     nonblocking(&err_r)?;
+    // Unchecked: these are the pipes made above, non-blocking now (the
+    // checked constructors ask the kernel again, twice per pipe).
     let stdin = match in_w {
         Some(w) => {
             nonblocking(&w)?;
-            Some(tokio::net::unix::pipe::Sender::from_owned_fd(w)?)
+            Some(tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(w)?)
         }
         None => None,
     };
@@ -338,8 +411,12 @@ pub fn spawn(
         pidfd,
         status: None,
         stdin,
-        stdout: Some(tokio::net::unix::pipe::Receiver::from_owned_fd(out_r)?),
-        stderr: Some(tokio::net::unix::pipe::Receiver::from_owned_fd(err_r)?),
+        stdout: Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
+            out_r,
+        )?),
+        stderr: Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
+            err_r,
+        )?),
     })
 }
 
