@@ -64,11 +64,39 @@ impl<S: Store> Controller<S> {
         self.checks.schedule(name, due);
     }
 
+    /// Starts the status checks' thread: a runtime of its own, on one
+    /// thread, runs the checks (their processes, their output, their
+    /// exits), so they neither wake the API's and reconciles' workers nor
+    /// wait on them (the workers handing each check's events to one
+    /// another cost 20 context switches a check).
+    pub(super) fn start_checks(self: &Arc<Self>) {
+        let main = tokio::runtime::Handle::current();
+        let this = self.clone();
+        let started = std::thread::Builder::new()
+            .name("clusvc-checks".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(this.run_checks()),
+                    Err(e) => {
+                        tracing::warn!("status checks run with the controller: {e}");
+                        main.spawn(this.run_checks());
+                    }
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!("status checks run with the controller: {e}");
+            tokio::spawn(self.clone().run_checks());
+        }
+    }
+
     /// Runs local status checks as they fall due, at most
     /// `check_concurrency` at once, each under its service's lock (never
     /// during an action on it). A failed check wakes the service's
     /// reconcile; a passing one queues the next.
-    pub(super) async fn run_checks(self: Arc<Self>) {
+    async fn run_checks(self: Arc<Self>) {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.settings.check_concurrency.max(1),
         ));

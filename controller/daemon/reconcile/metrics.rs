@@ -7,6 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters and gauges of one server.
+/// An action and its result (`success` or `failure`).
+type ActionKey = (&'static str, &'static str);
+
 #[derive(Default)]
 pub struct Metrics {
     /// Plans computed.
@@ -18,18 +21,15 @@ pub struct Metrics {
     /// Lease renewals by the local agent.
     pub lease_renewals: AtomicU64,
     /// (action, result) -> (count, total seconds).
-    actions: Mutex<BTreeMap<(String, String), (u64, f64)>>,
+    actions: Mutex<BTreeMap<ActionKey, (u64, f64)>>,
 }
 
 impl Metrics {
     /// Records one resource action.
-    pub fn action(&self, action: &str, ok: bool, seconds: f64) {
+    pub fn action(&self, action: &'static str, ok: bool, seconds: f64) {
         let mut a = self.actions.lock().unwrap_or_else(|p| p.into_inner());
         let e = a
-            .entry((
-                action.to_string(),
-                if ok { "success" } else { "failure" }.to_string(),
-            ))
+            .entry((action, if ok { "success" } else { "failure" }))
             .or_default();
         e.0 += 1;
         e.1 += seconds;

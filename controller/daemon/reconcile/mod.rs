@@ -367,7 +367,7 @@ impl<S: Store> Controller<S> {
         self.wake(Touched::All);
         let runner = Runner::new(self.sched.clone(), self.settings.concurrency);
         tokio::spawn(runner.run(self.clone()));
-        tokio::spawn(self.clone().run_checks());
+        self.start_checks();
         Ok(())
     }
 

@@ -66,6 +66,8 @@ const CHECKED_MAX: usize = 4096;
 #[derive(Debug, Clone)]
 pub(crate) struct Checked {
     at: std::time::Instant,
+    /// The function the manifest named, if any.
+    asked: Option<String>,
     resolved: PathBuf,
     function: String,
 }
@@ -78,9 +80,7 @@ pub(crate) struct Checked {
 /// directory above it are root's and writable by root alone, so only root
 /// can make it unsafe. A failure is never remembered.
 #[derive(Debug, Default)]
-pub(crate) struct ScriptCache(
-    std::sync::Mutex<std::collections::HashMap<(PathBuf, Option<String>), Checked>>,
-);
+pub(crate) struct ScriptCache(std::sync::Mutex<std::collections::HashMap<PathBuf, Checked>>);
 
 impl ScriptCache {
     /// `script` checked (root's alone, when the host requires it) and its
@@ -91,19 +91,19 @@ impl ScriptCache {
         script: &Path,
         function: Option<&str>,
     ) -> Result<Checked> {
-        let key = (script.to_path_buf(), function.map(str::to_string));
         if let Some(c) = self
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .filter(|c| c.at.elapsed() < CHECKED_FOR)
+            .get(script)
+            .filter(|c| c.at.elapsed() < CHECKED_FOR && c.asked.as_deref() == function)
         {
             return Ok(c.clone());
         }
         if host.require_root_owned_scripts {
             scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
         }
+        let function_asked = function;
         let function =
             scripts::resolve(script, function).map_err(|e| Error::Failed(e.to_string()))?;
         // bash sources the file the check resolved, not the link again:
@@ -117,6 +117,7 @@ impl ScriptCache {
         };
         let checked = Checked {
             at: std::time::Instant::now(),
+            asked: function_asked.map(str::to_string),
             resolved,
             function,
         };
@@ -124,7 +125,7 @@ impl ScriptCache {
         if cache.len() >= CHECKED_MAX {
             cache.clear();
         }
-        cache.insert(key, checked.clone());
+        cache.insert(script.to_path_buf(), checked.clone());
         Ok(checked)
     }
 }

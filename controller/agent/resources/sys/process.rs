@@ -17,17 +17,20 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 
 use super::cgroup::{self, ActionCgroup, Cgroups};
 use super::spawn;
-use tokio::sync::oneshot;
 
 /// Most bytes kept of each output stream.
 pub const MAX_OUTPUT: usize = 64 * 1024;
 
 /// How long output is drained after the command exits.
 const DRAIN: Duration = Duration::from_millis(50);
+
+/// How long a command runs before its exit is watched for apart from its
+/// output's end.
+const EXIT_WATCH: Duration = Duration::from_millis(20);
 
 /// Errors running a command.
 #[derive(Debug, thiserror::Error)]
@@ -276,49 +279,52 @@ pub async fn run_tracked(
             let _ = stdin.write_all(&input).await;
         });
     }
-    let (out_tx, out_rx) = oneshot::channel();
-    let (err_tx, err_rx) = oneshot::channel();
-    let (stop_tx, _) = tokio::sync::watch::channel(false);
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(capture(out, out_tx, stop_tx.subscribe()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(capture(err, err_tx, stop_tx.subscribe()));
-    }
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => status.ok(),
-        Err(_) => {
-            kill_action(pgid, cg.as_ref(), grace).await;
-            let _ = child.wait().await;
-            let _ = stop_tx.send(true);
-            return Err(Error::Timeout(timeout));
-        }
-    };
-    tokio::time::sleep(Duration::ZERO).await;
-    let drain_deadline = tokio::time::sleep(DRAIN);
-    tokio::pin!(drain_deadline);
-    let mut stdout = None;
-    let mut stderr = None;
-    let mut out_rx = out_rx;
-    let mut err_rx = err_rx;
-    while stdout.is_none() || stderr.is_none() {
+    // Output is read here while the command runs (no task per stream:
+    // two spawns per status check were a tenth of the daemon's cost).
+    let mut out = Stream::new(child.stdout.take());
+    let mut err = Stream::new(child.stderr.take());
+    let limit = tokio::time::sleep(timeout);
+    let drain = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    // Its exit is watched for (a pidfd) only when its output has not ended
+    // by then, or ended while it runs on: most checks have exited by the
+    // end of their output, and one `waitpid` reaps them.
+    let watch = tokio::time::sleep(EXIT_WATCH);
+    tokio::pin!(limit, drain, watch);
+    let mut status = None;
+    let mut watching = false;
+    loop {
         tokio::select! {
-            r = &mut out_rx, if stdout.is_none() => stdout = Some(r.unwrap_or_default()),
-            r = &mut err_rx, if stderr.is_none() => stderr = Some(r.unwrap_or_default()),
-            _ = &mut drain_deadline => break,
+            s = child.wait(), if status.is_none() && watching => {
+                status = Some(s.ok());
+                // What is still open belongs to processes the action left
+                // running: read for a moment, then take what came.
+                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN);
+            }
+            () = &mut watch, if !watching => watching = true,
+            () = out.read(), if out.open() => {}
+            () = err.read(), if err.open() => {}
+            () = &mut limit, if status.is_none() => {
+                kill_action(pgid, cg.as_ref(), grace).await;
+                let _ = child.wait().await;
+                out.discard();
+                err.discard();
+                return Err(Error::Timeout(timeout));
+            }
+            () = &mut drain, if status.is_some() => break,
+        }
+        if status.is_none() && !watching && !out.open() && !err.open() {
+            match child.try_wait() {
+                Ok(Some(s)) => status = Some(Some(s)),
+                Ok(None) => watching = true,
+                Err(_) => status = Some(None),
+            }
+        }
+        if status.is_some() && !out.open() && !err.open() {
+            break;
         }
     }
-    // Whatever is still open belongs to processes the action left running:
-    // take what was read so far; the readers keep discarding until EOF.
-    let _ = stop_tx.send(true);
-    let stdout = match stdout {
-        Some(s) => s,
-        None => out_rx.await.unwrap_or_default(),
-    };
-    let stderr = match stderr {
-        Some(s) => s,
-        None => err_rx.await.unwrap_or_default(),
-    };
+    let status = status.flatten();
+    let (stdout, stderr) = (out.discard(), err.discard());
     use std::os::unix::process::ExitStatusExt;
     Ok(Output {
         code: status.and_then(|s| s.code()),
@@ -450,38 +456,52 @@ pub async fn await_orphans_of(host: &super::host::Host) {
     await_orphans(&host.state_dir.join("inflight")).await;
 }
 
-/// Reads a stream, keeping the first [`MAX_OUTPUT`] bytes. Sends them at EOF,
-/// or when told to stop; then keeps reading (and discarding) until EOF.
-async fn capture(
-    mut r: impl AsyncRead + Unpin,
-    tx: oneshot::Sender<Vec<u8>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut kept = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    let mut tx = Some(tx);
-    loop {
-        tokio::select! {
-            n = r.read(&mut buf) => match n {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.is_some() {
-                        let room = MAX_OUTPUT.saturating_sub(kept.len());
-                        kept.extend_from_slice(&buf[..n.min(room)]);
-                    }
-                }
-            },
-            changed = stop.changed(), if tx.is_some() => {
-                if (changed.is_err() || *stop.borrow())
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(std::mem::take(&mut kept));
-                }
+/// One output stream of a command: read while it runs, keeping the first
+/// [`MAX_OUTPUT`] bytes.
+struct Stream {
+    pipe: Option<tokio::net::unix::pipe::Receiver>,
+    kept: Vec<u8>,
+}
+
+impl Stream {
+    fn new(pipe: Option<tokio::net::unix::pipe::Receiver>) -> Self {
+        Self {
+            pipe,
+            kept: Vec::new(),
+        }
+    }
+
+    /// Whether it may still bring something.
+    fn open(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Reads what is there (cancel-safe: nothing read is lost when the
+    /// future is dropped before it completes); closed at end of file.
+    async fn read(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return std::future::pending().await;
+        };
+        let mut buf = [0u8; 8192];
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => self.pipe = None,
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(self.kept.len());
+                self.kept.extend_from_slice(&buf[..n.min(room)]);
             }
         }
     }
-    if let Some(tx) = tx.take() {
-        let _ = tx.send(kept);
+
+    /// What was kept; a pipe still open (held by processes the action left
+    /// running) is read and discarded until its end in a task of its own.
+    fn discard(&mut self) -> Vec<u8> {
+        if let Some(mut pipe) = self.pipe.take() {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while matches!(pipe.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+        std::mem::take(&mut self.kept)
     }
 }
 

@@ -40,7 +40,12 @@ pub struct Setup {
 #[derive(Debug)]
 pub struct Child {
     pid: libc::pid_t,
+    /// Opened when first waited for (most status checks have exited by
+    /// the time their output ends, and are reaped without one: four system
+    /// calls fewer each). Safe however late: the pid is ours until reaped.
     pidfd: Option<AsyncFd<OwnedFd>>,
+    /// Whether the pidfd was asked for (a kernel before 5.3 has none).
+    watched: bool,
     status: Option<ExitStatus>,
     /// Its standard input, when asked for.
     pub stdin: Option<tokio::net::unix::pipe::Sender>,
@@ -384,17 +389,6 @@ pub fn spawn(
         let step = STEPS.get(step as usize).copied().unwrap_or("");
         return Err(io::Error::new(e.kind(), format!("{step}: {e}")));
     }
-    // SAFETY: pidfd_open returns a new descriptor for our child.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let pidfd = if pidfd < 0 {
-        None
-    } else {
-        // SAFETY: as above.
-        let fd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-        // SAFETY: the descriptor is ours and stays open as long as the
-        // AsyncFd that owns it.
-        Some(unsafe { AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))?)
-    };
     nonblocking(&out_r)?;
     nonblocking(&err_r)?;
     // Unchecked: these are the pipes made above, non-blocking now (the
@@ -408,7 +402,8 @@ pub fn spawn(
     };
     Ok(Child {
         pid,
-        pidfd,
+        pidfd: None,
+        watched: false,
         status: None,
         stdin,
         stdout: Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
@@ -426,6 +421,32 @@ impl Child {
         self.pid as u32
     }
 
+    /// Opens and registers its pidfd, once.
+    fn watch(&mut self) -> io::Result<()> {
+        if self.watched {
+            return Ok(());
+        }
+        self.watched = true;
+        // SAFETY: pidfd_open returns a new descriptor for our child, which
+        // is not reaped yet (so its pid is still its own).
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        if fd >= 0 {
+            // SAFETY: as above.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+            // SAFETY: the descriptor is ours and stays open as long as the
+            // AsyncFd that owns it.
+            self.pidfd = Some(
+                unsafe { AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Reaps it if it has exited, without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.try_reap()
+    }
+
     fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
         if self.status.is_none() {
             self.status = reap(self.pid)?;
@@ -435,11 +456,15 @@ impl Child {
 
     /// Waits for it to exit and reaps it (cancel-safe).
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.try_reap()? {
+            return Ok(s);
+        }
+        self.watch()?;
         loop {
-            if let Some(s) = self.try_reap()? {
-                return Ok(s);
-            }
             match &self.pidfd {
+                // Reaped once its pidfd says it exited (not asked on every
+                // call: a caller that polls this among other futures would
+                // make a system call each time).
                 Some(fd) => {
                     let mut ready = fd.readable().await?;
                     match reap(self.pid)? {
@@ -451,7 +476,12 @@ impl Child {
                     }
                 }
                 // No pidfd (a kernel before 5.3): poll.
-                None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                None => {
+                    if let Some(s) = self.try_reap()? {
+                        return Ok(s);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
         }
     }
