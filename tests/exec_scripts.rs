@@ -262,6 +262,82 @@ async fn scripts_writable_by_others_are_refused_as_root() {
     assert!(report.reason().unwrap().contains("directory"), "{report:?}");
 }
 
+/// Gives `path` a POSIX access ACL letting `uid` read and write it (the
+/// xattr as `setfacl -m u:UID:rw` writes it).
+fn acl_user_rw(path: &Path, uid: u32) {
+    let mut blob = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 7u16, u32::MAX), // owner rwx
+        (0x02, 6, uid),            // the user: rw-
+        (0x04, 5, u32::MAX),       // group r-x
+        (0x10, 7, u32::MAX),       // mask rwx
+        (0x20, 5, u32::MAX),       // other r-x
+    ] {
+        blob.extend(tag.to_le_bytes());
+        blob.extend(perm.to_le_bytes());
+        blob.extend(id.to_le_bytes());
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer we own.
+    let r = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            blob.as_ptr().cast(),
+            blob.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+/// The ownership rule holds on every run, though a script that passed is
+/// not read and resolved again for a second (status checks run it
+/// thousands of times a second): a script handed to others right after a
+/// passing run is refused at its next run; and write access through an
+/// ACL counts (the group bits are then its mask, and root's group is no
+/// excuse).
+#[tokio::test]
+async fn a_script_made_writable_by_others_is_refused_at_its_next_run() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let (exec, _) = executor(dir.path());
+    let p = write_script(dir.path(), "handed", "handed() { return 0; }\n", 0o755);
+    let (s, spec) = (svc("handed", 1, Duration::from_secs(10)), script_app(&p));
+    assert!(exec.check(&s, &spec).await.ok());
+    // Given to group 1000 and made group-writable: refused at once.
+    std::os::unix::fs::chown(&p, None, Some(1000)).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let r = exec.check(&s, &spec).await;
+    assert!(
+        r.reason()
+            .is_some_and(|r| r.contains("writable by its group")),
+        "{r:?}"
+    );
+    // Root's again: runs.
+    std::os::unix::fs::chown(&p, None, Some(0)).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(exec.check(&s, &spec).await.ok());
+    // An ACL lets user 65534 write it (group root, so the group bits alone
+    // would pass).
+    acl_user_rw(&p, 65534);
+    let r = exec.check(&s, &spec).await;
+    assert!(
+        r.reason()
+            .is_some_and(|r| r.contains("writable by the users and groups its ACL names")),
+        "{r:?}"
+    );
+    // A directory above it handed over, the file untouched: refused too.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let q = write_script(&sub, "deeper", "deeper() { return 0; }\n", 0o755);
+    let (s, spec) = (svc("deeper", 2, Duration::from_secs(10)), script_app(&q));
+    assert!(exec.check(&s, &spec).await.ok());
+    std::os::unix::fs::chown(&sub, Some(1000), None).unwrap();
+    let r = exec.check(&s, &spec).await;
+    assert!(r.reason().is_some_and(|r| r.contains("directory")), "{r:?}");
+}
+
 #[tokio::test]
 async fn ocf_agents_run_with_their_environment_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();

@@ -580,6 +580,7 @@ async fn serve(config: Config) -> Result<(), Error> {
     );
     controller.start().await?;
     let shutdown = Arc::new(tokio::sync::Notify::new());
+    let checks = controller.clone();
     let app = Arc::new(App {
         store: store.clone(),
         shutdown: shutdown.clone(),
@@ -596,6 +597,9 @@ async fn serve(config: Config) -> Result<(), Error> {
         &format!("clusvc run: member {member}"),
     )
     .await?;
+    // The checks under way end before their cgroups are removed (one cut
+    // off would be recorded as failed).
+    checks.stop_checks().await;
     if let Some(c) = &cgroups {
         c.remove_empty();
     }

@@ -246,19 +246,46 @@ fn check_component(
     }
     let group_w = mode & 0o020 != 0 && md.gid() != 0;
     let world_w = mode & 0o002 != 0;
+    // With an access ACL the group bits are its mask: users and groups it
+    // names may write when the mask lets them (root's group or not).
+    let acl_w = mode & 0o020 != 0 && has_access_acl(p);
     let sticky = mode & 0o1000 != 0;
     // A sticky directory is protected: others cannot replace root's entries.
     let protected_dir = sticky && !is_script;
-    if (group_w || world_w) && !protected_dir {
+    if (group_w || world_w || acl_w) && !protected_dir {
         return Err(ScriptError::Writable {
             script: script.to_path_buf(),
             what,
             path: p.to_path_buf(),
-            by: if world_w { "everyone" } else { "its group" },
+            by: if world_w {
+                "everyone"
+            } else if group_w {
+                "its group"
+            } else {
+                "the users and groups its ACL names"
+            },
             mode: mode & 0o7777,
         });
     }
     Ok(())
+}
+
+/// Whether `p` has a POSIX access ACL.
+fn has_access_acl(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid NUL-terminated strings; a size query writes nothing.
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    n >= 0
 }
 
 /// Running as root, the same ownership rule the agent applies before it
@@ -287,19 +314,24 @@ fn is_permission_denied(path: &Path) -> bool {
 /// Why a script may not run as root: it, or a directory above it, can be
 /// written by someone other than root.
 pub fn check_root_owned(script: &Path) -> Result<(), ScriptError> {
+    root_owned_components(script).map(|_| ())
+}
+
+/// [`check_root_owned`], returning what it checked: the directories of the
+/// path as given, then the file the path leads to and its directories
+/// (each with whether it is the script), for [`recheck_root_owned`].
+pub fn root_owned_components(script: &Path) -> Result<Vec<(PathBuf, bool)>, ScriptError> {
     // The directories of the path as given hold the links that lead to the
     // script: whoever may write them may swap a link between this check
     // and the run, so they are held to the same rule.
+    let mut components = Vec::new();
     let mut dir = script.parent();
     while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-        let md = std::fs::metadata(d).map_err(|source| ScriptError::Stat {
-            what: "stat",
-            path: d.to_path_buf(),
-            source,
-        })?;
-        check_component(script, d, "directory", &md, false)?;
+        components.push((d.to_path_buf(), false));
         dir = d.parent();
     }
+    recheck_root_owned(script, &components)?;
+    let given = components.len();
     let canonical = std::fs::canonicalize(script).map_err(|source| ScriptError::Stat {
         what: "resolve",
         path: script.to_path_buf(),
@@ -308,15 +340,33 @@ pub fn check_root_owned(script: &Path) -> Result<(), ScriptError> {
     let mut path = Some(canonical.as_path());
     let mut first = true;
     while let Some(p) = path {
-        let md = std::fs::metadata(p).map_err(|source| ScriptError::Stat {
-            what: "stat",
-            path: p.to_path_buf(),
-            source,
-        })?;
-        let what = if first { "script" } else { "directory" };
-        check_component(script, p, what, &md, first)?;
+        // (Without links the two paths share their directories: each is
+        // checked once.)
+        if first || !components[..given].iter().any(|(d, _)| d == p) {
+            components.push((p.to_path_buf(), first));
+        }
         first = false;
         path = p.parent();
+    }
+    recheck_root_owned(script, &components[given..])?;
+    Ok(components)
+}
+
+/// Checks again, by their metadata, the components
+/// [`root_owned_components`] found (without resolving the path again: the
+/// links on it are in directories only root may write).
+pub fn recheck_root_owned(
+    script: &Path,
+    components: &[(PathBuf, bool)],
+) -> Result<(), ScriptError> {
+    for (p, is_script) in components {
+        let md = std::fs::metadata(p).map_err(|source| ScriptError::Stat {
+            what: "stat",
+            path: p.clone(),
+            source,
+        })?;
+        let what = if *is_script { "script" } else { "directory" };
+        check_component(script, p, what, &md, *is_script)?;
     }
     Ok(())
 }

@@ -76,7 +76,8 @@ pub struct Ctx<'a> {
     /// The service timeout (for messages).
     pub timeout: Duration,
     /// What is done: a status check runs untracked (nothing it does needs
-    /// waiting for after a crash), in a cgroup used again.
+    /// waiting for after a crash; a successor kills what it left), in a
+    /// cgroup used again.
     pub verb: Verb,
     /// Where events go.
     pub events: &'a dyn Events,
@@ -138,7 +139,10 @@ impl Ctx<'_> {
         // Starts and stops leave a marker a successor waits on (see
         // `process::await_orphans`): 4 file operations, a fifth of the
         // daemon's CPU when spent on every check too.
-        let track = (self.verb != Verb::Status).then(|| self.host.state_dir.join("inflight"));
+        // A check is tracked only where it has no cgroup: there the
+        // successor's wait is what ends one that hangs.
+        let untracked = self.verb == Verb::Status && self.host.ns.cgroups.is_some();
+        let track = (!untracked).then(|| self.host.state_dir.join("inflight"));
         let out = process::run_tracked(
             cmd,
             &self.host.ns,

@@ -616,10 +616,19 @@ impl Checks {
             let file = state_dir.join(FENCED_FILE);
             let fenced = load_fenced(&file);
             if !fenced.is_empty() {
+                // One started here again since the fence is not reported:
+                // the controller knew it had stopped (it started it).
+                let again: HashSet<String> = running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect();
                 let sent: Vec<(String, u64)> = fenced
                     .into_iter()
                     .filter(|(name, id)| {
-                        self.send(clients, serving, &fenced_report(member, name, *id))
+                        again.contains(name)
+                            || self.send(clients, serving, &fenced_report(member, name, *id))
                     })
                     .collect();
                 let _lock = lock_file(&state_dir.join("running.lock"));
@@ -1084,7 +1093,12 @@ impl Fence {
         // before it can tell any server.
         let file = self.file.with_file_name(FENCED_FILE);
         let mut all = load_fenced(&file);
-        all.extend(services.values().map(|(svc, _)| (svc.name.clone(), svc.id)));
+        for (svc, _) in services.values() {
+            let entry = (svc.name.clone(), svc.id);
+            if !all.contains(&entry) {
+                all.push(entry);
+            }
+        }
         write_synced(&file, &serde_json::to_vec(&all).unwrap_or_default());
         // Every service at once, each in stop order, within the budget.
         let all = async {
@@ -1254,7 +1268,13 @@ fn write_synced(path: &std::path::Path, bytes: &[u8]) {
             f.write_all(bytes)?;
             f.sync_all()
         })
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|()| std::fs::rename(&tmp, path))
+        // The rename itself survives a power loss once its directory is
+        // synced.
+        .and_then(|()| match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+            _ => Ok(()),
+        });
     if let Err(e) = written {
         tracing::error!("cannot record {}: {e}", path.display());
     }

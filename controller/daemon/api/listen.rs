@@ -83,7 +83,7 @@ fn socket_answers(path: &Path) -> bool {
         if std::time::Instant::now() >= deadline {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -164,9 +164,19 @@ pub async fn bind_tcp(
             "--insecure-no-tls: the API on {addr} is plain HTTP; the token and every object cross the network readable"
         );
     }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })
+    // A port in use may be held by a child a killed daemon was starting
+    // (until it executes, as the Unix socket): asked again for a moment.
+    let deadline = std::time::Instant::now() + STALE_WAIT;
+    loop {
+        match TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r.map_err(|source| ServeError::Bind { addr, source }),
+        }
+    }
 }
 
 /// Reads a PEM certificate chain and private key into a server

@@ -16,8 +16,9 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use clusvc_core::model::event::Level;
-use clusvc_core::model::{Failure, Phase, ResourceStatus, ServiceState};
-use clusvc_store::Store;
+use clusvc_core::model::{Failure, Phase, ResourceStatus, ServiceSpec, ServiceState};
+use clusvc_store::{Store, keys};
+use std::sync::atomic::Ordering;
 
 use clusvc_agent::remote::StatusReport;
 use clusvc_core::model::ObservedService;
@@ -28,6 +29,9 @@ use crate::runtime::Action;
 /// How early a status check may run.
 const CHECK_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// How long a stopping daemon waits for the status checks under way.
+const CHECKS_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl<S: Store> Controller<S> {
     /// Next wake-up when nothing is to be done: none (the service's next
     /// status check is queued, when it runs on a local member; a remote
@@ -37,30 +41,32 @@ impl<S: Store> Controller<S> {
         Action::AwaitChange
     }
 
-    /// Queues the service's next status check when it runs, checked, on a
-    /// member whose agent runs in this process.
+    /// What to check of a service, when it is checked here: it runs,
+    /// enabled and not frozen, on a member whose agent runs in this
+    /// process, with a check interval. (One rule for queueing and for
+    /// running a check: a service queued but not checked would be handed
+    /// back again and again.)
+    fn check_target(
+        &self,
+        c: &super::cache::Cache,
+        name: &str,
+    ) -> Option<(String, u64, Option<ServiceSpec>, std::time::Duration)> {
+        let (o, s) = (c.observed.services.get(name)?, c.services().get(name)?);
+        let interval = s.spec.check_interval.get();
+        let member = o.member.clone().filter(|m| self.checks_here(m))?;
+        (o.state == ServiceState::Running && !o.frozen && s.spec.enabled && !interval.is_zero())
+            .then(|| (member, o.id, o.started_with.clone(), interval))
+    }
+
+    /// Queues the service's next status check when it is checked here.
     pub(super) fn queue_check(&self, name: &str) {
-        let due = {
-            let c = self.cache.read();
-            let Some(o) = c.observed.services.get(name) else {
-                return;
-            };
-            let local = o.member.as_ref().is_some_and(|m| self.checks_here(m));
-            let interval = c
-                .services()
-                .get(name)
-                .map(|s| s.spec.check_interval.get())
-                .unwrap_or_default();
-            let checked =
-                local && o.state == ServiceState::Running && !interval.is_zero() && !o.frozen;
-            if !checked {
-                return;
-            }
-            lock(&self.next_check)
-                .get(name)
-                .copied()
-                .unwrap_or_else(Instant::now)
-        };
+        if self.check_target(&self.cache.read(), name).is_none() {
+            return;
+        }
+        let due = lock(&self.next_check)
+            .get(name)
+            .copied()
+            .unwrap_or_else(Instant::now);
         self.checks.schedule(name, due);
     }
 
@@ -70,6 +76,17 @@ impl<S: Store> Controller<S> {
     /// wait on them (the workers handing each check's events to one
     /// another cost 20 context switches a check).
     pub(super) fn start_checks(self: &Arc<Self>) {
+        let local = self
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|a| !a.is_remote());
+        if !local {
+            // A cluster server: its members' agents check their services.
+            return;
+        }
+        self.checks_started.store(true, Ordering::SeqCst);
         let main = tokio::runtime::Handle::current();
         let this = self.clone();
         let started = std::thread::Builder::new()
@@ -101,14 +118,24 @@ impl<S: Store> Controller<S> {
             self.settings.check_concurrency.max(1),
         ));
         loop {
-            let name = self.checks.next().await;
+            let name = tokio::select! {
+                name = self.checks.next() => name,
+                () = self.checks_stop.notified() => break,
+            };
             let permit = permits.clone().acquire_owned().await.expect("never closed");
             let this = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let service_lock = this.lock_for(&name);
+                // A service being acted on is checked after the action
+                // (asked again in a second), not waited for here: a check
+                // waiting out a long start would hold a place all along.
+                let Ok(guard) = this.lock_for(&name).try_lock_owned() else {
+                    this.checks
+                        .schedule(&name, Instant::now() + std::time::Duration::from_secs(1));
+                    return;
+                };
                 let checked = std::panic::AssertUnwindSafe(async {
-                    let _guard = service_lock.lock().await;
+                    let _guard = guard;
                     this.check_if_due(&name).await
                 })
                 .catch_unwind()
@@ -127,38 +154,32 @@ impl<S: Store> Controller<S> {
                 }
             });
         }
+        // Stopped (the daemon ends): the checks under way finish first, so
+        // none is cut off (and recorded failed) by the shutdown.
+        let all = u32::try_from(self.settings.check_concurrency.max(1)).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(CHECKS_DRAIN, permits.acquire_many(all)).await;
+        self.checks_done.notify_one();
+    }
+
+    /// Stops starting status checks and waits (up to [`CHECKS_DRAIN`])
+    /// for those under way.
+    pub async fn stop_checks(&self) {
+        if !self.checks_started.load(Ordering::SeqCst) {
+            return;
+        }
+        let done = self.checks_done.notified();
+        self.checks_stop.notify_one();
+        let _ = tokio::time::timeout(CHECKS_DRAIN + CHECKS_DRAIN, done).await;
     }
 
     /// Runs the service's status check when it runs here and the interval
     /// passed; whether a failure was recorded.
     pub(super) async fn check_if_due(&self, name: &str) -> Result<bool, Error> {
-        let target = {
-            let c = self.cache.read();
-            let (Some(o), Some(s)) = (c.observed.services.get(name), c.services().get(name)) else {
-                return Ok(false);
-            };
-            let interval = s.spec.check_interval.get();
-            let member = o.member.clone().filter(|m| self.checks_here(m));
-            match member {
-                Some(m)
-                    if o.state == ServiceState::Running
-                        && !o.frozen
-                        && s.spec.enabled
-                        && !interval.is_zero() =>
-                {
-                    Some((
-                        m,
-                        o.id,
-                        o.started_with.clone().unwrap_or_default(),
-                        interval,
-                    ))
-                }
-                _ => None,
-            }
-        };
+        let target = self.check_target(&self.cache.read(), name);
         let Some((member, id, spec, interval)) = target else {
             return Ok(false);
         };
+        let spec = spec.unwrap_or_default();
         {
             let mut nc = lock(&self.next_check);
             let due = nc
@@ -207,9 +228,17 @@ impl<S: Store> Controller<S> {
     /// A failed check an agent recorded under `/clusvc/status/MEMBER/SERVICE`:
     /// acted on, then removed (only that report: a newer one stays for its
     /// own turn), so it is acted on once and the keys do not pile up.
+    ///
+    /// A report older than the service's record is dropped: the record was
+    /// rewritten after the agent wrote it (a restart, a start after a fence,
+    /// a relocation), so it is about an instance that no longer runs, and a
+    /// service ID alone cannot tell the two apart (a fence's report that
+    /// reached a server after the service was started again would restart a
+    /// healthy service).
     pub(super) async fn take_status(&self, member: &str, kv: &clusvc_store::KeyValue) {
         if let Ok(status) = serde_json::from_slice::<StatusReport>(&kv.value) {
-            self.remote_check_failed(member, status).await;
+            self.remote_check_failed(member, status, kv.mod_revision)
+                .await;
         }
         self.remove_as_read(kv).await;
     }
@@ -218,10 +247,25 @@ impl<S: Store> Controller<S> {
     /// it (recorded under `/clusvc/status/MEMBER/SERVICE`): acted on when
     /// it is about the service as it runs now (that member, that ID,
     /// running, not frozen).
-    pub(super) async fn remote_check_failed(&self, member: &str, status: StatusReport) {
+    pub(super) async fn remote_check_failed(
+        &self,
+        member: &str,
+        status: StatusReport,
+        reported_at: clusvc_store::Revision,
+    ) {
         let name = status.service.clone();
         let service_lock = self.lock_for(&name);
         let _guard = service_lock.lock().await;
+        let recorded = self
+            .cache
+            .read()
+            .revision_of(&format!("{}{name}", keys::OBSERVED_SERVICES));
+        if recorded > reported_at {
+            tracing::info!(
+                "the failed check of {name} that {member} reported at revision {reported_at} is older than its record (revision {recorded}): dropped"
+            );
+            return;
+        }
         let o = self.cache.read().observed.services.get(&name).cloned();
         let Some(o) = o.filter(|o| {
             o.member.as_deref() == Some(member)

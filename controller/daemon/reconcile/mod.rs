@@ -124,6 +124,10 @@ pub struct Controller<S: Store> {
     sched: Arc<Scheduler>,
     /// When each local service's next status check is queued.
     checks: Arc<Scheduler>,
+    /// Whether the status checks' loop runs; told to stop; stopped.
+    checks_started: std::sync::atomic::AtomicBool,
+    checks_stop: tokio::sync::Notify,
+    checks_done: tokio::sync::Notify,
     /// Event log (shared with the agents' executors).
     pub events: Arc<EventLog>,
     /// Counters and gauges for `/metrics`.
@@ -182,6 +186,9 @@ impl<S: Store> Controller<S> {
             cache: cache::Shared::default(),
             sched: Arc::new(Scheduler::default()),
             checks: Arc::new(Scheduler::default()),
+            checks_started: std::sync::atomic::AtomicBool::new(false),
+            checks_stop: tokio::sync::Notify::new(),
+            checks_done: tokio::sync::Notify::new(),
             events,
             metrics,
             settings,

@@ -45,17 +45,18 @@ pub async fn act(ctx: &Ctx<'_>, app: &Application, action: Verb) -> Result {
     };
     // Every script of a directory is checked before the first runs, so a
     // refusal means nothing was started.
-    let checked = scripts
-        .iter()
-        .map(|(script, function)| ctx.host.scripts.check(ctx.host, script, *function))
-        .collect::<Result<Vec<_>>>()?;
+    let mut checked = Vec::with_capacity(scripts.len());
+    for (script, function) in &scripts {
+        checked.push(ctx.host.scripts.check(ctx.host, script, *function).await?);
+    }
     for (script, checked) in scripts.iter().map(|(s, _)| s).zip(checked) {
         run_script(ctx, script, &checked, action).await?;
     }
     Ok(())
 }
 
-/// How long a script that passed its checks is run without checking again.
+/// How long a script that passed its checks is run without reading and
+/// resolving it again.
 const CHECKED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// At most this many checked scripts are remembered.
@@ -63,64 +64,67 @@ const CHECKED_MAX: usize = 4096;
 
 /// A script that passed its checks: the file bash sources, and its
 /// function.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Checked {
     at: std::time::Instant,
     /// The function the manifest named, if any.
     asked: Option<String>,
+    /// What the ownership rule covered (none when the host does not
+    /// require root's scripts).
+    components: Vec<(PathBuf, bool)>,
     resolved: PathBuf,
     function: String,
 }
 
 /// Scripts that passed their checks in the last [`CHECKED_FOR`]. At
 /// 100,000 services checked every 60 s the same few scripts are checked
-/// 1,667 times a second (a stat of every directory on both of its paths, a
-/// read of the file): a pass is used for a second instead. That leaves no
-/// gap for anyone but root: a script passes only when it and every
-/// directory above it are root's and writable by root alone, so only root
-/// can make it unsafe. A failure is never remembered.
+/// 1,667 times a second. A pass is used again for a second without
+/// resolving the path or reading the file again (the links on the path
+/// are in directories only root may write, and bash reads the file
+/// anyway), but the ownership rule is checked again on every run, by the
+/// metadata of each directory and of the file: a script handed to a user
+/// is refused at its next run, as before. A failure is never remembered.
 #[derive(Debug, Default)]
-pub(crate) struct ScriptCache(std::sync::Mutex<std::collections::HashMap<PathBuf, Checked>>);
+pub(crate) struct ScriptCache(
+    std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<Checked>>>,
+);
 
 impl ScriptCache {
     /// `script` checked (root's alone, when the host requires it) and its
-    /// function resolved, or the pass of the last second.
-    fn check(
+    /// function resolved. What is not remembered is read off the runtime
+    /// (a script on a file system that hangs must not stop every check).
+    async fn check(
         &self,
         host: &crate::resources::host::Host,
         script: &Path,
         function: Option<&str>,
-    ) -> Result<Checked> {
-        if let Some(c) = self
+    ) -> Result<std::sync::Arc<Checked>> {
+        let hit = self
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(script)
             .filter(|c| c.at.elapsed() < CHECKED_FOR && c.asked.as_deref() == function)
-        {
-            return Ok(c.clone());
+            .cloned();
+        if let Some(c) = hit {
+            if let Err(e) = scripts::recheck_root_owned(script, &c.components) {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(script);
+                return Err(Error::Refused(e.to_string()));
+            }
+            return Ok(c);
         }
-        if host.require_root_owned_scripts {
-            scripts::check_root_owned(script).map_err(|e| Error::Refused(e.to_string()))?;
-        }
-        let function_asked = function;
-        let function =
-            scripts::resolve(script, function).map_err(|e| Error::Failed(e.to_string()))?;
-        // bash sources the file the check resolved, not the link again:
-        // every directory on both paths is root's, so what was checked is
-        // what runs.
-        let resolved = if host.require_root_owned_scripts {
-            std::fs::canonicalize(script)
-                .map_err(|e| Error::Refused(format!("cannot resolve {}: {e}", script.display())))?
-        } else {
-            script.to_path_buf()
-        };
-        let checked = Checked {
-            at: std::time::Instant::now(),
-            asked: function_asked.map(str::to_string),
-            resolved,
-            function,
-        };
+        let (path, asked, root) = (
+            script.to_path_buf(),
+            function.map(str::to_string),
+            host.require_root_owned_scripts,
+        );
+        let checked = tokio::task::spawn_blocking(move || check_now(&path, asked, root))
+            .await
+            .map_err(|e| Error::Failed(format!("checking {}: {e}", script.display())))??;
+        let checked = std::sync::Arc::new(checked);
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CHECKED_MAX {
             cache.clear();
@@ -128,6 +132,33 @@ impl ScriptCache {
         cache.insert(script.to_path_buf(), checked.clone());
         Ok(checked)
     }
+}
+
+/// Checks `script` now: its ownership (when `root` is required), its
+/// function, and the file it leads to.
+fn check_now(script: &Path, asked: Option<String>, root: bool) -> Result<Checked> {
+    let components = if root {
+        scripts::root_owned_components(script).map_err(|e| Error::Refused(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    let function =
+        scripts::resolve(script, asked.as_deref()).map_err(|e| Error::Failed(e.to_string()))?;
+    // bash sources the file the check resolved, not the link again: every
+    // directory on both paths is root's, so what was checked is what runs.
+    let resolved = if root {
+        std::fs::canonicalize(script)
+            .map_err(|e| Error::Refused(format!("cannot resolve {}: {e}", script.display())))?
+    } else {
+        script.to_path_buf()
+    };
+    Ok(Checked {
+        at: std::time::Instant::now(),
+        asked,
+        components,
+        resolved,
+        function,
+    })
 }
 
 /// Keeps the `$DB` file (`ID NAME` lines) listing every service this

@@ -104,6 +104,15 @@ impl Cgroups {
             .ok_or(Error::NoOwnCgroup)?;
         let base = mount.join(own).join("clusvc-actions");
         let parent = base.join(std::process::id().to_string());
+        // There before this process first looked: a dead daemon's that had
+        // this pid (a container's pid 1 always has).
+        static FIRST: std::sync::Once = std::sync::Once::new();
+        let mut first = false;
+        FIRST.call_once(|| first = true);
+        if first && parent.exists() {
+            kill_checks(&parent);
+            remove_tree(&parent);
+        }
         std::fs::create_dir_all(&parent).map_err(|source| Error::Create {
             path: parent.clone(),
             source,
@@ -245,6 +254,11 @@ fn kill_checks(dir: &Path) {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+        }
+        // Gone in a moment (then the cgroup can be removed).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while populated(&e.path()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -482,7 +482,7 @@ impl Stream {
         let Some(pipe) = self.pipe.as_mut() else {
             return std::future::pending().await;
         };
-        let mut buf = [0u8; 8192];
+        let mut buf = [0u8; 4096];
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => self.pipe = None,
             Ok(n) => {

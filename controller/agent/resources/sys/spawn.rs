@@ -274,6 +274,41 @@ pub fn spawn(
     with_stdin: bool,
     setup: Setup,
 ) -> io::Result<Child> {
+    match spawn_once(argv, env, with_stdin, setup) {
+        // Where the program was found may be stale (it moved): looked for
+        // again, once.
+        Err(Failed { exec: true, .. })
+            if argv.first().is_some_and(|p| !p.as_bytes().contains(&b'/')) =>
+        {
+            forget(&argv[0]);
+            spawn_once(argv, env, with_stdin, setup).map_err(|f| f.error)
+        }
+        r => r.map_err(|f| f.error),
+    }
+}
+
+/// The step of [`STEPS`] that is `execve`.
+const EXEC_STEP: i32 = 6;
+
+/// Why [`spawn_once`] failed, and whether it was `execve`.
+struct Failed {
+    error: io::Error,
+    exec: bool,
+}
+
+impl From<io::Error> for Failed {
+    fn from(error: io::Error) -> Self {
+        Self { error, exec: false }
+    }
+}
+
+/// [`spawn`], once.
+fn spawn_once(
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+    with_stdin: bool,
+    setup: Setup,
+) -> Result<Child, Failed> {
     let (program, _) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -369,7 +404,7 @@ pub fn spawn(
         let e = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 {
-            return Err(e);
+            return Err(e.into());
         }
         pid
     };
@@ -382,37 +417,49 @@ pub fn spawn(
         let mut status = 0;
         // SAFETY: reaps our child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        if step == 6 {
-            forget(program);
-        }
         let e = io::Error::from_raw_os_error(errno);
-        let step = STEPS.get(step as usize).copied().unwrap_or("");
-        return Err(io::Error::new(e.kind(), format!("{step}: {e}")));
+        let what = STEPS.get(step as usize).copied().unwrap_or("");
+        let e = io::Error::new(e.kind(), format!("{what}: {e}"));
+        return Err(Failed {
+            error: e,
+            exec: step == EXEC_STEP,
+        });
     }
-    nonblocking(&out_r)?;
-    nonblocking(&err_r)?;
-    // Unchecked: these are the pipes made above, non-blocking now (the
-    // checked constructors ask the kernel again, twice per pipe).
-    let stdin = match in_w {
-        Some(w) => {
-            nonblocking(&w)?;
-            Some(tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(w)?)
-        }
-        None => None,
-    };
-    Ok(Child {
+    let mut child = Child {
         pid,
         pidfd: None,
         watched: false,
         status: None,
-        stdin,
-        stdout: Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
+        stdin: None,
+        stdout: None,
+        stderr: None,
+    };
+    // Unchecked: these are the pipes made above, non-blocking now (the
+    // checked constructors ask the kernel again, twice per pipe).
+    let streams = (|| -> io::Result<()> {
+        nonblocking(&out_r)?;
+        nonblocking(&err_r)?;
+        if let Some(w) = in_w {
+            nonblocking(&w)?;
+            child.stdin = Some(tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(w)?);
+        }
+        child.stdout = Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
             out_r,
-        )?),
-        stderr: Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
+        )?);
+        child.stderr = Some(tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
             err_r,
-        )?),
-    })
+        )?);
+        Ok(())
+    })();
+    if let Err(e) = streams {
+        // Not left running unwatched: killed, and reaped by the drop.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        return Err(e.into());
+    }
+    Ok(child)
 }
 
 impl Child {
@@ -456,10 +503,15 @@ impl Child {
 
     /// Waits for it to exit and reaps it (cancel-safe).
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        if let Some(s) = self.try_reap()? {
+        if let Some(s) = self.status {
             return Ok(s);
         }
-        self.watch()?;
+        if !self.watched {
+            if let Some(s) = self.try_reap()? {
+                return Ok(s);
+            }
+            self.watch()?;
+        }
         loop {
             match &self.pidfd {
                 // Reaped once its pidfd says it exited (not asked on every
