@@ -296,26 +296,30 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
             .count()
     };
     let before = count();
-    let mut a = Proc(
-        Command::new(BIN)
-            .args([
-                "agent",
-                "--member",
-                "node2",
-                "--lease-ttl",
-                "5s",
-                "--server",
-            ])
-            .arg(&d.url)
-            .arg("--token-file")
-            .arg(&token)
-            .arg("--state-dir")
-            .arg(dir.path().join("agent-state"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    // node2's agent again, on the same state, its log appended.
+    let restart = || {
+        Proc(
+            Command::new(BIN)
+                .args([
+                    "agent",
+                    "--member",
+                    "node2",
+                    "--lease-ttl",
+                    "5s",
+                    "--server",
+                ])
+                .arg(&d.url)
+                .arg("--token-file")
+                .arg(&token)
+                .arg("--state-dir")
+                .arg(dir.path().join("agent-state"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut a = restart();
     assert!(wait_until(T, || log_text()
         .matches("holding lease")
         .count()
@@ -364,26 +368,7 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     assert!(stopped, "{}", log_text());
     let before = count();
-    let _a = Proc(
-        Command::new(BIN)
-            .args([
-                "agent",
-                "--member",
-                "node2",
-                "--lease-ttl",
-                "5s",
-                "--server",
-            ])
-            .arg(&d.url)
-            .arg("--token-file")
-            .arg(&token)
-            .arg("--state-dir")
-            .arg(dir.path().join("agent-state"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _a = restart();
     assert!(
         wait_until(T, || mark.exists() && count() == before + 1),
         "what the fence stopped was not started again\n{:?}\n{}",

@@ -242,22 +242,13 @@ fn kill_checks(dir: &Path) {
             "killing what a status check of a dead daemon left in {}",
             e.path().display()
         );
-        let killed = std::fs::OpenOptions::new()
-            .write(true)
-            .open(e.path().join("cgroup.kill"))
-            .and_then(|mut f| f.write_all(b"1"))
-            .is_ok();
-        if !killed {
-            for pid in pids(&e.path()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        let killed = kill_all(&e.path());
         // Gone in a moment (then the cgroup can be removed).
         let deadline = Instant::now() + Duration::from_secs(1);
         while populated(&e.path()) && Instant::now() < deadline {
+            if !killed {
+                sigkill_each(&e.path());
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -370,21 +361,32 @@ impl Drop for ActionCgroup<'_> {
 /// [`ActionCgroup::kill`] by path (for an action a crashed daemon left).
 pub async fn kill_path(cgroup: &Path, limit: Duration) {
     let deadline = Instant::now() + limit;
-    let killed = std::fs::OpenOptions::new()
+    let killed = kill_all(cgroup);
+    while populated(cgroup) && Instant::now() < deadline {
+        if !killed {
+            sigkill_each(cgroup);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `cgroup.kill` (kernel 5.14 and later): whether it was written.
+fn kill_all(cgroup: &Path) -> bool {
+    std::fs::OpenOptions::new()
         .write(true)
         .open(cgroup.join("cgroup.kill"))
         .and_then(|mut f| f.write_all(b"1"))
-        .is_ok();
-    while populated(cgroup) && Instant::now() < deadline {
-        if !killed {
-            for pid in pids(cgroup) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        .is_ok()
+}
+
+/// SIGKILL to each process in the cgroup now (before `cgroup.kill`; a
+/// fork may add one meanwhile, so callers ask again until it is empty).
+fn sigkill_each(cgroup: &Path) {
+    for pid in pids(cgroup) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
