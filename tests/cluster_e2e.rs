@@ -232,26 +232,36 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
     let dir = tempfile::tempdir().unwrap();
     let (d, token) = server(dir.path());
     let log = dir.path().join("agent.log");
-    let mut a = Proc(
-        Command::new(BIN)
-            .args([
-                "agent",
-                "--member",
-                "node2",
-                "--lease-ttl",
-                "5s",
-                "--server",
-            ])
-            .arg(&d.url)
-            .arg("--token-file")
-            .arg(&token)
-            .arg("--state-dir")
-            .arg(dir.path().join("agent-state"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    // node2's agent, on its state, its log appended (across restarts).
+    let restart = || {
+        Proc(
+            Command::new(BIN)
+                .args([
+                    "agent",
+                    "--member",
+                    "node2",
+                    "--lease-ttl",
+                    "5s",
+                    "--server",
+                ])
+                .arg(&d.url)
+                .arg("--token-file")
+                .arg(&token)
+                .arg("--state-dir")
+                .arg(dir.path().join("agent-state"))
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut a = restart();
     assert!(wait_until(T, || log_has(&log, "holding lease")));
     let mark = dir.path().join("up-on-node2");
     let starts = dir.path().join("starts");
@@ -296,29 +306,6 @@ fn a_members_agent_runs_its_services_and_stops_them_when_it_fences_itself() {
             .count()
     };
     let before = count();
-    // node2's agent again, on the same state, its log appended.
-    let restart = || {
-        Proc(
-            Command::new(BIN)
-                .args([
-                    "agent",
-                    "--member",
-                    "node2",
-                    "--lease-ttl",
-                    "5s",
-                    "--server",
-                ])
-                .arg(&d.url)
-                .arg("--token-file")
-                .arg(&token)
-                .arg("--state-dir")
-                .arg(dir.path().join("agent-state"))
-                .stdout(Stdio::null())
-                .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    };
     let mut a = restart();
     assert!(wait_until(T, || log_text()
         .matches("holding lease")
